@@ -3,6 +3,7 @@ package steward
 import (
 	"errors"
 	"fmt"
+	"net/http"
 )
 
 // Code classifies an Error. The management plane maps each code to one HTTP
@@ -83,3 +84,30 @@ func IsNotFound(err error) bool { return ErrorCode(err) == CodeNotFound }
 
 // IsConflict reports whether err carries CodeConflict.
 func IsConflict(err error) bool { return ErrorCode(err) == CodeConflict }
+
+// HTTPStatus is the one mapping from error codes to HTTP statuses, used by
+// the management plane and by EST on the device plane.
+func (c Code) HTTPStatus() int {
+	switch c {
+	case CodeInvalid:
+		return http.StatusBadRequest
+	case CodeNotFound:
+		return http.StatusNotFound
+	case CodeConflict:
+		return http.StatusConflict
+	case CodeUnauthenticated:
+		return http.StatusUnauthorized
+	case CodePermissionDenied:
+		return http.StatusForbidden
+	case CodeFailedPrecondition:
+		return http.StatusConflict
+	case CodeTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case CodeUnsupported:
+		return http.StatusUnsupportedMediaType
+	case CodeUnavailable:
+		return http.StatusServiceUnavailable
+	default:
+		return http.StatusInternalServerError
+	}
+}

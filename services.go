@@ -93,6 +93,9 @@ type Fleet interface {
 	Revoke(ctx context.Context, tenantID, id, actor string) (Device, error)
 	ListSecurityEvents(ctx context.Context, tenantID string, f SecurityEventFilter) ([]SecurityEvent, error)
 	LatestSamples(ctx context.Context, tenantID, deviceID string) ([]Sample, error)
+	// SendCommand sends a command to a connected device and waits, up to
+	// timeout, for its result.
+	SendCommand(ctx context.Context, tenantID, deviceID string, c Command, timeout time.Duration) (CommandResult, error)
 }
 
 // EnrollmentGroups manages enrollment groups.
