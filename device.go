@@ -185,3 +185,9 @@ func ValidDeviceID(id string) bool {
 	}
 	return true
 }
+
+// ValidLabelKey reports whether k can be a label key (and so a query field
+// labels.<k>).
+func ValidLabelKey(k string) bool {
+	return len(k) <= 63 && ValidDeviceID(k)
+}

@@ -54,8 +54,8 @@ type Store interface {
 	CreateDevice(ctx context.Context, d Device) error
 	GetDevice(ctx context.Context, tenantID, id string) (Device, error)
 	DeviceByFactoryID(ctx context.Context, tenantID, factoryID string) (Device, error)
-	// UpdateDevice writes every mutable field of d when d.Version is the
-	// stored version, and returns the device as stored, with its new version;
+	// UpdateDevice writes every mutable field of d except the presence
+	// fields (UpdatePresence owns those) when d.Version is the stored version, and returns the device as stored, with its new version;
 	// CodeConflict when someone else updated it first.
 	UpdateDevice(ctx context.Context, d Device) (Device, error)
 	// UpdatePresence writes only the presence fields; it never conflicts.
