@@ -1,0 +1,238 @@
+// Package api is Steward's management plane REST API: JSON over HTTP under
+// /api/v1, bearer-token authentication, RFC 9457 problem documents for every
+// error, and a hand-written OpenAPI 3.1 document at /api/v1/openapi.json.
+//
+// The package is named api rather than http so that it does not shadow
+// net/http in the files that use both.
+package api
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/steward-iot/steward"
+)
+
+// MaxBodyBytes is the largest request body the API reads; a larger one is
+// refused with 413 before anything is written.
+const MaxBodyBytes = 1 << 20
+
+// Config is what the API serves from.
+type Config struct {
+	Fleet     steward.Fleet
+	Groups    steward.EnrollmentGroups
+	Authority steward.Authority
+	// Store is used only for tenants and API tokens; devices and groups go
+	// through their services.
+	Store steward.Store
+	// Ready reports whether the node can take traffic (GET /readyz); nil
+	// means always ready.
+	Ready  func(ctx context.Context) error
+	Clock  steward.Clock
+	Logger *slog.Logger
+}
+
+// Server is the management plane API, an http.Handler.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	clock  steward.Clock
+	mux    *http.ServeMux
+	routes []route
+}
+
+// access says who may call a route.
+type access int
+
+const (
+	public access = iota // no token
+	tenant               // any valid token, within its tenant
+	system               // a token with the system role
+)
+
+// route is one registered (method, path) pair, kept so that the OpenAPI
+// document can be checked against what is really served.
+type route struct {
+	method string
+	path   string
+	access access
+}
+
+// handlerFunc serves one authenticated request; an error it returns becomes
+// a problem document.
+type handlerFunc func(w http.ResponseWriter, r *http.Request, p principal) error
+
+// New builds the API server. Clock and Logger default to the system clock
+// and a discarding logger.
+func New(cfg Config) *Server {
+	s := &Server{cfg: cfg, log: cfg.Logger, clock: cfg.Clock, mux: http.NewServeMux()}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.clock == nil {
+		s.clock = steward.SystemClock{}
+	}
+
+	s.handle("GET", "/healthz", public, s.healthz)
+	s.handle("GET", "/readyz", public, s.readyz)
+	s.handle("GET", "/api/v1/openapi.json", public, s.openAPI)
+
+	s.handle("GET", "/api/v1/enrollment-groups", tenant, s.listGroups)
+	s.handle("POST", "/api/v1/enrollment-groups", tenant, s.createGroup)
+	s.handle("GET", "/api/v1/enrollment-groups/{id}", tenant, s.getGroup)
+	s.handle("DELETE", "/api/v1/enrollment-groups/{id}", tenant, s.deleteGroup)
+
+	s.handle("GET", "/api/v1/devices", tenant, s.listDevices)
+	s.handle("GET", "/api/v1/devices/{id}", tenant, s.getDevice)
+	s.handle("PATCH", "/api/v1/devices/{id}", tenant, s.patchDevice)
+	s.handle("POST", "/api/v1/devices/{id}/quarantine", tenant, s.quarantineDevice)
+	s.handle("POST", "/api/v1/devices/{id}/release", tenant, s.releaseDevice)
+	s.handle("POST", "/api/v1/devices/{id}/revoke", tenant, s.revokeDevice)
+	s.handle("POST", "/api/v1/devices/{id}/commands", tenant, s.sendCommand)
+	s.handle("GET", "/api/v1/devices/{id}/telemetry/latest", tenant, s.latestTelemetry)
+	s.handle("GET", "/api/v1/security-events", tenant, s.listSecurityEvents)
+
+	s.handle("GET", "/api/v1/ca/device", tenant, s.deviceCA)
+	s.handle("GET", "/api/v1/ca/server", tenant, s.serverCA)
+
+	s.handle("GET", "/api/v1/tokens", tenant, s.listTokens)
+	s.handle("POST", "/api/v1/tokens", tenant, s.createToken)
+	s.handle("DELETE", "/api/v1/tokens/{id}", tenant, s.deleteToken)
+
+	s.handle("GET", "/api/v1/tenants", system, s.listTenants)
+	s.handle("POST", "/api/v1/tenants", system, s.createTenant)
+
+	s.registerFallbacks()
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	id := requestID(r)
+	w.Header().Set("X-Request-ID", id)
+	r = r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id))
+	rec := &statusRecorder{ResponseWriter: w}
+	start := time.Now()
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			s.log.Error("api handler panicked", "request_id", id, "method", r.Method, "path", r.URL.Path, "panic", v)
+			if rec.status == 0 {
+				s.writeError(rec, r, steward.WrapError(steward.CodeInternal, fmt.Errorf("panic: %v", v), "internal error"))
+			}
+		}
+		s.log.Debug("api request", "request_id", id, "method", r.Method, "path", r.URL.Path,
+			"status", rec.status, "duration", time.Since(start))
+	}()
+	s.mux.ServeHTTP(rec, r)
+}
+
+// handle registers a route; every handler runs behind authentication (for
+// non-public routes) and turns its error into a problem document.
+func (s *Server) handle(method, path string, a access, h handlerFunc) {
+	s.routes = append(s.routes, route{method: method, path: path, access: a})
+	s.mux.HandleFunc(method+" "+path, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		var p principal
+		if a != public {
+			var err error
+			if p, err = s.authenticate(r); err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+			if a == system && p.role != steward.RoleSystem {
+				s.writeError(w, r, steward.Errorf(steward.CodePermissionDenied, "this operation needs a token with the system role"))
+				return
+			}
+		}
+		if err := h(w, r, p); err != nil {
+			s.writeError(w, r, err)
+		}
+	})
+}
+
+// registerFallbacks makes the mux's own 404 and 405 answers problem
+// documents too: a method-less pattern per routed path answers 405 with the
+// Allow header (a pattern with a method is more specific, so it wins when
+// the method matches), and "/" answers 404 for everything else.
+func (s *Server) registerFallbacks() {
+	allowed := map[string][]string{}
+	var paths []string
+	for _, rt := range s.routes {
+		if _, ok := allowed[rt.path]; !ok {
+			paths = append(paths, rt.path)
+		}
+		allowed[rt.path] = append(allowed[rt.path], rt.method)
+		if rt.method == "GET" {
+			allowed[rt.path] = append(allowed[rt.path], "HEAD")
+		}
+	}
+	for _, path := range paths {
+		methods := allowed[path]
+		slices.Sort(methods)
+		allow := strings.Join(methods, ", ")
+		s.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", allow)
+			s.writeError(w, r, &steward.Error{Code: codeMethodNotAllowed,
+				Message: fmt.Sprintf("method %s is not allowed here; allowed: %s", r.Method, allow)})
+		})
+	}
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, steward.Errorf(steward.CodeNotFound, "no such resource: %s", r.URL.Path))
+	})
+}
+
+// healthz answers as long as the process serves HTTP.
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request, _ principal) error {
+	return writeJSON(w, http.StatusOK, Health{Status: "ok"})
+}
+
+// readyz asks the node whether it can take traffic.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request, _ principal) error {
+	if s.cfg.Ready != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		defer cancel()
+		if err := s.cfg.Ready(ctx); err != nil {
+			s.log.Warn("not ready", "request_id", requestIDFrom(r.Context()), "err", err)
+			return &steward.Error{Code: steward.CodeUnavailable, Message: "not ready", Err: err}
+		}
+	}
+	return writeJSON(w, http.StatusOK, Health{Status: "ok"})
+}
+
+// Health is the body of /healthz and /readyz.
+type Health struct {
+	Status string `json:"status"`
+}
+
+// statusRecorder remembers the status a handler wrote, for the access log
+// and for the panic handler (which must not write a second header).
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
