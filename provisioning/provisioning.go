@@ -1,0 +1,586 @@
+// Package provisioning onboards devices with zero touch: enrollment groups
+// (a manufacturer CA and its policy), EST enrollment authenticated by a
+// factory certificate, renewal, the device-plane gate that admits
+// operational certificates, and validation before activation of the
+// attributes a device reports.
+package provisioning
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base32"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/steward-iot/steward"
+	"github.com/steward-iot/steward/lifecycle"
+)
+
+// Config wires the service.
+type Config struct {
+	Store     steward.Store
+	Authority steward.Authority
+	Bus       steward.Bus
+	Lifecycle *lifecycle.Service
+	// ParseCSR parses and checks a PKCS#10 request (signature, key type);
+	// pki.ParseCSR in production.
+	ParseCSR func(der []byte) (*x509.CertificateRequest, error)
+	Clock    steward.Clock
+	Logger   *slog.Logger
+}
+
+// Service implements steward.Enroller, steward.DeviceGate and
+// steward.EnrollmentGroups, and validates attribute reports.
+type Service struct {
+	cfg Config
+	log *slog.Logger
+}
+
+var (
+	_ steward.Enroller         = (*Service)(nil)
+	_ steward.DeviceGate       = (*Service)(nil)
+	_ steward.EnrollmentGroups = (*Service)(nil)
+)
+
+// New returns the service and registers its handlers on the bus: attribute
+// reports and presence changes.
+func New(cfg Config) *Service {
+	s := &Service{cfg: cfg, log: cfg.Logger}
+	cfg.Bus.HandleInbound(steward.ChannelAttributes, s.handleAttributes)
+	cfg.Bus.HandlePresence(s.handlePresence)
+	return s
+}
+
+// hexSHA256 is the fingerprint format used throughout: lowercase hex SHA-256.
+func hexSHA256(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
+}
+
+// newDeviceID returns "d-" and 20 random base32 characters (100 bits).
+func newDeviceID() string {
+	var b [13]byte
+	_, _ = rand.Read(b[:])
+	return "d-" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))[:20]
+}
+
+// newGroupID returns "eg-" and 16 random hex characters.
+func newGroupID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return "eg-" + hex.EncodeToString(b[:])
+}
+
+// ---- enrollment groups ----
+
+// CreateEnrollmentGroup implements steward.EnrollmentGroups.
+func (s *Service) CreateEnrollmentGroup(ctx context.Context, g steward.EnrollmentGroup, actor string) (steward.EnrollmentGroup, error) {
+	ca, err := parseCA(g.CAPEM)
+	if err != nil {
+		return steward.EnrollmentGroup{}, err
+	}
+	if err := g.Validate(); err != nil {
+		return steward.EnrollmentGroup{}, err
+	}
+	for k := range g.Labels {
+		if !steward.ValidLabelKey(k) {
+			return steward.EnrollmentGroup{}, steward.Errorf(steward.CodeInvalid, "label key %q: use letters, digits, '_', '-', '.'", k)
+		}
+	}
+	g.ID = newGroupID()
+	g.CAPEM = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw}))
+	g.CAFingerprint = hexSHA256(ca.Raw)
+	g.CASubjectHash = hexSHA256(ca.RawSubject)
+	g.CreatedAt = s.cfg.Clock.Now()
+	if err := s.cfg.Store.CreateEnrollmentGroup(ctx, g); err != nil {
+		if steward.IsConflict(err) {
+			return steward.EnrollmentGroup{}, steward.WrapError(steward.CodeConflict, err, "an enrollment group named %q exists, or this manufacturer CA is already registered", g.Name)
+		}
+		return steward.EnrollmentGroup{}, err
+	}
+	s.log.Info("enrollment group created", "tenant", g.TenantID, "group", g.ID, "name", g.Name, "ca", g.CAFingerprint, "actor", actor)
+	return g, nil
+}
+
+// parseCA accepts exactly one PEM CA certificate.
+func parseCA(p string) (*x509.Certificate, error) {
+	block, rest := pem.Decode([]byte(p))
+	if block == nil || block.Type != "CERTIFICATE" {
+		return nil, steward.Errorf(steward.CodeInvalid, "the manufacturer CA must be one PEM certificate")
+	}
+	if strings.TrimSpace(string(rest)) != "" {
+		return nil, steward.Errorf(steward.CodeInvalid, "the manufacturer CA must be exactly one PEM certificate")
+	}
+	ca, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return nil, steward.WrapError(steward.CodeInvalid, err, "the manufacturer CA is not a valid certificate")
+	}
+	if !ca.IsCA || !ca.BasicConstraintsValid {
+		return nil, steward.Errorf(steward.CodeInvalid, "the manufacturer certificate is not a CA (basic constraints)")
+	}
+	return ca, nil
+}
+
+// ListEnrollmentGroups implements steward.EnrollmentGroups.
+func (s *Service) ListEnrollmentGroups(ctx context.Context, tenantID string) ([]steward.EnrollmentGroup, error) {
+	return s.cfg.Store.ListEnrollmentGroups(ctx, tenantID)
+}
+
+// GetEnrollmentGroup implements steward.EnrollmentGroups.
+func (s *Service) GetEnrollmentGroup(ctx context.Context, tenantID, id string) (steward.EnrollmentGroup, error) {
+	return s.cfg.Store.GetEnrollmentGroup(ctx, tenantID, id)
+}
+
+// DeleteEnrollmentGroup implements steward.EnrollmentGroups. Devices that
+// enrolled through the group keep their certificates; new enrollments with
+// its CA are refused.
+func (s *Service) DeleteEnrollmentGroup(ctx context.Context, tenantID, id, actor string) error {
+	if err := s.cfg.Store.DeleteEnrollmentGroup(ctx, tenantID, id); err != nil {
+		return err
+	}
+	s.log.Info("enrollment group deleted", "tenant", tenantID, "group", id, "actor", actor)
+	return nil
+}
+
+// ---- EST ----
+
+// CACerts implements steward.Enroller: the device CA of the tenant named by
+// the label or by the client's credentials (default tenant otherwise), then
+// the server CA.
+func (s *Service) CACerts(ctx context.Context, label string, peer []*x509.Certificate) ([]*x509.Certificate, error) {
+	tenant := label
+	if tenant == "" && len(peer) > 0 {
+		if t, err := s.cfg.Authority.VerifyDevice(ctx, peer[0]); err == nil {
+			tenant = t
+		} else if g, err := s.factoryGroup(ctx, peer); err == nil {
+			tenant = g.TenantID
+		}
+	}
+	if tenant == "" {
+		tenant = steward.DefaultTenant
+	}
+	if _, err := s.cfg.Store.GetTenant(ctx, tenant); err != nil {
+		return nil, err
+	}
+	ca, err := s.cfg.Authority.DeviceCA(ctx, tenant)
+	if err != nil {
+		return nil, err
+	}
+	return []*x509.Certificate{ca, s.cfg.Authority.ServerCA()}, nil
+}
+
+// factoryGroup finds the enrollment group whose manufacturer CA issued the
+// factory certificate and verifies the chain against that CA alone.
+func (s *Service) factoryGroup(ctx context.Context, chain []*x509.Certificate) (steward.EnrollmentGroup, error) {
+	leaf := chain[0]
+	inter := x509.NewCertPool()
+	for _, c := range chain[1:] {
+		inter.AddCert(c)
+	}
+	// The issuer of the leaf, or of the topmost intermediate, is the
+	// registered CA.
+	candidates := []*x509.Certificate{leaf}
+	candidates = append(candidates, chain[1:]...)
+	var verifyErr error
+	for _, c := range candidates {
+		groups, err := s.cfg.Store.EnrollmentGroupsBySubject(ctx, hexSHA256(c.RawIssuer))
+		if err != nil {
+			return steward.EnrollmentGroup{}, err
+		}
+		for _, g := range groups {
+			ca, err := parseCA(g.CAPEM)
+			if err != nil {
+				return steward.EnrollmentGroup{}, fmt.Errorf("stored CA of group %s: %w", g.ID, err)
+			}
+			roots := x509.NewCertPool()
+			roots.AddCert(ca)
+			_, err = leaf.Verify(x509.VerifyOptions{
+				Roots:         roots,
+				Intermediates: inter,
+				CurrentTime:   s.cfg.Clock.Now(),
+				KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
+			})
+			if err == nil {
+				return g, nil
+			}
+			verifyErr = err
+		}
+	}
+	var inv x509.CertificateInvalidError
+	if errors.As(verifyErr, &inv) && inv.Reason == x509.Expired {
+		return steward.EnrollmentGroup{}, steward.WrapError(steward.CodeUnauthenticated, verifyErr, "the factory certificate has expired or is not yet valid")
+	}
+	if verifyErr != nil {
+		return steward.EnrollmentGroup{}, steward.WrapError(steward.CodeUnauthenticated, verifyErr, "the factory certificate does not verify against its manufacturer CA")
+	}
+	return steward.EnrollmentGroup{}, steward.Errorf(steward.CodeUnauthenticated, "the factory certificate is not from a registered manufacturer CA")
+}
+
+// factorySerial is the device's serial number as the factory certificate
+// states it: the subject serialNumber attribute (as IEEE 802.1AR IDevIDs
+// carry it), or the CN when there is none.
+func factorySerial(c *x509.Certificate) string {
+	if c.Subject.SerialNumber != "" {
+		return c.Subject.SerialNumber
+	}
+	return c.Subject.CommonName
+}
+
+// Enroll implements steward.Enroller (EST simpleenroll).
+func (s *Service) Enroll(ctx context.Context, r steward.EnrollRequest) ([]*x509.Certificate, error) {
+	if len(r.PeerChain) == 0 {
+		return nil, steward.Errorf(steward.CodeUnauthenticated, "simpleenroll needs a factory certificate in the TLS handshake")
+	}
+	leaf := r.PeerChain[0]
+	g, err := s.factoryGroup(ctx, r.PeerChain)
+	if err != nil {
+		s.log.Warn("enrollment refused", "remote", r.Remote, "subject", leaf.Subject.String(), "err", err)
+		return nil, err
+	}
+	if r.Label != "" && r.Label != g.TenantID {
+		return nil, steward.Errorf(steward.CodeUnauthenticated, "the factory certificate is not registered with tenant %q", r.Label)
+	}
+	serial := factorySerial(leaf)
+	if !g.SerialAllowed(serial) {
+		s.security(ctx, steward.SecurityEvent{TenantID: g.TenantID, Kind: steward.SecEnrollRefused, Remote: r.Remote,
+			Detail: fmt.Sprintf("serial %q is not on the allow-list of enrollment group %q", serial, g.Name)})
+		return nil, steward.Errorf(steward.CodePermissionDenied, "serial %q is not on the allow-list of its enrollment group", serial)
+	}
+	csr, err := s.cfg.ParseCSR(r.CSR)
+	if err != nil {
+		return nil, err
+	}
+	factoryID := hexSHA256(leaf.Raw)
+	keyID := hexSHA256(csr.RawSubjectPublicKeyInfo)
+	for range 2 { // a second pass when a concurrent enrollment of the same identity won the race
+		d, err := s.cfg.Store.DeviceByFactoryID(ctx, g.TenantID, factoryID)
+		switch {
+		case err == nil:
+			return s.enrollAgain(ctx, d, keyID, csr, r.Remote)
+		case !steward.IsNotFound(err):
+			return nil, err
+		}
+		certs, err := s.enrollNew(ctx, g, factoryID, serial, keyID, csr)
+		if steward.IsConflict(err) {
+			continue
+		}
+		return certs, err
+	}
+	return nil, steward.Errorf(steward.CodeConflict, "enrollment of this factory identity is in progress; try again")
+}
+
+// enrollNew creates the device and issues its first certificate.
+func (s *Service) enrollNew(ctx context.Context, g steward.EnrollmentGroup, factoryID, serial, keyID string, csr *x509.CertificateRequest) ([]*x509.Certificate, error) {
+	now := s.cfg.Clock.Now()
+	d := steward.Device{
+		ID:                newDeviceID(),
+		TenantID:          g.TenantID,
+		EnrollmentGroupID: g.ID,
+		FactoryID:         factoryID,
+		FactoryKeyID:      keyID,
+		Serial:            serial,
+		Labels:            map[string]string{},
+		Attributes:        map[string]any{},
+		State:             steward.StateRegistered,
+		CreatedAt:         now,
+		UpdatedAt:         now,
+	}
+	for k, v := range g.Labels {
+		d.Labels[k] = v
+	}
+	ev, err := steward.Transition(&d, steward.StateProvisioned, "enrolled with factory identity through group "+g.Name, "device", now)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := s.cfg.Authority.IssueDevice(ctx, g.TenantID, d.ID, csr)
+	if err != nil {
+		return nil, err
+	}
+	err = s.cfg.Store.InTx(ctx, func(tx steward.Store) error {
+		if err := tx.CreateDevice(ctx, d); err != nil {
+			return err
+		}
+		if err := tx.AddLifecycleEvent(ctx, ev); err != nil {
+			return err
+		}
+		return tx.AddCertificate(ctx, certRecord(g.TenantID, d.ID, cert, now))
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("device enrolled", "tenant", g.TenantID, "device", d.ID, "serial", serial, "group", g.Name)
+	return s.withCA(ctx, g.TenantID, cert)
+}
+
+// enrollAgain answers a factory identity that has enrolled before: the same
+// key gets the device's current certificate (a device that lost the answer
+// may ask again); another key is a suspected clone.
+func (s *Service) enrollAgain(ctx context.Context, d steward.Device, keyID string, csr *x509.CertificateRequest, remote string) ([]*x509.Certificate, error) {
+	if d.State == steward.StateDecommissioned {
+		return nil, steward.Errorf(steward.CodePermissionDenied, "device %s is decommissioned", d.ID)
+	}
+	certs, err := s.cfg.Store.ListCertificates(ctx, d.TenantID, d.ID)
+	if err != nil {
+		return nil, err
+	}
+	known := keyID == d.FactoryKeyID
+	var current *steward.Certificate
+	for i := range certs {
+		c := &certs[i]
+		if c.KeyID != keyID {
+			continue
+		}
+		known = true
+		if c.Revoked() {
+			return nil, steward.Errorf(steward.CodePermissionDenied, "the credentials of device %s were revoked", d.ID)
+		}
+		if c.NotAfter.After(s.cfg.Clock.Now()) && (current == nil || c.NotAfter.After(current.NotAfter)) {
+			current = c
+		}
+	}
+	if !known {
+		s.security(ctx, steward.SecurityEvent{TenantID: d.TenantID, DeviceID: d.ID, Kind: steward.SecSuspectedClone, Remote: remote,
+			Detail: "factory identity enrolled again with a different key"})
+		return nil, steward.Errorf(steward.CodePermissionDenied, "this factory identity is already enrolled with another key (suspected clone); the event was recorded")
+	}
+	if current != nil {
+		cert, err := parsePEMCert(current.PEM)
+		if err != nil {
+			return nil, err
+		}
+		return s.withCA(ctx, d.TenantID, cert)
+	}
+	// Same key, but its certificates have all expired: issue a new one.
+	return s.issueFor(ctx, d, keyID, csr)
+}
+
+// issueFor issues a new certificate to an existing device and binds its key.
+func (s *Service) issueFor(ctx context.Context, d steward.Device, keyID string, csr *x509.CertificateRequest) ([]*x509.Certificate, error) {
+	cert, err := s.cfg.Authority.IssueDevice(ctx, d.TenantID, d.ID, csr)
+	if err != nil {
+		return nil, err
+	}
+	now := s.cfg.Clock.Now()
+	if err := s.cfg.Store.AddCertificate(ctx, certRecord(d.TenantID, d.ID, cert, now)); err != nil {
+		return nil, err
+	}
+	if keyID != d.FactoryKeyID {
+		_, err := s.cfg.Lifecycle.Apply(ctx, d.TenantID, d.ID, func(d *steward.Device) ([]steward.LifecycleEvent, error) {
+			d.FactoryKeyID = keyID // the factory identity now answers for the new key
+			return nil, nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return s.withCA(ctx, d.TenantID, cert)
+}
+
+// Reenroll implements steward.Enroller (EST simplereenroll): the current
+// operational certificate authenticates; the new certificate may carry a
+// new key. Older certificates stay valid until they expire, so a device that
+// crashes before saving the new one can still connect.
+func (s *Service) Reenroll(ctx context.Context, r steward.EnrollRequest) ([]*x509.Certificate, error) {
+	if len(r.PeerChain) == 0 {
+		return nil, steward.Errorf(steward.CodeUnauthenticated, "simplereenroll needs the device's current certificate in the TLS handshake")
+	}
+	sess, err := s.AuthenticateDevice(ctx, r.PeerChain[0], r.Remote)
+	if err != nil {
+		return nil, err
+	}
+	if r.Label != "" && r.Label != sess.TenantID {
+		return nil, steward.Errorf(steward.CodeUnauthenticated, "the certificate is not from tenant %q", r.Label)
+	}
+	csr, err := s.cfg.ParseCSR(r.CSR)
+	if err != nil {
+		return nil, err
+	}
+	d, err := s.cfg.Store.GetDevice(ctx, sess.TenantID, sess.DeviceID)
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("device re-enrolled", "tenant", d.TenantID, "device", d.ID)
+	return s.issueFor(ctx, d, hexSHA256(csr.RawSubjectPublicKeyInfo), csr)
+}
+
+// withCA returns the issued certificate followed by the tenant's device CA.
+func (s *Service) withCA(ctx context.Context, tenantID string, cert *x509.Certificate) ([]*x509.Certificate, error) {
+	ca, err := s.cfg.Authority.DeviceCA(ctx, tenantID)
+	if err != nil {
+		return nil, err
+	}
+	return []*x509.Certificate{cert, ca}, nil
+}
+
+func certRecord(tenantID, deviceID string, c *x509.Certificate, now time.Time) steward.Certificate {
+	return steward.Certificate{
+		Serial:    c.SerialNumber.Text(16),
+		TenantID:  tenantID,
+		DeviceID:  deviceID,
+		KeyID:     hexSHA256(c.RawSubjectPublicKeyInfo),
+		NotBefore: c.NotBefore.UTC(),
+		NotAfter:  c.NotAfter.UTC(),
+		PEM:       string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})),
+		CreatedAt: now,
+	}
+}
+
+func parsePEMCert(p string) (*x509.Certificate, error) {
+	block, _ := pem.Decode([]byte(p))
+	if block == nil {
+		return nil, fmt.Errorf("stored certificate is not PEM")
+	}
+	return x509.ParseCertificate(block.Bytes)
+}
+
+// ---- device plane gate ----
+
+// AuthenticateDevice implements steward.DeviceGate. It runs at every TLS
+// handshake of the device plane, so a revoked certificate or a
+// decommissioned device never gets a session.
+func (s *Service) AuthenticateDevice(ctx context.Context, cert *x509.Certificate, remote string) (steward.DeviceSession, error) {
+	tenant, err := s.cfg.Authority.VerifyDevice(ctx, cert)
+	if err != nil {
+		return steward.DeviceSession{}, err
+	}
+	serial := cert.SerialNumber.Text(16)
+	rec, err := s.cfg.Store.GetCertificate(ctx, tenant, serial)
+	if steward.IsNotFound(err) {
+		return steward.DeviceSession{}, steward.Errorf(steward.CodeUnauthenticated, "certificate %s is unknown", serial)
+	}
+	if err != nil {
+		return steward.DeviceSession{}, err
+	}
+	if rec.DeviceID != cert.Subject.CommonName {
+		return steward.DeviceSession{}, steward.Errorf(steward.CodeUnauthenticated, "certificate %s does not belong to %q", serial, cert.Subject.CommonName)
+	}
+	if rec.Revoked() {
+		s.security(ctx, steward.SecurityEvent{TenantID: tenant, DeviceID: rec.DeviceID, Kind: steward.SecRevokedCredential, Remote: remote,
+			Detail: "revoked certificate " + serial + " presented"})
+		return steward.DeviceSession{}, steward.Errorf(steward.CodeUnauthenticated, "certificate %s has been revoked", serial)
+	}
+	d, err := s.cfg.Store.GetDevice(ctx, tenant, rec.DeviceID)
+	if err != nil {
+		return steward.DeviceSession{}, err
+	}
+	if d.State == steward.StateDecommissioned {
+		return steward.DeviceSession{}, steward.Errorf(steward.CodeUnauthenticated, "device %s is decommissioned", d.ID)
+	}
+	return steward.DeviceSession{TenantID: tenant, DeviceID: d.ID, State: d.State, CertSerial: serial, NotAfter: rec.NotAfter}, nil
+}
+
+// RecordSecurityEvent implements steward.DeviceGate.
+func (s *Service) RecordSecurityEvent(ctx context.Context, e steward.SecurityEvent) {
+	s.security(ctx, e)
+}
+
+func (s *Service) security(ctx context.Context, e steward.SecurityEvent) {
+	if e.At.IsZero() {
+		e.At = s.cfg.Clock.Now()
+	}
+	s.log.Warn("security event", "tenant", e.TenantID, "device", e.DeviceID, "kind", e.Kind, "detail", e.Detail, "remote", e.Remote)
+	if err := s.cfg.Store.AddSecurityEvent(ctx, e); err != nil {
+		s.log.Error("record security event", "kind", e.Kind, "err", err)
+	}
+}
+
+// ---- validation before activation ----
+
+// maxAttributesBytes bounds one attributes report; the broker's payload
+// limit is larger, but inventory is small.
+const maxAttributesBytes = 64 << 10
+
+// handleAttributes folds an attributes report into the inventory and, while
+// the device is provisioned (or quarantined by a failed validation), checks
+// it against its enrollment group's policy: pass → active, fail →
+// quarantined with the reasons. An active device that later reports
+// something the policy refuses is quarantined too.
+func (s *Service) handleAttributes(ctx context.Context, m steward.DeviceMessage, ack steward.Ack) {
+	ack(s.applyAttributes(ctx, m))
+}
+
+func (s *Service) applyAttributes(ctx context.Context, m steward.DeviceMessage) error {
+	if len(m.Payload) > maxAttributesBytes {
+		return steward.Errorf(steward.CodeTooLarge, "an attributes report is at most %d bytes", maxAttributesBytes)
+	}
+	var attrs map[string]any
+	if err := json.Unmarshal(m.Payload, &attrs); err != nil || attrs == nil {
+		return steward.Errorf(steward.CodeInvalid, "attributes must be a JSON object")
+	}
+	for _, k := range []string{steward.AttrModel, steward.AttrSerial, steward.AttrFirmware, steward.AttrHardware} {
+		if v, ok := attrs[k]; ok {
+			if _, isString := v.(string); !isString {
+				return steward.Errorf(steward.CodeInvalid, "attribute %q must be a string", k)
+			}
+		}
+	}
+	var group *steward.EnrollmentGroup
+	_, err := s.cfg.Lifecycle.Apply(ctx, m.TenantID, m.DeviceID, func(d *steward.Device) ([]steward.LifecycleEvent, error) {
+		d.ApplyAttributes(attrs)
+		if group == nil && d.EnrollmentGroupID != "" {
+			g, err := s.cfg.Store.GetEnrollmentGroup(ctx, d.TenantID, d.EnrollmentGroupID)
+			if err != nil && !steward.IsNotFound(err) {
+				return nil, err
+			}
+			if err == nil {
+				group = &g
+			}
+		}
+		reasons := s.policyReasons(group, d)
+		now := s.cfg.Clock.Now()
+		switch {
+		case len(reasons) == 0 && (d.State == steward.StateProvisioned || d.State == steward.StateQuarantined && d.StateActor == "system"):
+			ev, err := steward.Transition(d, steward.StateActive, "validated against enrollment policy", "system", now)
+			return []steward.LifecycleEvent{ev}, err
+		case len(reasons) > 0 && (d.State == steward.StateProvisioned || d.State == steward.StateActive):
+			ev, err := steward.Transition(d, steward.StateQuarantined, "validation failed: "+strings.Join(reasons, "; "), "system", now)
+			return []steward.LifecycleEvent{ev}, err
+		}
+		return nil, nil
+	})
+	if err != nil {
+		return err
+	}
+	return nil
+}
+
+// policyReasons checks a device against its group; a device whose group
+// was deleted fails, since nothing vouches for it any more.
+func (s *Service) policyReasons(g *steward.EnrollmentGroup, d *steward.Device) []string {
+	if g == nil {
+		return []string{"its enrollment group no longer exists"}
+	}
+	return g.CheckAttributes(d)
+}
+
+// handlePresence records connects and disconnects.
+func (s *Service) handlePresence(ctx context.Context, p steward.PresenceChange) {
+	d, err := s.cfg.Store.GetDevice(ctx, p.TenantID, p.DeviceID)
+	if err != nil {
+		s.log.Warn("presence for unknown device", "device", p.DeviceID, "err", err)
+		return
+	}
+	pr := d.Presence
+	pr.LastSeen = p.At
+	if p.Online {
+		if !pr.ConnectedSince.IsZero() {
+			pr.Reconnects++
+		}
+		pr.Online = true
+		pr.ConnectedSince = p.At
+		pr.RemoteAddr = p.RemoteAddr
+	} else {
+		pr.Online = false
+	}
+	if err := s.cfg.Store.UpdatePresence(ctx, p.TenantID, p.DeviceID, pr); err != nil {
+		s.log.Error("record presence", "device", p.DeviceID, "err", err)
+	}
+}

@@ -1,0 +1,152 @@
+// Package telemetry takes device telemetry from the bus into the store:
+// payloads are validated, samples are written in batches with group commit,
+// and each message is acknowledged only once its batch is durable.
+package telemetry
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/steward-iot/steward"
+)
+
+// Config tunes the intake.
+type Config struct {
+	Store steward.Store
+	Clock steward.Clock
+	// BatchSize is the most samples one transaction writes (default 2000).
+	BatchSize int
+	// MaxDelay is how long the first message of a batch may wait for more
+	// before the batch is written anyway (default 20ms).
+	MaxDelay time.Duration
+	// QueueSize is how many messages may wait for the writer; past it the
+	// publisher blocks, which stalls that device's MQTT connection: back
+	// pressure instead of unbounded memory (default 10000).
+	QueueSize int
+	Logger    *slog.Logger
+}
+
+type pending struct {
+	samples []steward.Sample
+	ack     steward.Ack
+}
+
+// Intake is the telemetry writer.
+type Intake struct {
+	cfg   Config
+	queue chan pending
+	done  chan struct{}
+	once  sync.Once
+}
+
+// New returns an intake and registers it for telemetry on bus. Start it
+// with Run.
+func New(cfg Config, bus steward.Bus) *Intake {
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 2000
+	}
+	if cfg.MaxDelay <= 0 {
+		cfg.MaxDelay = 20 * time.Millisecond
+	}
+	if cfg.QueueSize <= 0 {
+		cfg.QueueSize = 10000
+	}
+	in := &Intake{cfg: cfg, queue: make(chan pending, cfg.QueueSize), done: make(chan struct{})}
+	bus.HandleInbound(steward.ChannelTelemetry, in.Handle)
+	return in
+}
+
+// Handle takes one telemetry message. A malformed payload is refused at
+// once; a good one is acknowledged when its batch has committed.
+func (in *Intake) Handle(ctx context.Context, m steward.DeviceMessage, ack steward.Ack) {
+	samples, err := Decode(m.Payload, m.TenantID, m.DeviceID, in.cfg.Clock.Now())
+	if err != nil {
+		ack(err)
+		return
+	}
+	select {
+	case in.queue <- pending{samples: samples, ack: ack}:
+	case <-in.done:
+		ack(steward.Errorf(steward.CodeUnavailable, "telemetry intake is shutting down"))
+	case <-ctx.Done():
+		ack(steward.WrapError(steward.CodeUnavailable, ctx.Err(), "telemetry intake is busy"))
+	}
+}
+
+// Run writes batches until ctx is done, then drains what is queued.
+func (in *Intake) Run(ctx context.Context) {
+	defer in.once.Do(func() { close(in.done) })
+	batch := make([]pending, 0, 256)
+	var n int
+	flush := func() {
+		if len(batch) == 0 {
+			return
+		}
+		all := make([]steward.Sample, 0, n)
+		for _, p := range batch {
+			all = append(all, p.samples...)
+		}
+		// The write uses its own context: a shutdown must not abort a batch
+		// whose messages are waiting for their acknowledgement.
+		wctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := in.cfg.Store.WriteSamples(wctx, all)
+		cancel()
+		if err != nil {
+			in.cfg.Logger.Error("write telemetry batch", "samples", len(all), "err", err)
+			err = steward.WrapError(steward.CodeUnavailable, err, "telemetry not stored")
+		}
+		for _, p := range batch {
+			p.ack(err)
+		}
+		batch, n = batch[:0], 0
+	}
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		select {
+		case p := <-in.queue:
+			if len(batch) == 0 {
+				timer.Reset(in.cfg.MaxDelay)
+			}
+			batch = append(batch, p)
+			n += len(p.samples)
+			// Take whatever else is already queued: under load batches fill
+			// without waiting, when idle a lone message waits MaxDelay at most.
+			for n < in.cfg.BatchSize {
+				select {
+				case p := <-in.queue:
+					batch = append(batch, p)
+					n += len(p.samples)
+					continue
+				default:
+				}
+				break
+			}
+			if n >= in.cfg.BatchSize {
+				timer.Stop()
+				flush()
+			}
+		case <-timer.C:
+			flush()
+		case <-ctx.Done():
+			timer.Stop()
+			for {
+				select {
+				case p := <-in.queue:
+					batch = append(batch, p)
+					n += len(p.samples)
+					if n >= in.cfg.BatchSize {
+						flush()
+					}
+					continue
+				default:
+				}
+				break
+			}
+			flush()
+			return
+		}
+	}
+}

@@ -1,0 +1,138 @@
+package telemetry
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/steward-iot/steward"
+)
+
+// Limits on one telemetry message.
+const (
+	maxSamplesPerMessage = 1000
+	maxMetricName        = 128
+)
+
+// point is one telemetry object on the wire: {"ts": …, "metrics": {…}}.
+type point struct {
+	TS      json.RawMessage            `json:"ts"`
+	Metrics map[string]json.RawMessage `json:"metrics"`
+}
+
+// Decode parses a telemetry payload, one object or an array of them, into
+// samples of one device. ts may be RFC 3339 or Unix milliseconds; absent
+// means now. Metric values are numbers (booleans count as 0 and 1); other
+// value types, unknown keys and non-finite numbers are an error, so a device
+// learns at once that its payload is wrong. Nothing is half-taken: an error
+// means no sample of the message is kept.
+func Decode(payload []byte, tenantID, deviceID string, now time.Time) ([]steward.Sample, error) {
+	payload = bytes.TrimSpace(payload)
+	var points []point
+	switch {
+	case len(payload) > 0 && payload[0] == '[':
+		if err := json.Unmarshal(payload, &points); err != nil {
+			return nil, steward.Errorf(steward.CodeInvalid, "telemetry: not a JSON array of objects: %s", jsonErr(err))
+		}
+	case len(payload) > 0 && payload[0] == '{':
+		var p point
+		if err := json.Unmarshal(payload, &p); err != nil {
+			return nil, steward.Errorf(steward.CodeInvalid, "telemetry: not a JSON object: %s", jsonErr(err))
+		}
+		points = []point{p}
+	default:
+		return nil, steward.Errorf(steward.CodeInvalid, "telemetry: want a JSON object or array")
+	}
+	var out []steward.Sample
+	for i, p := range points {
+		at, err := decodeTS(p.TS, now)
+		if err != nil {
+			return nil, steward.Errorf(steward.CodeInvalid, "telemetry[%d]: %s", i, err.Message)
+		}
+		if len(p.Metrics) == 0 {
+			return nil, steward.Errorf(steward.CodeInvalid, "telemetry[%d]: no metrics", i)
+		}
+		for name, raw := range p.Metrics {
+			if !validMetric(name) {
+				return nil, steward.Errorf(steward.CodeInvalid, "telemetry[%d]: metric name %q: use letters, digits, '_', '-', '.', at most %d", i, name, maxMetricName)
+			}
+			v, err := decodeValue(raw)
+			if err != nil {
+				return nil, steward.Errorf(steward.CodeInvalid, "telemetry[%d]: metric %q: %s", i, name, err.Message)
+			}
+			out = append(out, steward.Sample{TenantID: tenantID, DeviceID: deviceID, Metric: name, Value: v, At: at})
+			if len(out) > maxSamplesPerMessage {
+				return nil, steward.Errorf(steward.CodeTooLarge, "telemetry: more than %d samples in one message", maxSamplesPerMessage)
+			}
+		}
+	}
+	return out, nil
+}
+
+// jsonErr says where a payload broke without echoing it back.
+func jsonErr(err error) string {
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return "syntax error at byte " + strconv.FormatInt(se.Offset, 10)
+	}
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return "wrong type at " + te.Field
+	}
+	return "malformed JSON"
+}
+
+func decodeTS(raw json.RawMessage, now time.Time) (time.Time, *steward.Error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return now, nil
+	}
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return time.Time{}, steward.Errorf(steward.CodeInvalid, "ts %q is not RFC 3339", s)
+		}
+		return t.UTC(), nil
+	}
+	var ms float64
+	if json.Unmarshal(raw, &ms) == nil && ms >= 0 && ms < 1e15 {
+		return time.UnixMilli(int64(ms)).UTC(), nil
+	}
+	return time.Time{}, steward.Errorf(steward.CodeInvalid, "ts must be RFC 3339 text or Unix milliseconds")
+}
+
+func decodeValue(raw json.RawMessage) (float64, *steward.Error) {
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return 0, steward.Errorf(steward.CodeInvalid, "not JSON")
+	}
+	switch x := v.(type) {
+	case float64:
+		if math.IsInf(x, 0) || math.IsNaN(x) {
+			return 0, steward.Errorf(steward.CodeInvalid, "not a finite number")
+		}
+		return x, nil
+	case bool:
+		if x {
+			return 1, nil
+		}
+		return 0, nil
+	default:
+		return 0, steward.Errorf(steward.CodeInvalid, "must be a number or a boolean")
+	}
+}
+
+func validMetric(name string) bool {
+	if name == "" || len(name) > maxMetricName {
+		return false
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-' || r == '.') {
+			return false
+		}
+	}
+	return true
+}
