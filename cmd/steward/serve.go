@@ -1,0 +1,60 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/steward-iot/steward/server"
+)
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
+
+// serverFlags registers the flags that configure a node.
+func serverFlags(fs *flag.FlagSet, cfg *server.Config, defaultData string) {
+	fs.StringVar(&cfg.DataDir, "data", defaultData, "data directory (SQLite store, master key, admin token)")
+	fs.StringVar(&cfg.StoreURL, "store", "", "store URL: empty for SQLite in the data directory, or postgres://…")
+	fs.StringVar(&cfg.APIAddr, "api-addr", "127.0.0.1:8080", "management plane address (REST API)")
+	fs.StringVar(&cfg.MQTTAddr, "mqtt-addr", ":8883", "device plane MQTT over TLS address")
+	fs.StringVar(&cfg.DeviceAddr, "device-addr", ":8443", "device plane HTTPS address (EST)")
+	fs.Func("device-host", "extra host name for the server certificate (repeatable)", func(v string) error {
+		cfg.DeviceHosts = append(cfg.DeviceHosts, v)
+		return nil
+	})
+	fs.IntVar(&cfg.MaxPayload, "max-payload", 256<<10, "largest MQTT payload in bytes")
+	fs.DurationVar(&cfg.CertValidity, "cert-validity", 90*24*time.Hour, "validity of device certificates")
+}
+
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg server.Config
+	serverFlags(fs, &cfg, "steward-data")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(stderr, nil))
+	srv, err := server.New(ctx, cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, "steward serve:", err)
+		return 1
+	}
+	if srv.AdminToken != "" {
+		fmt.Fprintf(stdout, "First start: admin token (shown once, also in %s/admin.token):\n%s\n", cfg.DataDir, srv.AdminToken)
+	}
+	srv.Start()
+	<-ctx.Done()
+	if err := srv.Close(); err != nil {
+		fmt.Fprintln(stderr, "steward serve: close:", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,211 @@
+package server
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"log/slog"
+	"math/big"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/steward-iot/steward"
+	"github.com/steward-iot/steward/client"
+	"github.com/steward-iot/steward/estclient"
+)
+
+// testClock is a clock the test moves by hand.
+type testClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *testClock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// node is a running server with an admin client.
+type node struct {
+	*Server
+	admin *client.Client
+	clock *testClock
+	pool  *x509.CertPool // trusts the server's TLS certificate
+}
+
+type nodeOption func(*Config)
+
+// startNode starts a node on loopback with ephemeral ports and a fresh
+// SQLite data directory, or on PostgreSQL when storeURL is given.
+func startNode(t *testing.T, opts ...nodeOption) *node {
+	t.Helper()
+	clock := &testClock{now: time.Now().UTC()}
+	cfg := Config{
+		DataDir:    t.TempDir(),
+		APIAddr:    "127.0.0.1:0",
+		MQTTAddr:   "127.0.0.1:0",
+		DeviceAddr: "127.0.0.1:0",
+		Logger:     slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Clock:      clock,
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	srv, err := New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	t.Cleanup(func() { srv.Close() })
+	if srv.AdminToken == "" {
+		t.Fatal("first start printed no admin token")
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(srv.ServerCAPEM())
+	return &node{Server: srv, admin: client.New(srv.APIURL(), srv.AdminToken, nil), clock: clock, pool: pool}
+}
+
+// testWriter sends server logs to the test log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(string(p))
+	return len(p), nil
+}
+
+// testCA is a certificate authority made in the test: a manufacturer, or a
+// stranger's CA.
+type testCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	pem  string
+}
+
+func newTestCA(t *testing.T, name string) *testCA {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(time.Now().UnixNano()),
+		Subject:               pkix.Name{CommonName: name, Organization: []string{name}},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(10 * 365 * 24 * time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	return &testCA{cert: cert, key: key, pem: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))}
+}
+
+// issue makes a client certificate for the given subject, valid in [from, to).
+func (ca *testCA) issue(t *testing.T, cn, serial string, from, to time.Time) tls.Certificate {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	sn, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
+	tmpl := &x509.Certificate{
+		SerialNumber: sn,
+		Subject:      pkix.Name{CommonName: cn, SerialNumber: serial},
+		NotBefore:    from,
+		NotAfter:     to,
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, _ := x509.ParseCertificate(der)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
+}
+
+// factory makes a factory identity valid for ten years.
+func (ca *testCA) factory(t *testing.T, serial string) tls.Certificate {
+	t.Helper()
+	return ca.issue(t, "factory "+serial, serial, time.Now().Add(-time.Hour), time.Now().Add(10*365*24*time.Hour))
+}
+
+// est returns an EST client that presents cert (if any) and trusts the node.
+func (n *node) est(cert *tls.Certificate) *estclient.Client {
+	tc := &tls.Config{RootCAs: n.pool}
+	if cert != nil {
+		tc.Certificates = []tls.Certificate{*cert}
+	}
+	return &estclient.Client{BaseURL: n.DeviceURL(), HTTP: &http.Client{Transport: &http.Transport{TLSClientConfig: tc}, Timeout: 20 * time.Second}}
+}
+
+// newCSR makes a key and a PKCS#10 request for it.
+func newCSR(t *testing.T) (*ecdsa.PrivateKey, []byte) {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "ignored"}}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key, der
+}
+
+// enroll runs simpleenroll and returns the operational identity.
+func (n *node) enroll(t *testing.T, factory tls.Certificate) tls.Certificate {
+	t.Helper()
+	key, csr := newCSR(t)
+	cert, err := n.est(&factory).SimpleEnroll(context.Background(), csr)
+	if err != nil {
+		t.Fatalf("enroll: %v", err)
+	}
+	return tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: key, Leaf: cert}
+}
+
+// registerGroup registers ca in an enrollment group of the admin's tenant.
+func (n *node) registerGroup(t *testing.T, c *client.Client, name string, ca *testCA, mutate func(*steward.EnrollmentGroup)) steward.EnrollmentGroup {
+	t.Helper()
+	g := steward.EnrollmentGroup{Name: name, CAPEM: ca.pem, Models: []string{"gw-100"}, Firmware: map[string][]string{"gw-100": {"1.0.0", "1.1.0"}}, Labels: map[string]string{"site": "plant-7"}}
+	if mutate != nil {
+		mutate(&g)
+	}
+	got, err := c.CreateEnrollmentGroup(context.Background(), g)
+	if err != nil {
+		t.Fatalf("create enrollment group: %v", err)
+	}
+	return got
+}
+
+// eventually polls cond until it holds or the time is up.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// deviceCount is how many devices the admin's tenant has.
+func (n *node) deviceCount(t *testing.T) int {
+	t.Helper()
+	ds, err := n.admin.AllDevices(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ds)
+}

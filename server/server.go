@@ -1,0 +1,317 @@
+// Package server assembles a Steward node from its parts: the store, the
+// PKI, the bus, the services, the device plane (EST over HTTPS and the MQTT
+// broker) and the management plane (REST API). cmd/steward and the
+// end-to-end tests start nodes through it; nothing else depends on it.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/steward-iot/steward"
+	"github.com/steward-iot/steward/api"
+	"github.com/steward-iot/steward/est"
+	"github.com/steward-iot/steward/inproc"
+	"github.com/steward-iot/steward/lifecycle"
+	"github.com/steward-iot/steward/mqtt"
+	"github.com/steward-iot/steward/pki"
+	"github.com/steward-iot/steward/postgres"
+	"github.com/steward-iot/steward/provisioning"
+	"github.com/steward-iot/steward/sqlite"
+	"github.com/steward-iot/steward/telemetry"
+)
+
+// Config is a node's configuration. Zero values take the defaults of
+// `steward serve`.
+type Config struct {
+	DataDir string // default ./steward-data
+	// StoreURL selects the store: empty for SQLite in DataDir, or a
+	// postgres:// URL for the cluster store.
+	StoreURL string
+	// MasterKeyFile holds the key-encryption key; default
+	// $STEWARD_MASTER_KEY_FILE, else DataDir/master.key (created 0600).
+	MasterKeyFile string
+	APIAddr       string   // management plane, default 127.0.0.1:8080
+	MQTTAddr      string   // device plane MQTT over TLS, default :8883
+	DeviceAddr    string   // device plane HTTPS (EST), default :8443
+	DeviceHosts   []string // extra names in the server certificate
+	MaxPayload    int      // MQTT payload limit, default 256 KiB
+	CertValidity  time.Duration
+	Logger        *slog.Logger
+	Clock         steward.Clock
+}
+
+func (c *Config) defaults() {
+	if c.DataDir == "" {
+		c.DataDir = "steward-data"
+	}
+	if c.MasterKeyFile == "" {
+		c.MasterKeyFile = os.Getenv("STEWARD_MASTER_KEY_FILE")
+	}
+	if c.MasterKeyFile == "" {
+		c.MasterKeyFile = filepath.Join(c.DataDir, "master.key")
+	}
+	if c.APIAddr == "" {
+		c.APIAddr = "127.0.0.1:8080"
+	}
+	if c.MQTTAddr == "" {
+		c.MQTTAddr = ":8883"
+	}
+	if c.DeviceAddr == "" {
+		c.DeviceAddr = ":8443"
+	}
+	if c.MaxPayload == 0 {
+		c.MaxPayload = 256 << 10
+	}
+	if c.CertValidity == 0 {
+		c.CertValidity = 90 * 24 * time.Hour
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	if c.Clock == nil {
+		c.Clock = steward.SystemClock{}
+	}
+}
+
+// Server is a running node.
+type Server struct {
+	cfg       Config
+	Store     steward.Store
+	Authority *pki.Authority
+	Bus       *inproc.Bus
+	Fleet     *lifecycle.Service
+	Prov      *provisioning.Service
+	Intake    *telemetry.Intake
+	// AdminToken is the first admin token's secret, set only on the start
+	// that created it.
+	AdminToken string
+
+	broker    *mqtt.Broker
+	apiLn     net.Listener
+	deviceLn  net.Listener
+	apiSrv    *http.Server
+	deviceSrv *http.Server
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New opens the store, prepares the PKI and the first tenant, and binds
+// every listener, so the addresses are known when it returns. Start serves.
+func New(ctx context.Context, cfg Config) (_ *Server, err error) {
+	cfg.defaults()
+	log := cfg.Logger
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data directory: %w", err)
+	}
+	s := &Server{cfg: cfg}
+	defer func() {
+		if err != nil {
+			s.closeAll()
+		}
+	}()
+	if cfg.StoreURL == "" {
+		s.Store, err = sqlite.Open(ctx, filepath.Join(cfg.DataDir, "steward.db"), log)
+	} else if strings.HasPrefix(cfg.StoreURL, "postgres://") || strings.HasPrefix(cfg.StoreURL, "postgresql://") {
+		s.Store, err = postgres.Open(ctx, cfg.StoreURL, log)
+	} else {
+		return nil, fmt.Errorf("store %q: want empty (SQLite in the data directory) or a postgres:// URL", cfg.StoreURL)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	key, err := pki.LoadOrCreateMasterKey(cfg.MasterKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("master key: %w", err)
+	}
+	s.Authority, err = pki.New(ctx, pki.Config{Store: s.Store, MasterKey: key, DeviceCertValidity: cfg.CertValidity, Clock: cfg.Clock, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("pki: %w", err)
+	}
+	if err := s.firstStart(ctx); err != nil {
+		return nil, err
+	}
+	s.Bus = inproc.New(log)
+	s.Fleet = lifecycle.New(s.Store, s.Bus, cfg.Clock, log)
+	s.Prov = provisioning.New(provisioning.Config{
+		Store: s.Store, Authority: s.Authority, Bus: s.Bus, Lifecycle: s.Fleet,
+		ParseCSR: pki.ParseCSR, Clock: cfg.Clock, Logger: log,
+	})
+	s.Intake = telemetry.New(telemetry.Config{Store: s.Store, Clock: cfg.Clock, Logger: log}, s.Bus)
+
+	hosts := append([]string(nil), cfg.DeviceHosts...)
+	if _, err := s.Authority.ServerCertificate(ctx, hosts); err != nil {
+		return nil, fmt.Errorf("server certificate: %w", err)
+	}
+	getCert := s.Authority.GetCertificateFunc(hosts)
+
+	s.broker, err = mqtt.New(mqtt.Config{
+		Addr:       cfg.MQTTAddr,
+		TLS:        &tls.Config{GetCertificate: getCert, MinVersion: tls.VersionTLS12},
+		Gate:       s.Prov,
+		Bus:        s.Bus,
+		MaxPayload: cfg.MaxPayload,
+		Clock:      cfg.Clock,
+		Logger:     log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("mqtt broker: %w", err)
+	}
+
+	// EST authenticates with the TLS client certificate, which is checked by
+	// the service against the registered CAs: the handshake only asks for it.
+	deviceTLS := &tls.Config{GetCertificate: getCert, ClientAuth: tls.RequestClientCert, MinVersion: tls.VersionTLS12}
+	deviceMux := http.NewServeMux()
+	deviceMux.Handle("/.well-known/est/", est.NewHandler(s.Prov, log, est.Options{}))
+	s.deviceSrv = &http.Server{Handler: deviceMux, TLSConfig: deviceTLS, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	if s.deviceLn, err = net.Listen("tcp", cfg.DeviceAddr); err != nil {
+		return nil, fmt.Errorf("device plane listener: %w", err)
+	}
+
+	s.apiSrv = &http.Server{
+		Handler: api.New(api.Config{
+			Fleet: s.Fleet, Groups: s.Prov, Authority: s.Authority, Store: s.Store,
+			Ready: s.ready, Clock: cfg.Clock, Logger: log,
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	if s.apiLn, err = net.Listen("tcp", cfg.APIAddr); err != nil {
+		return nil, fmt.Errorf("management plane listener: %w", err)
+	}
+	return s, nil
+}
+
+// firstStart creates the default tenant, its device CA and the first admin
+// token when the store is new. In a cluster, the node that loses the race
+// to create the tenant finds it there and creates nothing.
+func (s *Server) firstStart(ctx context.Context) error {
+	if _, err := s.Store.GetTenant(ctx, steward.DefaultTenant); err == nil {
+		return nil
+	} else if !steward.IsNotFound(err) {
+		return fmt.Errorf("read default tenant: %w", err)
+	}
+	err := s.Store.CreateTenant(ctx, steward.Tenant{ID: steward.DefaultTenant, Name: "Default", CreatedAt: s.cfg.Clock.Now()})
+	if steward.IsConflict(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("create default tenant: %w", err)
+	}
+	if _, err := s.Authority.DeviceCA(ctx, steward.DefaultTenant); err != nil {
+		return fmt.Errorf("create device CA: %w", err)
+	}
+	secret, _, err := api.CreateToken(ctx, s.Store, steward.DefaultTenant, "first admin", steward.RoleSystem, s.cfg.Clock)
+	if err != nil {
+		return fmt.Errorf("create admin token: %w", err)
+	}
+	path := filepath.Join(s.cfg.DataDir, "admin.token")
+	if err := os.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	s.AdminToken = secret
+	return nil
+}
+
+// ready reports whether the node can serve: the store answers.
+func (s *Server) ready(ctx context.Context) error {
+	if _, err := s.Store.GetTenant(ctx, steward.DefaultTenant); err != nil {
+		return steward.WrapError(steward.CodeUnavailable, err, "store not ready")
+	}
+	return nil
+}
+
+// APIURL is the management plane's base URL.
+func (s *Server) APIURL() string { return "http://" + s.apiLn.Addr().String() }
+
+// DeviceURL is the device plane's HTTPS base URL (EST).
+func (s *Server) DeviceURL() string { return "https://" + localAddr(s.deviceLn.Addr()) }
+
+// MQTTAddr is the device plane's MQTT address (host:port).
+func (s *Server) MQTTAddr() string { return localAddr(s.broker.Addr()) }
+
+// localAddr turns a wildcard listen address into one a local client can dial.
+func localAddr(a net.Addr) string {
+	host, port, _ := net.SplitHostPort(a.String())
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// Start serves on every listener until Close.
+func (s *Server) Start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	s.wg.Add(4)
+	go func() { defer s.wg.Done(); s.Intake.Run(ctx) }()
+	go func() {
+		defer s.wg.Done()
+		if err := s.broker.Serve(ctx); err != nil {
+			s.cfg.Logger.Error("mqtt broker stopped", "err", err)
+		}
+	}()
+	go func() {
+		defer s.wg.Done()
+		if err := s.deviceSrv.ServeTLS(s.deviceLn, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.cfg.Logger.Error("device plane stopped", "err", err)
+		}
+	}()
+	go func() {
+		defer s.wg.Done()
+		if err := s.apiSrv.Serve(s.apiLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.cfg.Logger.Error("management plane stopped", "err", err)
+		}
+	}()
+	s.cfg.Logger.Info("steward serving", "api", s.APIURL(), "device", s.DeviceURL(), "mqtt", s.MQTTAddr(), "data", s.cfg.DataDir)
+}
+
+// Close stops the listeners, lets the telemetry writer commit what it has
+// taken, and closes the store.
+func (s *Server) Close() error {
+	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if s.apiSrv != nil {
+		_ = s.apiSrv.Shutdown(shutdown)
+	}
+	if s.deviceSrv != nil {
+		_ = s.deviceSrv.Shutdown(shutdown)
+	}
+	if s.broker != nil {
+		_ = s.broker.Close()
+	}
+	if s.cancel != nil {
+		s.cancel()
+	}
+	s.wg.Wait()
+	return s.closeAll()
+}
+
+func (s *Server) closeAll() error {
+	for _, ln := range []net.Listener{s.apiLn, s.deviceLn} {
+		if ln != nil {
+			_ = ln.Close()
+		}
+	}
+	if s.Store != nil {
+		return s.Store.Close()
+	}
+	return nil
+}
+
+// ServerCAPEM returns the PEM of the CA that signed the server's TLS
+// certificates, which devices need to trust the device plane.
+func (s *Server) ServerCAPEM() []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.Authority.ServerCA().Raw})
+}
