@@ -46,18 +46,29 @@ var _ steward.Fleet = (*Service)(nil)
 // retrying on a concurrent update, and tells the device plane when the state
 // changed. fn may run more than once.
 func (s *Service) Apply(ctx context.Context, tenantID, id string, fn func(d *steward.Device) ([]steward.LifecycleEvent, error)) (steward.Device, error) {
+	d, notify, err := s.ApplyDeferred(ctx, tenantID, id, fn)
+	if err == nil {
+		notify()
+	}
+	return d, err
+}
+
+// ApplyDeferred is Apply, but leaves telling the device plane to the
+// caller, through notify: a handler of a device's own message acknowledges
+// the message first, so that a session closed by the change does not lose
+// the acknowledgement of what caused it.
+func (s *Service) ApplyDeferred(ctx context.Context, tenantID, id string, fn func(d *steward.Device) ([]steward.LifecycleEvent, error)) (stored steward.Device, notify func(), err error) {
 	for range maxUpdateRetries {
 		d, err := s.store.GetDevice(ctx, tenantID, id)
 		if err != nil {
-			return steward.Device{}, err
+			return steward.Device{}, nil, err
 		}
 		before := d.State
 		events, err := fn(&d)
 		if err != nil {
-			return steward.Device{}, err
+			return steward.Device{}, nil, err
 		}
 		d.UpdatedAt = s.clock.Now()
-		var stored steward.Device
 		err = s.store.InTx(ctx, func(tx steward.Store) error {
 			var err error
 			if stored, err = tx.UpdateDevice(ctx, d); err != nil {
@@ -74,21 +85,26 @@ func (s *Service) Apply(ctx context.Context, tenantID, id string, fn func(d *ste
 			continue
 		}
 		if err != nil {
-			return steward.Device{}, err
+			return steward.Device{}, nil, err
 		}
+		notify = func() {}
 		if stored.State != before {
-			s.notifyState(ctx, stored)
+			notify = func() { s.notifyState(context.WithoutCancel(ctx), before, stored) }
 		}
-		return stored, nil
+		return stored, notify, nil
 	}
-	return steward.Device{}, steward.Errorf(steward.CodeConflict, "device %s is being changed by others; try again", id)
+	return steward.Device{}, nil, steward.Errorf(steward.CodeConflict, "device %s is being changed by others; try again", id)
 }
 
 // notifyState tells the device plane about a new state, which decides what
-// the live session may do; a decommissioned device is disconnected.
-func (s *Service) notifyState(ctx context.Context, d steward.Device) {
+// the live session may do. Entering or leaving quarantine also closes the
+// session: MQTT has no way to tell a device that its rights changed, and a
+// device that reconnects learns at once from the subscriptions it is
+// granted (instead of publishing what is now refused until it notices). A
+// decommissioned device is disconnected for good.
+func (s *Service) notifyState(ctx context.Context, before steward.State, d steward.Device) {
 	c := steward.SessionControl{TenantID: d.TenantID, DeviceID: d.ID, State: d.State, Reason: d.StateReason}
-	c.Close = d.State == steward.StateDecommissioned
+	c.Close = d.State == steward.StateDecommissioned || d.State == steward.StateQuarantined || before == steward.StateQuarantined
 	if err := s.bus.Control(ctx, c); err != nil {
 		s.logger.Warn("tell device plane about state change", "device", d.ID, "state", d.State, "err", err)
 	}

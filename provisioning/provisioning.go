@@ -501,30 +501,38 @@ const maxAttributesBytes = 64 << 10
 // handleAttributes folds an attributes report into the inventory and, while
 // the device is provisioned (or quarantined by a failed validation), checks
 // it against its enrollment group's policy: pass → active, fail →
-// quarantined with the reasons. An active device that later reports
-// something the policy refuses is quarantined too.
+// quarantined with the reasons. An active device that later changes to a
+// model or firmware the policy refuses is quarantined too.
 func (s *Service) handleAttributes(ctx context.Context, m steward.DeviceMessage, ack steward.Ack) {
-	ack(s.applyAttributes(ctx, m))
+	notify, err := s.applyAttributes(ctx, m)
+	ack(err)
+	if notify != nil {
+		notify()
+	}
 }
 
-func (s *Service) applyAttributes(ctx context.Context, m steward.DeviceMessage) error {
+// applyAttributes validates and stores a report; notify, when not nil,
+// tells the device plane about a state change, once the report is acknowledged.
+func (s *Service) applyAttributes(ctx context.Context, m steward.DeviceMessage) (notify func(), err error) {
 	if len(m.Payload) > maxAttributesBytes {
-		return steward.Errorf(steward.CodeTooLarge, "an attributes report is at most %d bytes", maxAttributesBytes)
+		return nil, steward.Errorf(steward.CodeTooLarge, "an attributes report is at most %d bytes", maxAttributesBytes)
 	}
 	var attrs map[string]any
 	if err := json.Unmarshal(m.Payload, &attrs); err != nil || attrs == nil {
-		return steward.Errorf(steward.CodeInvalid, "attributes must be a JSON object")
+		return nil, steward.Errorf(steward.CodeInvalid, "attributes must be a JSON object")
 	}
 	for _, k := range []string{steward.AttrModel, steward.AttrSerial, steward.AttrFirmware, steward.AttrHardware} {
 		if v, ok := attrs[k]; ok {
 			if _, isString := v.(string); !isString {
-				return steward.Errorf(steward.CodeInvalid, "attribute %q must be a string", k)
+				return nil, steward.Errorf(steward.CodeInvalid, "attribute %q must be a string", k)
 			}
 		}
 	}
 	var group *steward.EnrollmentGroup
-	_, err := s.cfg.Lifecycle.Apply(ctx, m.TenantID, m.DeviceID, func(d *steward.Device) ([]steward.LifecycleEvent, error) {
+	_, notify, err = s.cfg.Lifecycle.ApplyDeferred(ctx, m.TenantID, m.DeviceID, func(d *steward.Device) ([]steward.LifecycleEvent, error) {
+		prevModel, prevFirmware := d.Model, d.Firmware
 		d.ApplyAttributes(attrs)
+		changed := d.Model != prevModel || d.Firmware != prevFirmware
 		if group == nil && d.EnrollmentGroupID != "" {
 			g, err := s.cfg.Store.GetEnrollmentGroup(ctx, d.TenantID, d.EnrollmentGroupID)
 			if err != nil && !steward.IsNotFound(err) {
@@ -540,16 +548,19 @@ func (s *Service) applyAttributes(ctx context.Context, m steward.DeviceMessage) 
 		case len(reasons) == 0 && (d.State == steward.StateProvisioned || d.State == steward.StateQuarantined && d.StateActor == "system"):
 			ev, err := steward.Transition(d, steward.StateActive, "validated against enrollment policy", "system", now)
 			return []steward.LifecycleEvent{ev}, err
-		case len(reasons) > 0 && (d.State == steward.StateProvisioned || d.State == steward.StateActive):
+		case len(reasons) > 0 && (d.State == steward.StateProvisioned || d.State == steward.StateActive && changed):
+			// An active device is judged again only when what the policy
+			// looks at changed: an operator who released a device on
+			// purpose is not overruled by its next report.
 			ev, err := steward.Transition(d, steward.StateQuarantined, "validation failed: "+strings.Join(reasons, "; "), "system", now)
 			return []steward.LifecycleEvent{ev}, err
 		}
 		return nil, nil
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return nil
+	return notify, nil
 }
 
 // policyReasons checks a device against its group; a device whose group

@@ -21,21 +21,22 @@ import (
 	"github.com/steward-iot/steward/estclient"
 )
 
-// testClock is a clock the test moves by hand.
+// testClock is the wall clock, moved forward by hand when a test needs to
+// be in the future.
 type testClock struct {
-	mu  sync.Mutex
-	now time.Time
+	mu     sync.Mutex
+	offset time.Duration
 }
 
 func (c *testClock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.now
+	return time.Now().UTC().Add(c.offset)
 }
 
 func (c *testClock) Add(d time.Duration) {
 	c.mu.Lock()
-	c.now = c.now.Add(d)
+	c.offset += d
 	c.mu.Unlock()
 }
 
@@ -53,7 +54,7 @@ type nodeOption func(*Config)
 // SQLite data directory, or on PostgreSQL when storeURL is given.
 func startNode(t *testing.T, opts ...nodeOption) *node {
 	t.Helper()
-	clock := &testClock{now: time.Now().UTC()}
+	clock := &testClock{}
 	cfg := Config{
 		DataDir:    t.TempDir(),
 		APIAddr:    "127.0.0.1:0",
