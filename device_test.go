@@ -74,7 +74,7 @@ func TestValidDeviceID(t *testing.T) {
 	t.Parallel()
 	for id, want := range map[string]bool{
 		"d-abc123": true, "": false, "a/b": false, "a+b": false, "a#": false, "é": false,
-		"x234567890123456789012345678901234567890123456789012345678901234": true,
+		"x234567890123456789012345678901234567890123456789012345678901234":  true,
 		"x2345678901234567890123456789012345678901234567890123456789012345": false,
 	} {
 		if got := ValidDeviceID(id); got != want {

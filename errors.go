@@ -111,3 +111,30 @@ func (c Code) HTTPStatus() int {
 		return http.StatusInternalServerError
 	}
 }
+
+// CodeOfHTTPStatus is the reverse of Code.HTTPStatus, for clients reading
+// an answer: 409 reads as a conflict (the server also uses it for failed
+// preconditions), and the statuses a proxy or a busy server sends (202
+// pending, 429, 502, 503, 504) read as unavailable.
+func CodeOfHTTPStatus(status int) Code {
+	switch status {
+	case http.StatusBadRequest:
+		return CodeInvalid
+	case http.StatusUnauthorized:
+		return CodeUnauthenticated
+	case http.StatusForbidden:
+		return CodePermissionDenied
+	case http.StatusNotFound:
+		return CodeNotFound
+	case http.StatusConflict:
+		return CodeConflict
+	case http.StatusRequestEntityTooLarge:
+		return CodeTooLarge
+	case http.StatusUnsupportedMediaType:
+		return CodeUnsupported
+	case http.StatusAccepted, http.StatusTooManyRequests, http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusGatewayTimeout:
+		return CodeUnavailable
+	default:
+		return CodeInternal
+	}
+}

@@ -174,34 +174,9 @@ func problemError(resp *http.Response, body []byte) *Error {
 		}
 	}
 	if e.Code == "" {
-		e.Code = codeOfStatus(resp.StatusCode)
+		e.Code = steward.CodeOfHTTPStatus(resp.StatusCode)
 	}
 	return e
-}
-
-// codeOfStatus guesses a code for an answer without a problem document
-// (from a proxy, say): the reverse of steward.Code.HTTPStatus.
-func codeOfStatus(status int) steward.Code {
-	switch status {
-	case http.StatusBadRequest:
-		return steward.CodeInvalid
-	case http.StatusUnauthorized:
-		return steward.CodeUnauthenticated
-	case http.StatusForbidden:
-		return steward.CodePermissionDenied
-	case http.StatusNotFound:
-		return steward.CodeNotFound
-	case http.StatusConflict:
-		return steward.CodeConflict
-	case http.StatusRequestEntityTooLarge:
-		return steward.CodeTooLarge
-	case http.StatusUnsupportedMediaType:
-		return steward.CodeUnsupported
-	case http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusGatewayTimeout, http.StatusTooManyRequests:
-		return steward.CodeUnavailable
-	default:
-		return steward.CodeInternal
-	}
 }
 
 // seg escapes one path segment.

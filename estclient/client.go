@@ -63,33 +63,7 @@ func (e *Error) Error() string {
 
 // Unwrap returns the error as a *steward.Error.
 func (e *Error) Unwrap() error {
-	return &steward.Error{Code: codeOf(e.StatusCode), Message: e.Message}
-}
-
-// codeOf maps an HTTP status back to the steward.Code the server used
-// (409 is read as a conflict; the server also uses it for failed
-// preconditions).
-func codeOf(status int) steward.Code {
-	switch status {
-	case http.StatusBadRequest:
-		return steward.CodeInvalid
-	case http.StatusUnauthorized:
-		return steward.CodeUnauthenticated
-	case http.StatusForbidden:
-		return steward.CodePermissionDenied
-	case http.StatusNotFound:
-		return steward.CodeNotFound
-	case http.StatusConflict:
-		return steward.CodeConflict
-	case http.StatusRequestEntityTooLarge:
-		return steward.CodeTooLarge
-	case http.StatusUnsupportedMediaType:
-		return steward.CodeUnsupported
-	case http.StatusAccepted, http.StatusTooManyRequests, http.StatusServiceUnavailable:
-		return steward.CodeUnavailable
-	default:
-		return steward.CodeInternal
-	}
+	return &steward.Error{Code: steward.CodeOfHTTPStatus(e.StatusCode), Message: e.Message}
 }
 
 // CACerts fetches the certificates the device should trust (GET cacerts).
