@@ -82,7 +82,9 @@ type Store interface {
 	WriteSamples(ctx context.Context, samples []Sample) error
 	// LatestSamples returns the latest value of each metric of a device.
 	LatestSamples(ctx context.Context, tenantID, deviceID string) ([]Sample, error)
-	// ListSamples returns a device's samples of one metric in [from, to), oldest first.
+	// ListSamples returns a device's samples of one metric in [from, to),
+	// oldest first; a zero to means no upper bound, limit 0 the store's
+	// default (1000, at most 10000).
 	ListSamples(ctx context.Context, tenantID, deviceID, metric string, from, to time.Time, limit int) ([]Sample, error)
 }
 

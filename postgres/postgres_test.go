@@ -1,0 +1,150 @@
+package postgres
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/steward-iot/steward"
+	"github.com/steward-iot/steward/sqlstore"
+	"github.com/steward-iot/steward/storetest"
+)
+
+// serverURL returns the test server's URL, or skips the test.
+func serverURL(t testing.TB) string {
+	t.Helper()
+	u := os.Getenv("STEWARD_TEST_POSTGRES")
+	if u == "" {
+		t.Skip("STEWARD_TEST_POSTGRES is not set (e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable): skipping the PostgreSQL store tests")
+	}
+	return u
+}
+
+// freshSchema creates a schema with a random name, dropped when the test
+// ends, and returns a URL whose connections use it.
+func freshSchema(t testing.TB) string {
+	t.Helper()
+	base := serverURL(t)
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	schema := "storetest_" + hex.EncodeToString(b)
+
+	admin, err := sql.Open("pgx", base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = admin.Close() })
+	if _, err := admin.ExecContext(t.Context(), "CREATE SCHEMA "+schema); err != nil {
+		t.Fatalf("create schema: %v", err)
+	}
+	t.Cleanup(func() {
+		// Cleanups run last-registered first: the pools opened on the
+		// schema after this are closed before it is dropped.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := admin.ExecContext(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
+			t.Errorf("drop schema %s: %v", schema, err)
+		}
+	})
+	u, err := url.Parse(base)
+	if err != nil || u.Scheme == "" {
+		t.Fatalf("STEWARD_TEST_POSTGRES must be a postgres:// URL: %v", err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// open opens a store on a fresh schema.
+func open(t testing.TB) *sqlstore.Store {
+	t.Helper()
+	s, err := Open(t.Context(), freshSchema(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return s
+}
+
+func TestStore(t *testing.T) {
+	serverURL(t)
+	storetest.Run(t, func(t *testing.T) steward.Store { return open(t) })
+}
+
+func TestMigrations(t *testing.T) {
+	serverURL(t)
+	storetest.RunMigrations(t, func(t *testing.T) func() *sql.DB {
+		u := freshSchema(t)
+		return func() *sql.DB {
+			cfg, err := pgx.ParseConfig(u)
+			if err != nil {
+				t.Fatal(err)
+			}
+			db := stdlib.OpenDB(*cfg)
+			t.Cleanup(func() { _ = db.Close() })
+			return db
+		}
+	}, Dialect(), Migrations())
+}
+
+func TestOpenConcurrently(t *testing.T) {
+	t.Parallel()
+	// Nodes of a cluster starting at once on an empty database: all of
+	// them come up, on one schema.
+	u := freshSchema(t)
+	const nodes = 4
+	stores := make([]*sqlstore.Store, nodes)
+	errs := make([]error, nodes)
+	var wg sync.WaitGroup
+	for i := range nodes {
+		wg.Go(func() { stores[i], errs[i] = Open(t.Context(), u, nil) })
+	}
+	wg.Wait()
+	for i := range nodes {
+		if errs[i] != nil {
+			t.Fatalf("node %d: %v", i, errs[i])
+		}
+		defer stores[i].Close()
+	}
+	if err := stores[0].CreateTenant(t.Context(), steward.Tenant{ID: "t", Name: "T", CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stores[nodes-1].GetTenant(t.Context(), "t"); err != nil {
+		t.Fatalf("another node does not see the tenant: %v", err)
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	t.Parallel()
+	_, err := Open(t.Context(), "postgres://user:secret@127.0.0.1:bad/x", nil)
+	if err == nil || strings.Contains(err.Error(), "secret") {
+		t.Fatalf("bad URL: %v (must fail without showing the password)", err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	// Port 1 on loopback: nothing listens there.
+	if _, err := Open(ctx, "postgres://postgres@127.0.0.1:1/test?sslmode=disable&connect_timeout=5", nil); err == nil {
+		t.Fatal("Open succeeded with no server")
+	}
+}
+
+// BenchmarkWriteSamples measures the telemetry hot path (see
+// storetest.BenchmarkWriteSamples) on PostgreSQL.
+func BenchmarkWriteSamples(b *testing.B) {
+	storetest.BenchmarkWriteSamples(b, func(b *testing.B) steward.Store { return open(b) })
+}

@@ -1,0 +1,78 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"strconv"
+	"strings"
+
+	"github.com/steward-iot/steward/query"
+)
+
+// Dialect holds what differs between the SQL databases Steward runs on. The
+// store writes every statement once, with `?` placeholders and standard SQL
+// (ON CONFLICT … DO UPDATE, RETURNING, which SQLite ≥ 3.35 and PostgreSQL
+// share); the schema, in the backend's migrations, absorbs the column type
+// differences (booleans, times, JSON), and the drivers bind Go values to
+// those types.
+type Dialect struct {
+	// Name names the backend in logs and errors ("sqlite", "postgres").
+	Name string
+	// Numbered says the driver wants $1, $2, … instead of ?.
+	Numbered bool
+	// Query is the dialect the fleet query language compiles to.
+	Query query.Dialect
+	// MaxParams is the most bind parameters one statement may carry.
+	MaxParams int
+	// SampleArrays, when set, is a SELECT that turns five array parameters
+	// (tenant IDs, device IDs, metrics, times, values: Go slices the driver
+	// sends as arrays) into rows; WriteSamples then writes a batch with one
+	// INSERT … SELECT instead of multi-row INSERTs. On PostgreSQL:
+	//	SELECT * FROM unnest(?::text[], ?::text[], ?::text[], ?::timestamptz[], ?::float8[])
+	SampleArrays string
+	// IsUniqueViolation reports whether err is a unique or primary key
+	// constraint violation.
+	IsUniqueViolation func(err error) bool
+	// IsForeignKeyViolation reports whether err is a foreign key violation:
+	// the row refers to a tenant or device that does not exist (in its tenant).
+	IsForeignKeyViolation func(err error) bool
+	// IsTransient reports whether err is worth retrying later (a lock held
+	// too long, a serialization failure).
+	IsTransient func(err error) bool
+	// LockMigrations, when set, serialises migrations between processes. It
+	// is called on the connection that then applies them; unlock runs on the
+	// same connection.
+	LockMigrations func(ctx context.Context, c *sql.Conn) (unlock func(context.Context) error, err error)
+}
+
+// Rebind rewrites the `?` placeholders of q for the dialect, numbering them
+// from first. Question marks inside quoted strings and identifiers are left
+// alone. It is the only place the store's SQL differs in text between the
+// backends.
+func (d *Dialect) Rebind(q string, first int) string {
+	if !d.Numbered || !strings.Contains(q, "?") {
+		return q
+	}
+	var b strings.Builder
+	b.Grow(len(q) + 16)
+	n := first
+	var quote byte
+	for i := 0; i < len(q); i++ {
+		c := q[i]
+		switch {
+		case quote != 0:
+			if c == quote {
+				quote = 0
+			}
+		case c == '\'' || c == '"':
+			quote = c
+		case c == '?':
+			b.WriteByte('$')
+			b.WriteString(strconv.Itoa(n))
+			n++
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}

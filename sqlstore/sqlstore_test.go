@@ -1,0 +1,162 @@
+package sqlstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/steward-iot/steward"
+)
+
+func TestRebind(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in    string
+		first int
+		want  string
+	}{
+		{"SELECT 1", 1, "SELECT 1"},
+		{"a = ? AND b = ?", 1, "a = $1 AND b = $2"},
+		{"a = ? AND b = ?", 4, "a = $4 AND b = $5"},
+		{"x = '?' AND y = ?", 1, "x = '?' AND y = $1"},
+		{`"odd?col" = ? AND z = 'it''s ?'`, 2, `"odd?col" = $2 AND z = 'it''s ?'`},
+		{"VALUES (?,?),(?,?)", 1, "VALUES ($1,$2),($3,$4)"},
+	}
+	pg := &Dialect{Numbered: true}
+	lite := &Dialect{}
+	for _, tc := range tests {
+		if got := pg.Rebind(tc.in, tc.first); got != tc.want {
+			t.Errorf("Rebind(%q, %d) = %q, want %q", tc.in, tc.first, got, tc.want)
+		}
+		if got := lite.Rebind(tc.in, tc.first); got != tc.in {
+			t.Errorf("unnumbered Rebind(%q) = %q, want it unchanged", tc.in, got)
+		}
+	}
+}
+
+func TestMigrationsOrder(t *testing.T) {
+	t.Parallel()
+	fsys := fstest.MapFS{
+		"0010_later.sql": {Data: []byte("B")},
+		"0002_early.sql": {Data: []byte("A")},
+		"README.md":      {Data: []byte("not a migration")},
+		"old/0001_x.sql": {Data: []byte("in a directory")},
+	}
+	ms, err := Migrations(fsys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Migration{{2, "0002_early.sql", "A"}, {10, "0010_later.sql", "B"}}
+	if !reflect.DeepEqual(ms, want) {
+		t.Fatalf("Migrations = %+v, want %+v", ms, want)
+	}
+	for name, bad := range map[string]fstest.MapFS{
+		"no number":   {"init.sql": {Data: []byte("x")}},
+		"zero":        {"0000_init.sql": {Data: []byte("x")}},
+		"same number": {"1_a.sql": {Data: []byte("x")}, "0001_b.sql": {Data: []byte("x")}},
+		"none":        {},
+	} {
+		if _, err := Migrations(bad); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func TestLatestOf(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	s := func(tenant, dev, metric string, v float64, sec int) steward.Sample {
+		return steward.Sample{TenantID: tenant, DeviceID: dev, Metric: metric, Value: v, At: t0.Add(time.Duration(sec) * time.Second)}
+	}
+	in := []steward.Sample{
+		s("b", "d1", "cpu", 1, 5),
+		s("a", "d2", "cpu", 2, 1),
+		s("a", "d1", "mem", 3, 1),
+		s("a", "d1", "mem", 4, 3), // newest
+		s("a", "d1", "mem", 5, 2),
+		s("a", "d1", "mem", 6, 3), // same time as the newest: the first stays
+	}
+	want := []steward.Sample{in[3], in[1], in[0]}
+	if got := latestOf(in); !reflect.DeepEqual(got, want) {
+		t.Fatalf("latestOf = %+v, want %+v", got, want)
+	}
+}
+
+func TestScanners(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 11, 27, 10, 0, 0, 123456000, time.UTC)
+	var got time.Time
+	for _, src := range []any{t0.UnixMicro(), t0.In(time.FixedZone("x", 3600))} {
+		if err := (timeCol{&got}).Scan(src); err != nil || !got.Equal(t0) || got.Location() != time.UTC {
+			t.Fatalf("timeCol.Scan(%v) = %v, %v; want %v in UTC", src, got, err, t0)
+		}
+	}
+	if err := (timeCol{&got}).Scan(nil); err != nil || !got.IsZero() {
+		t.Fatalf("timeCol.Scan(nil) = %v, %v", got, err)
+	}
+	if err := (timeCol{&got}).Scan("2026-11-27"); err == nil {
+		t.Fatal("timeCol.Scan took text")
+	}
+	ptr := &t0
+	if err := (timePtrCol{&ptr}).Scan(nil); err != nil || ptr != nil {
+		t.Fatalf("timePtrCol.Scan(nil) = %v, %v", ptr, err)
+	}
+	var m map[string]string
+	for _, src := range []any{`{"a":"b"}`, []byte(`{"a":"b"}`)} {
+		m = nil
+		if err := (jsonCol{&m}).Scan(src); err != nil || m["a"] != "b" {
+			t.Fatalf("jsonCol.Scan(%v) = %v, %v", src, m, err)
+		}
+	}
+	if err := (jsonCol{&m}).Scan(`{"a":`); err == nil {
+		t.Fatal("jsonCol.Scan took bad JSON")
+	}
+	if v, err := jsonText(map[string]string(nil), "{}"); err != nil || v != "{}" {
+		t.Fatalf("jsonText(nil map) = %q, %v", v, err)
+	}
+	if nullTS(time.Time{}) != nil || nullTSPtr(nil) != nil {
+		t.Fatal("a zero time is not NULL")
+	}
+}
+
+func TestFail(t *testing.T) {
+	t.Parallel()
+	errUnique := errors.New("unique")
+	errFK := errors.New("fk")
+	errBusy := errors.New("busy")
+	s := New(nil, nil, &Dialect{
+		Name:                  "test",
+		IsUniqueViolation:     func(err error) bool { return errors.Is(err, errUnique) },
+		IsForeignKeyViolation: func(err error) bool { return errors.Is(err, errFK) },
+		IsTransient:           func(err error) bool { return errors.Is(err, errBusy) },
+	}, nil)
+	tests := []struct {
+		err  error
+		code steward.Code
+	}{
+		{fmt.Errorf("insert: %w", errUnique), steward.CodeConflict},
+		{errFK, steward.CodeNotFound},
+		{errBusy, steward.CodeUnavailable},
+		{context.DeadlineExceeded, steward.CodeUnavailable},
+		{errors.New("disk on fire"), steward.CodeInternal},
+		{steward.Errorf(steward.CodeInvalid, "bad"), steward.CodeInvalid},
+	}
+	for _, tc := range tests {
+		err := s.fail(tc.err, "do %s", "things")
+		if steward.ErrorCode(err) != tc.code || !errors.Is(err, tc.err) {
+			t.Errorf("fail(%v) = %v (%s), want %s wrapping the cause", tc.err, err, steward.ErrorCode(err), tc.code)
+		}
+	}
+	if s.fail(nil, "x") != nil {
+		t.Error("fail(nil) is not nil")
+	}
+	// A dialect without classifiers classifies nothing.
+	bare := New(nil, nil, &Dialect{Name: "bare"}, nil)
+	if code := steward.ErrorCode(bare.fail(errUnique, "x")); code != steward.CodeInternal {
+		t.Errorf("bare dialect: %s", code)
+	}
+}

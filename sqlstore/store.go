@@ -1,0 +1,261 @@
+// Package sqlstore implements steward.Store over database/sql, once for every
+// SQL backend. A Dialect holds the few differences (placeholders, error
+// classification, the fleet query dialect, bulk sample writes, the
+// migration lock); the sqlite and postgres packages set up their driver,
+// keep their migrations (applied with Migrate) and hand this package a
+// Dialect.
+//
+// Tenant isolation lives in the SQL: every tenant-scoped statement matches
+// tenant_id, and rows that refer to a device (certificates, lifecycle
+// events) carry a foreign key on (tenant_id, device_id), so another
+// tenant's ID finds nothing and writes nothing.
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/steward-iot/steward"
+)
+
+// Store is a steward.Store over database/sql.
+type Store struct {
+	d   *Dialect
+	log *slog.Logger
+
+	// wdb takes writes and transactions, rdb plain reads. They are the same
+	// pool on PostgreSQL; on SQLite wdb is one connection (SQLite has one
+	// writer) and rdb a pool of read-only ones.
+	wdb, rdb *sql.DB
+
+	// w and r are where this Store's statements go: the pools, or one
+	// transaction for both when the Store is bound to it.
+	w, r execer
+	tx   *sql.Tx
+
+	// shared is the state common to a root Store and its transaction-bound
+	// copies.
+	shared *shared
+}
+
+type shared struct {
+	rebound sync.Map // query text → dialect text
+	stmtMu  sync.Mutex
+	stmts   map[string]*sql.Stmt // prepared on wdb, for the hot path
+}
+
+// execer is what *sql.DB and *sql.Tx have in common that the store uses.
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+var _ steward.Store = (*Store)(nil)
+
+// New returns a Store that writes through wdb and reads through rdb (which
+// may be wdb); d's error classifiers that are nil classify nothing. The
+// schema must be in place (see Migrate). The Store owns both pools: Close
+// closes them.
+func New(wdb, rdb *sql.DB, d *Dialect, logger *slog.Logger) *Store {
+	if rdb == nil {
+		rdb = wdb
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	no := func(error) bool { return false }
+	dc := *d
+	for _, f := range []*func(error) bool{&dc.IsUniqueViolation, &dc.IsForeignKeyViolation, &dc.IsTransient} {
+		if *f == nil {
+			*f = no
+		}
+	}
+	d = &dc
+	return &Store{
+		d: d, log: logger,
+		wdb: wdb, rdb: rdb,
+		w: wdb, r: rdb,
+		shared: &shared{stmts: map[string]*sql.Stmt{}},
+	}
+}
+
+// Dialect returns the store's dialect.
+func (s *Store) Dialect() *Dialect { return s.d }
+
+// DB returns the pool that takes writes, for tools and tests that need the
+// database itself.
+func (s *Store) DB() *sql.DB { return s.wdb }
+
+// Close closes the store's pools. Calling it on a transaction-bound Store
+// (inside InTx) is an error.
+func (s *Store) Close() error {
+	if s.tx != nil {
+		return steward.Errorf(steward.CodeFailedPrecondition, "cannot close a store inside a transaction")
+	}
+	s.shared.stmtMu.Lock()
+	for q, st := range s.shared.stmts {
+		_ = st.Close()
+		delete(s.shared.stmts, q)
+	}
+	s.shared.stmtMu.Unlock()
+	err := s.wdb.Close()
+	if s.rdb != s.wdb {
+		err = errors.Join(err, s.rdb.Close())
+	}
+	return err
+}
+
+// InTx runs fn with a Store bound to one transaction, committed when fn
+// returns nil and rolled back otherwise (also when fn panics). Inside a
+// transaction InTx runs fn in the same transaction. fn must use the Store
+// it is given: on SQLite the outer Store's writes would wait for the one
+// write connection that fn's transaction holds.
+func (s *Store) InTx(ctx context.Context, fn func(tx steward.Store) error) error {
+	if s.tx != nil {
+		return fn(s)
+	}
+	tx, err := s.wdb.BeginTx(ctx, nil)
+	if err != nil {
+		return s.fail(err, "begin transaction")
+	}
+	done := false
+	defer func() {
+		if done {
+			return
+		}
+		if rerr := tx.Rollback(); rerr != nil && !errors.Is(rerr, sql.ErrTxDone) {
+			s.log.Warn("rollback failed", "backend", s.d.Name, "err", rerr)
+		}
+	}()
+	bound := *s
+	bound.w, bound.r, bound.tx = tx, tx, tx
+	if err := fn(&bound); err != nil {
+		return err
+	}
+	done = true
+	if err := tx.Commit(); err != nil {
+		return s.fail(err, "commit transaction")
+	}
+	return nil
+}
+
+// q returns the dialect's text of a statement written with ? placeholders.
+func (s *Store) q(query string) string {
+	if !s.d.Numbered {
+		return query
+	}
+	if v, ok := s.shared.rebound.Load(query); ok {
+		return v.(string)
+	}
+	r := s.d.Rebind(query, 1)
+	s.shared.rebound.Store(query, r)
+	return r
+}
+
+// exec runs a statement on the write side.
+func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return s.w.ExecContext(ctx, s.q(query), args...)
+}
+
+// queryRow runs a one-row query on the read side.
+func (s *Store) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	return s.r.QueryRowContext(ctx, s.q(query), args...)
+}
+
+// query runs a query on the read side.
+func (s *Store) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return s.r.QueryContext(ctx, s.q(query), args...)
+}
+
+// prepare prepares query once on the write pool, for the hot path, and
+// keeps it: database/sql then keeps it prepared on each connection it runs
+// on, so that its SQL is parsed once per connection, not once per batch.
+// It must be called outside a transaction: on SQLite the one write
+// connection would be the transaction's.
+func (s *Store) prepare(ctx context.Context, query string) error {
+	query = s.q(query)
+	s.shared.stmtMu.Lock()
+	defer s.shared.stmtMu.Unlock()
+	if _, ok := s.shared.stmts[query]; ok {
+		return nil
+	}
+	st, err := s.wdb.PrepareContext(ctx, query)
+	if err != nil {
+		return err
+	}
+	s.shared.stmts[query] = st
+	return nil
+}
+
+// execIn runs query in tx, through its prepared statement when prepare
+// made one.
+func (s *Store) execIn(ctx context.Context, tx *sql.Tx, query string, args ...any) (sql.Result, error) {
+	query = s.q(query)
+	s.shared.stmtMu.Lock()
+	st := s.shared.stmts[query]
+	s.shared.stmtMu.Unlock()
+	if st == nil {
+		return tx.ExecContext(ctx, query, args...)
+	}
+	return tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+}
+
+// fail turns a database error into a steward error: a *steward.Error passes
+// as it is, unique violations are CodeConflict, foreign key violations
+// CodeNotFound (the row refers to something not in its tenant), transient
+// ones CodeUnavailable, the rest CodeInternal. The message names the
+// operation; the cause is kept for the logs.
+func (s *Store) fail(err error, format string, args ...any) error {
+	if err == nil {
+		return nil
+	}
+	var se *steward.Error
+	if errors.As(err, &se) {
+		return err
+	}
+	msg := fmt.Sprintf(format, args...)
+	switch {
+	case s.d.IsUniqueViolation(err):
+		return steward.WrapError(steward.CodeConflict, err, "%s: already exists", msg)
+	case s.d.IsForeignKeyViolation(err):
+		return steward.WrapError(steward.CodeNotFound, err, "%s: refers to something that does not exist", msg)
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded),
+		s.d.IsTransient(err):
+		return steward.WrapError(steward.CodeUnavailable, err, "%s: try again later", msg)
+	}
+	return steward.WrapError(steward.CodeInternal, err, "%s: %s database error", msg, s.d.Name)
+}
+
+// notFound reports a missing row.
+func notFound(format string, args ...any) error {
+	return steward.Errorf(steward.CodeNotFound, format, args...)
+}
+
+// invalid reports bad input.
+func invalid(format string, args ...any) error {
+	return steward.Errorf(steward.CodeInvalid, format, args...)
+}
+
+// required checks that each named value is not empty.
+func required(kv ...string) error {
+	for i := 0; i+1 < len(kv); i += 2 {
+		if kv[i+1] == "" {
+			return invalid("%s is required", kv[i])
+		}
+	}
+	return nil
+}
+
+// affected returns the rows a statement changed.
+func affected(res sql.Result) (int64, error) {
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("rows affected: %w", err)
+	}
+	return n, nil
+}
