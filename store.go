@@ -60,6 +60,9 @@ type Store interface {
 	UpdateDevice(ctx context.Context, d Device) (Device, error)
 	// UpdatePresence writes only the presence fields; it never conflicts.
 	UpdatePresence(ctx context.Context, tenantID, deviceID string, p Presence) error
+	// TouchDevices moves the last-seen time of each device forward (never
+	// back) in one transaction; unknown devices are skipped.
+	TouchDevices(ctx context.Context, seen []DeviceSeen) error
 	// ListDevices returns the tenant's devices matching q, ordered by ID.
 	ListDevices(ctx context.Context, tenantID string, q DeviceQuery) ([]Device, error)
 	CountDevices(ctx context.Context, tenantID string, q DeviceQuery) (int, error)
@@ -86,6 +89,13 @@ type Store interface {
 	// oldest first; a zero to means no upper bound, limit 0 the store's
 	// default (1000, at most 10000).
 	ListSamples(ctx context.Context, tenantID, deviceID, metric string, from, to time.Time, limit int) ([]Sample, error)
+}
+
+// DeviceSeen says a device was heard from at a time.
+type DeviceSeen struct {
+	TenantID string
+	DeviceID string
+	At       time.Time
 }
 
 // DeviceQuery selects devices. Query is the fleet query language (see

@@ -199,6 +199,28 @@ func (s *Store) UpdatePresence(ctx context.Context, tenantID, deviceID string, p
 	return nil
 }
 
+// TouchDevices implements steward.Store.
+func (s *Store) TouchDevices(ctx context.Context, seen []steward.DeviceSeen) error {
+	if len(seen) == 0 {
+		return nil
+	}
+	return s.InTx(ctx, func(tx steward.Store) error {
+		t := tx.(*Store)
+		for _, d := range seen {
+			if d.At.IsZero() {
+				return steward.Errorf(steward.CodeInvalid, "touch device %s: no time", d.DeviceID)
+			}
+			_, err := t.exec(ctx, `UPDATE devices SET last_seen = ?
+				WHERE tenant_id = ? AND id = ? AND (last_seen IS NULL OR last_seen < ?)`,
+				ts(d.At), d.TenantID, d.DeviceID, ts(d.At))
+			if err != nil {
+				return t.fail(err, "touch device %s", d.DeviceID)
+			}
+		}
+		return nil
+	})
+}
+
 // deviceFilter compiles q's query into a condition over the tenant's
 // devices, numbering its placeholders from firstArg.
 func (s *Store) deviceFilter(q steward.DeviceQuery, firstArg int) (string, []any, error) {

@@ -315,3 +315,40 @@ func testUpdatePresence(t *testing.T, s steward.Store) {
 	}
 	wantCode(t, s.UpdatePresence(c, tenantA, "d-none", p), steward.CodeNotFound)
 }
+
+func testTouchDevices(t *testing.T, s steward.Store) {
+	c := ctx(t)
+	setup(t, s)
+	for _, d := range []steward.Device{device(tenantA, "d-1"), device(tenantA, "d-2"), device(tenantB, "d-b")} {
+		d.Presence = steward.Presence{LastSeen: at(time.Hour)}
+		must(t, s.CreateDevice(c, d))
+	}
+	before, err := s.GetDevice(c, tenantA, "d-1")
+	must(t, err)
+	must(t, s.TouchDevices(c, []steward.DeviceSeen{
+		{TenantID: tenantA, DeviceID: "d-1", At: at(2 * time.Hour)},    // forward
+		{TenantID: tenantA, DeviceID: "d-2", At: at(time.Minute)},      // back: ignored
+		{TenantID: tenantA, DeviceID: "d-b", At: at(3 * time.Hour)},    // another tenant's ID: skipped
+		{TenantID: tenantA, DeviceID: "d-none", At: at(3 * time.Hour)}, // unknown: skipped
+	}))
+	seen := func(tenant, id string) time.Time {
+		d, err := s.GetDevice(c, tenant, id)
+		must(t, err)
+		return d.Presence.LastSeen
+	}
+	if got := seen(tenantA, "d-1"); !got.Equal(at(2 * time.Hour).Truncate(time.Microsecond)) {
+		t.Errorf("d-1 last seen %v, want moved forward", got)
+	}
+	if got := seen(tenantA, "d-2"); !got.Equal(at(time.Hour).Truncate(time.Microsecond)) {
+		t.Errorf("d-2 last seen %v, want unchanged", got)
+	}
+	if got := seen(tenantB, "d-b"); !got.Equal(at(time.Hour).Truncate(time.Microsecond)) {
+		t.Errorf("another tenant's device touched: %v", got)
+	}
+	after, err := s.GetDevice(c, tenantA, "d-1")
+	must(t, err)
+	if after.Version != before.Version {
+		t.Error("touching a device changed its version")
+	}
+	wantCode(t, s.TouchDevices(c, []steward.DeviceSeen{{TenantID: tenantA, DeviceID: "d-1"}}), steward.CodeInvalid)
+}

@@ -37,6 +37,7 @@ func Run(t *testing.T, open func(t *testing.T) steward.Store) {
 		{"UpdateDevice", testUpdateDevice},
 		{"UpdateDeviceConcurrent", testUpdateDeviceConcurrent},
 		{"UpdatePresence", testUpdatePresence},
+		{"TouchDevices", testTouchDevices},
 		{"ListDevicesQuery", testListDevicesQuery},
 		{"ListDevicesPagination", testListDevicesPagination},
 		{"ListDevicesLimits", testListDevicesLimits},

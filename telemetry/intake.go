@@ -25,7 +25,10 @@ type Config struct {
 	// publisher blocks, which stalls that device's MQTT connection: back
 	// pressure instead of unbounded memory (default 10000).
 	QueueSize int
-	Logger    *slog.Logger
+	// TouchEvery is how often, at most, a device's last-seen time is
+	// written while it keeps sending (default 30s).
+	TouchEvery time.Duration
+	Logger     *slog.Logger
 }
 
 type pending struct {
@@ -39,6 +42,8 @@ type Intake struct {
 	queue chan pending
 	done  chan struct{}
 	once  sync.Once
+	// touched is when each device's last-seen time was last written.
+	touched map[string]time.Time
 }
 
 // New returns an intake and registers it for telemetry on bus. Start it
@@ -53,7 +58,10 @@ func New(cfg Config, bus steward.Bus) *Intake {
 	if cfg.QueueSize <= 0 {
 		cfg.QueueSize = 10000
 	}
-	in := &Intake{cfg: cfg, queue: make(chan pending, cfg.QueueSize), done: make(chan struct{})}
+	if cfg.TouchEvery <= 0 {
+		cfg.TouchEvery = 30 * time.Second
+	}
+	in := &Intake{cfg: cfg, queue: make(chan pending, cfg.QueueSize), done: make(chan struct{}), touched: map[string]time.Time{}}
 	bus.HandleInbound(steward.ChannelTelemetry, in.Handle)
 	return in
 }
@@ -72,6 +80,31 @@ func (in *Intake) Handle(ctx context.Context, m steward.DeviceMessage, ack stewa
 		ack(steward.Errorf(steward.CodeUnavailable, "telemetry intake is shutting down"))
 	case <-ctx.Done():
 		ack(steward.WrapError(steward.CodeUnavailable, ctx.Err(), "telemetry intake is busy"))
+	}
+}
+
+// touch records that the devices of a committed batch were heard from,
+// each at most once per TouchEvery, so that last-seen stays current without
+// a write per message. Only Run's goroutine calls it.
+func (in *Intake) touch(batch []pending) {
+	now := in.cfg.Clock.Now()
+	var seen []steward.DeviceSeen
+	for _, p := range batch {
+		s := p.samples[0] // every message has at least one sample
+		key := s.TenantID + "/" + s.DeviceID
+		if last, ok := in.touched[key]; ok && now.Sub(last) < in.cfg.TouchEvery {
+			continue
+		}
+		in.touched[key] = now
+		seen = append(seen, steward.DeviceSeen{TenantID: s.TenantID, DeviceID: s.DeviceID, At: now})
+	}
+	if len(seen) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := in.cfg.Store.TouchDevices(ctx, seen); err != nil {
+		in.cfg.Logger.Warn("record last seen", "devices", len(seen), "err", err)
 	}
 }
 
@@ -99,6 +132,9 @@ func (in *Intake) Run(ctx context.Context) {
 		}
 		for _, p := range batch {
 			p.ack(err)
+		}
+		if err == nil {
+			in.touch(batch)
 		}
 		batch, n = batch[:0], 0
 	}

@@ -148,3 +148,34 @@ func BenchmarkIntake(b *testing.B) {
 	cancel()
 	<-done
 }
+
+// TestIntakeTouchesLastSeen checks that a device's last-seen time follows
+// its telemetry.
+func TestIntakeTouchesLastSeen(t *testing.T) {
+	t.Parallel()
+	st := openStore(t)
+	ctx := context.Background()
+	now := time.Now().UTC()
+	if err := st.CreateTenant(ctx, steward.Tenant{ID: "t1", Name: "T1", CreatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CreateDevice(ctx, steward.Device{ID: "d-1", TenantID: "t1", State: steward.StateActive, CreatedAt: now, UpdatedAt: now, StateChangedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	bus := inproc.New(slog.New(slog.DiscardHandler))
+	in := New(Config{Store: st, Clock: steward.SystemClock{}, Logger: slog.New(slog.DiscardHandler)}, bus)
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { in.Run(rctx); close(done) }()
+	acked := make(chan error, 1)
+	bus.PublishInbound(ctx, steward.DeviceMessage{TenantID: "t1", DeviceID: "d-1", Channel: steward.ChannelTelemetry, Payload: []byte(`{"metrics":{"cpu":1}}`)}, func(err error) { acked <- err })
+	if err := <-acked; err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	<-done // the touch follows the batch on the writer's goroutine
+	d, err := st.GetDevice(ctx, "t1", "d-1")
+	if err != nil || d.Presence.LastSeen.Before(now) {
+		t.Fatalf("last seen %v (err %v), want at or after %v", d.Presence.LastSeen, err, now)
+	}
+}
