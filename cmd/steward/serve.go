@@ -6,17 +6,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/steward-iot/steward/server"
 )
-
-// stringList is a repeatable string flag.
-type stringList []string
-
-func (l *stringList) String() string     { return strings.Join(*l, ",") }
-func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 
 // serverFlags registers the flags that configure a node.
 func serverFlags(fs *flag.FlagSet, cfg *server.Config, defaultData string) {
