@@ -13,11 +13,12 @@ import (
 
 	"github.com/steward-iot/steward"
 	"github.com/steward-iot/steward/agent/agenttest"
+	"github.com/steward-iot/steward/internal/testpki"
 )
 
 func TestConfigRejected(t *testing.T) {
 	t.Parallel()
-	ca := agenttest.NewCA(t, "CA")
+	ca := testpki.NewCA(t, "CA")
 	factory := factoryCert(t, ca, "SN-1")
 	good := func(dir string) Config {
 		return Config{
@@ -70,7 +71,7 @@ func TestConfigRejected(t *testing.T) {
 
 func TestRunStopsOnDamagedIdentity(t *testing.T) {
 	t.Parallel()
-	serverCA := agenttest.NewCA(t, "server CA")
+	serverCA := testpki.NewCA(t, "server CA")
 	est := agenttest.NewEST(t, serverCA)
 	factory, err := est.Enroller.FactoryIdentity("SN-2")
 	if err != nil {

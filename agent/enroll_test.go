@@ -7,13 +7,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/steward-iot/steward/agent/agenttest"
 	"github.com/steward-iot/steward/estclient"
+	"github.com/steward-iot/steward/internal/testpki"
 )
 
 func TestRenewalSchedule(t *testing.T) {
 	t.Parallel()
-	ca := agenttest.NewCA(t, "device CA")
+	ca := testpki.NewCA(t, "device CA")
 	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	life := 90 * 24 * time.Hour
 	id := deviceIdentity(t, ca, "d-0123456789abcdefghij", start, start.Add(life))
@@ -50,7 +50,7 @@ func TestRenewalSchedule(t *testing.T) {
 
 func TestRenewalScheduleShortLife(t *testing.T) {
 	t.Parallel()
-	ca := agenttest.NewCA(t, "device CA")
+	ca := testpki.NewCA(t, "device CA")
 	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	id := deviceIdentity(t, ca, "d-0123456789abcdefghij", start, start.Add(3*time.Minute))
 	if got, want := renewAt(id.Cert), start.Add(2*time.Minute); !got.Equal(want) {

@@ -15,6 +15,7 @@ import (
 	"github.com/steward-iot/steward"
 	"github.com/steward-iot/steward/agent/agenttest"
 	"github.com/steward-iot/steward/est/esttest"
+	"github.com/steward-iot/steward/internal/testpki"
 )
 
 // offsetClock is the wall clock moved by an offset that tests change.
@@ -42,7 +43,7 @@ type estEnv struct {
 	enroller *esttest.Enroller
 	url      string
 	broker   *agenttest.Broker
-	serverCA *agenttest.CA
+	serverCA *testpki.CA
 	factory  tls.Certificate
 	clock    *offsetClock
 	dir      string
@@ -50,7 +51,7 @@ type estEnv struct {
 
 func newESTEnv(t *testing.T) *estEnv {
 	t.Helper()
-	serverCA := agenttest.NewCA(t, "server CA")
+	serverCA := testpki.NewCA(t, "server CA")
 	srv := agenttest.NewEST(t, serverCA, "tenant-a")
 	factory, err := srv.Enroller.FactoryIdentity("SN-7")
 	if err != nil {

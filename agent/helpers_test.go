@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/steward-iot/steward/agent/agenttest"
+	"github.com/steward-iot/steward/internal/testpki"
 )
 
 // fakeClock is a Clock that tests move by hand.
@@ -33,7 +33,7 @@ func (c *fakeClock) Set(t time.Time) {
 }
 
 // deviceIdentity issues an operational identity with CN = id.
-func deviceIdentity(t testing.TB, ca *agenttest.CA, id string, notBefore, notAfter time.Time) *Identity {
+func deviceIdentity(t testing.TB, ca *testpki.CA, id string, notBefore, notAfter time.Time) *Identity {
 	t.Helper()
 	c := ca.ClientCert(t, pkix.Name{CommonName: id}, notBefore, notAfter)
 	ident, err := newIdentity(c.PrivateKey.(*ecdsa.PrivateKey), []*x509.Certificate{c.Leaf})
@@ -44,7 +44,7 @@ func deviceIdentity(t testing.TB, ca *agenttest.CA, id string, notBefore, notAft
 }
 
 // factoryCert issues a factory identity for serial.
-func factoryCert(t testing.TB, ca *agenttest.CA, serial string) tls.Certificate {
+func factoryCert(t testing.TB, ca *testpki.CA, serial string) tls.Certificate {
 	t.Helper()
 	return ca.ClientCert(t, pkix.Name{CommonName: serial, SerialNumber: serial}, time.Now().Add(-time.Hour), time.Now().Add(10*365*24*time.Hour))
 }

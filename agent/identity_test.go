@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/steward-iot/steward/agent/agenttest"
+	"github.com/steward-iot/steward/internal/testpki"
 )
 
 func TestPendingKeyPersistsWithMode0600(t *testing.T) {
@@ -70,7 +70,7 @@ func TestPendingKeyRejectsDamagedFile(t *testing.T) {
 
 func TestIdentitySaveLoad(t *testing.T) {
 	t.Parallel()
-	ca := agenttest.NewCA(t, "device CA")
+	ca := testpki.NewCA(t, "device CA")
 	dir := stateDir(t.TempDir())
 	if _, err := dir.loadIdentity(); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("loadIdentity of an empty directory: %v, want ErrNotExist", err)
@@ -107,7 +107,7 @@ func TestIdentitySaveLoad(t *testing.T) {
 
 func TestParseIdentityRejects(t *testing.T) {
 	t.Parallel()
-	ca := agenttest.NewCA(t, "device CA")
+	ca := testpki.NewCA(t, "device CA")
 	good := deviceIdentity(t, ca, "d-0123456789abcdefghij", time.Now(), time.Now().Add(time.Hour))
 	other := deviceIdentity(t, ca, "d-zzzzzzzzzzzzzzzzzzzz", time.Now(), time.Now().Add(time.Hour))
 	badCN := deviceIdentity(t, ca, "d-ok", time.Now(), time.Now().Add(time.Hour))
@@ -149,7 +149,7 @@ func TestParseIdentityRejects(t *testing.T) {
 
 func TestNewCSR(t *testing.T) {
 	t.Parallel()
-	key := agenttest.NewKey(t)
+	key := testpki.NewKey(t)
 	subject := pkix.Name{CommonName: "SN-1", SerialNumber: "SN-1"}
 	der, err := newCSR(key, subject, nil)
 	if err != nil {
@@ -178,7 +178,7 @@ func TestNewCSR(t *testing.T) {
 	}
 
 	// Renewal copies the raw subject of the certificate being renewed.
-	ca := agenttest.NewCA(t, "device CA")
+	ca := testpki.NewCA(t, "device CA")
 	cur := deviceIdentity(t, ca, "d-0123456789abcdefghij", time.Now(), time.Now().Add(time.Hour))
 	der, err = newCSR(key, cur.Cert.Subject, cur.Cert.RawSubject)
 	if err != nil {

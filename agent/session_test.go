@@ -13,6 +13,7 @@ import (
 
 	"github.com/steward-iot/steward"
 	"github.com/steward-iot/steward/agent/agenttest"
+	"github.com/steward-iot/steward/internal/testpki"
 )
 
 // agentEnv is an agent with a provisioned identity and a broker.
@@ -32,7 +33,7 @@ const testDeviceID = "d-0123456789abcdefghij"
 // broker before the agent connects.
 func newAgentEnv(t *testing.T, mod func(*Config), setup ...func(*agenttest.Broker)) *agentEnv {
 	t.Helper()
-	serverCA, deviceCA, factoryCA := agenttest.NewCA(t, "server CA"), agenttest.NewCA(t, "device CA"), agenttest.NewCA(t, "factory CA")
+	serverCA, deviceCA, factoryCA := testpki.NewCA(t, "server CA"), testpki.NewCA(t, "device CA"), testpki.NewCA(t, "factory CA")
 	b := agenttest.NewBroker(t, serverCA.ServerCert(t), deviceCA.Pool())
 	for _, f := range setup {
 		f(b)

@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/steward-iot/steward"
-	"github.com/steward-iot/steward/agent/agenttest"
 	"github.com/steward-iot/steward/inproc"
+	"github.com/steward-iot/steward/internal/testpki"
 	"github.com/steward-iot/steward/mqtt"
 )
 
@@ -78,7 +78,7 @@ type stewardPlane struct {
 	msgs []steward.DeviceMessage
 }
 
-func newStewardPlane(t *testing.T, serverCert tls.Certificate, deviceCA *agenttest.CA) *stewardPlane {
+func newStewardPlane(t *testing.T, serverCert tls.Certificate, deviceCA *testpki.CA) *stewardPlane {
 	t.Helper()
 	p := &stewardPlane{gate: &stewardGate{ca: deviceCA.Cert, states: map[string]steward.State{}}, bus: inproc.New(nil)}
 	for _, ch := range steward.DeviceToServer {
@@ -137,7 +137,7 @@ func (p *stewardPlane) waitFor(t *testing.T, what string, cond func() bool) {
 // adapter: ACL, quarantine and command delivery as the server does them.
 func TestAgentWithStewardBroker(t *testing.T) {
 	t.Parallel()
-	serverCA, deviceCA, factoryCA := agenttest.NewCA(t, "server CA"), agenttest.NewCA(t, "device CA"), agenttest.NewCA(t, "factory CA")
+	serverCA, deviceCA, factoryCA := testpki.NewCA(t, "server CA"), testpki.NewCA(t, "device CA"), testpki.NewCA(t, "factory CA")
 	p := newStewardPlane(t, serverCA.ServerCert(t), deviceCA)
 	dir := t.TempDir()
 	id := deviceIdentity(t, deviceCA, testDeviceID, time.Now().Add(-time.Minute), time.Now().Add(time.Hour))

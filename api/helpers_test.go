@@ -18,6 +18,7 @@ import (
 
 	"github.com/steward-iot/steward"
 	"github.com/steward-iot/steward/inproc"
+	"github.com/steward-iot/steward/internal/syncbuf"
 	"github.com/steward-iot/steward/lifecycle"
 	"github.com/steward-iot/steward/pki"
 	"github.com/steward-iot/steward/provisioning"
@@ -32,7 +33,7 @@ type testEnv struct {
 	srv    *httptest.Server
 	store  steward.Store
 	bus    *inproc.Bus
-	logs   *syncBuffer
+	logs   *syncbuf.Buffer
 	http   *http.Client
 	system string // secret of a system token of the default tenant
 
@@ -40,28 +41,10 @@ type testEnv struct {
 	controls []steward.SessionControl // what the device plane was told
 }
 
-// syncBuffer collects log output from many goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func newEnv(t testing.TB) *testEnv {
 	t.Helper()
 	ctx := context.Background()
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	clock := steward.SystemClock{}
 	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "steward.db"), log)

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/steward-iot/steward"
+	"github.com/steward-iot/steward/internal/estwire"
 )
 
 func TestDecodeBody(t *testing.T) {
@@ -50,12 +51,12 @@ func TestEncodeBase64Lines(t *testing.T) {
 	t.Parallel()
 	for _, n := range []int{0, 1, 47, 48, 49, 96, 1000} {
 		b := bytes.Repeat([]byte{0xa7}, n)
-		enc := encodeBase64Lines(b)
+		enc := estwire.EncodeLines(b)
 		if !bytes.HasSuffix(enc, []byte("\r\n")) {
 			t.Fatalf("%d bytes: no final CRLF", n)
 		}
 		for _, line := range bytes.Split(bytes.TrimSuffix(enc, []byte("\r\n")), []byte("\r\n")) {
-			if len(line) > lineLength {
+			if len(line) > estwire.LineLength {
 				t.Fatalf("%d bytes: line of %d", n, len(line))
 			}
 		}
@@ -90,7 +91,7 @@ func FuzzDecodeBody(f *testing.F) {
 		if len(out) > len(body)*3/4+2 {
 			t.Fatalf("%d bytes decoded from %d", len(out), len(body))
 		}
-		again, err := decodeBody(encodeBase64Lines(out))
+		again, err := decodeBody(estwire.EncodeLines(out))
 		if err != nil || !bytes.Equal(again, out) {
 			t.Fatalf("re-encoding does not round-trip: %v", err)
 		}

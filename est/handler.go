@@ -15,7 +15,6 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/asn1"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -26,6 +25,7 @@ import (
 
 	"github.com/smallstep/pkcs7"
 	"github.com/steward-iot/steward"
+	"github.com/steward-iot/steward/internal/estwire"
 )
 
 // DefaultMaxBodyBytes bounds a request body (base64 of a PKCS#10 request)
@@ -35,11 +35,11 @@ const DefaultMaxBodyBytes = 64 << 10
 // Media types of RFC 7030.
 const (
 	// ContentTypePKCS10 is the media type of an enrollment request body.
-	ContentTypePKCS10 = "application/pkcs10"
+	ContentTypePKCS10 = estwire.MediaPKCS10
 	// ContentTypeCertsOnly is the media type of a certificate response.
-	ContentTypeCertsOnly = "application/pkcs7-mime; smime-type=certs-only"
+	ContentTypeCertsOnly = estwire.ContentTypeCertsOnly
 	// ContentTypeCSRAttrs is the media type of a csrattrs response.
-	ContentTypeCSRAttrs = "application/csrattrs"
+	ContentTypeCSRAttrs = estwire.MediaCSRAttrs
 )
 
 // retryAfterSeconds is sent with 503 so that devices back off rather than
@@ -82,7 +82,7 @@ func NewHandler(e steward.Enroller, logger *slog.Logger, opts Options) http.Hand
 	if err != nil {
 		panic(fmt.Sprintf("est: encode csrattrs: %v", err)) // constant input: cannot happen
 	}
-	h.csrAttrs = encodeBase64Lines(attrs)
+	h.csrAttrs = estwire.EncodeLines(attrs)
 
 	mux := http.NewServeMux()
 	for _, prefix := range []string{"/.well-known/est/", "/.well-known/est/{label}/"} {
@@ -210,7 +210,7 @@ func (h *handler) writeCerts(w http.ResponseWriter, r *http.Request, op string, 
 		h.fail(w, r, op, fmt.Errorf("encode certs-only: %w", err))
 		return
 	}
-	body := encodeBase64Lines(p7)
+	body := estwire.EncodeLines(p7)
 	w.Header().Set("Content-Type", ContentTypeCertsOnly)
 	w.Header().Set("Content-Transfer-Encoding", "base64")
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
@@ -275,40 +275,9 @@ func peerChain(r *http.Request) []*x509.Certificate {
 // any ASCII white space, including the line breaks of RFC 2045, ignored.
 // A malformed body is CodeInvalid.
 func decodeBody(body []byte) ([]byte, error) {
-	clean := make([]byte, 0, len(body))
-	for _, c := range body {
-		switch c {
-		case ' ', '\t', '\r', '\n', '\v', '\f':
-		default:
-			clean = append(clean, c)
-		}
-	}
-	enc := base64.StdEncoding
-	if len(clean)%4 != 0 {
-		enc = base64.RawStdEncoding
-	}
-	out := make([]byte, enc.DecodedLen(len(clean)))
-	n, err := enc.Strict().Decode(out, clean)
+	der, err := estwire.DecodeStrict(body)
 	if err != nil {
 		return nil, steward.WrapError(steward.CodeInvalid, err, "request body is not valid base64")
 	}
-	return out[:n], nil
-}
-
-// lineLength is the base64 line length of answers: 64, as PEM and OpenSSL
-// write it (RFC 2045 allows up to 76).
-const lineLength = 64
-
-// encodeBase64Lines encodes b in base64 lines ended by CRLF (RFC 2045).
-func encodeBase64Lines(b []byte) []byte {
-	enc := make([]byte, base64.StdEncoding.EncodedLen(len(b)))
-	base64.StdEncoding.Encode(enc, b)
-	out := make([]byte, 0, len(enc)+2*(len(enc)/lineLength+1))
-	for len(enc) > lineLength {
-		out = append(out, enc[:lineLength]...)
-		out = append(out, '\r', '\n')
-		enc = enc[lineLength:]
-	}
-	out = append(out, enc...)
-	return append(out, '\r', '\n')
+	return der, nil
 }

@@ -19,39 +19,21 @@ import (
 	"net/http/httptest"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/smallstep/pkcs7"
 	"github.com/steward-iot/steward"
 	"github.com/steward-iot/steward/est"
 	"github.com/steward-iot/steward/est/esttest"
+	"github.com/steward-iot/steward/internal/syncbuf"
 )
-
-// syncBuffer collects log output written from server goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // fixture is an EST server on loopback TLS that asks for (but does not
 // require) a client certificate, as the device plane does.
 type fixture struct {
 	enroller *esttest.Enroller
 	server   *httptest.Server
-	log      *syncBuffer
+	log      *syncbuf.Buffer
 }
 
 func newFixture(t *testing.T, opts est.Options) *fixture {
@@ -60,7 +42,7 @@ func newFixture(t *testing.T, opts est.Options) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	srv := httptest.NewUnstartedServer(est.NewHandler(enr, logger, opts))
 	srv.TLS = &tls.Config{ClientAuth: tls.RequestClientCert, MinVersion: tls.VersionTLS12}

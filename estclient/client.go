@@ -6,7 +6,8 @@
 // current operational one for SimpleReenroll) and the server trust are
 // configured by the caller on the http.Client's transport. The package is
 // linked into the device agent, so it depends on nothing of the server:
-// only the standard library, the root steward package and a PKCS#7 parser.
+// only the standard library, the root steward package, a PKCS#7 parser and
+// the EST wire format it shares with the server (internal/estwire).
 package estclient
 
 import (
@@ -14,7 +15,6 @@ import (
 	"context"
 	"crypto"
 	"crypto/x509"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -27,6 +27,7 @@ import (
 
 	"github.com/smallstep/pkcs7"
 	"github.com/steward-iot/steward"
+	"github.com/steward-iot/steward/internal/estwire"
 )
 
 // Limits on what the client reads from a server.
@@ -68,7 +69,7 @@ func (e *Error) Unwrap() error {
 
 // CACerts fetches the certificates the device should trust (GET cacerts).
 func (c *Client) CACerts(ctx context.Context) ([]*x509.Certificate, error) {
-	body, err := c.do(ctx, http.MethodGet, "cacerts", nil, "application/pkcs7-mime")
+	body, err := c.do(ctx, http.MethodGet, "cacerts", nil, estwire.MediaPKCS7)
 	if err != nil {
 		return nil, err
 	}
@@ -92,7 +93,7 @@ func (c *Client) SimpleReenroll(ctx context.Context, csrDER []byte) (*x509.Certi
 // SEQUENCE of RFC 7030 §4.5.2. It returns nil when the server has none
 // (204 No Content).
 func (c *Client) CSRAttrs(ctx context.Context) ([]byte, error) {
-	body, err := c.do(ctx, http.MethodGet, "csrattrs", nil, "application/csrattrs")
+	body, err := c.do(ctx, http.MethodGet, "csrattrs", nil, estwire.MediaCSRAttrs)
 	if err != nil || body == nil {
 		return nil, err
 	}
@@ -104,7 +105,7 @@ func (c *Client) enroll(ctx context.Context, op string, csrDER []byte) (*x509.Ce
 	if err != nil {
 		return nil, steward.WrapError(steward.CodeInvalid, err, "est %s: the certificate request does not parse: %v", op, err)
 	}
-	body, err := c.do(ctx, http.MethodPost, op, encodeBase64Lines(csrDER), "application/pkcs7-mime")
+	body, err := c.do(ctx, http.MethodPost, op, estwire.EncodeLines(csrDER), estwire.MediaPKCS7)
 	if err != nil {
 		return nil, err
 	}
@@ -141,7 +142,7 @@ func (c *Client) do(ctx context.Context, method, op string, body []byte, wantTyp
 	}
 	req.Header.Set("Accept", wantType)
 	if body != nil {
-		req.Header.Set("Content-Type", "application/pkcs10")
+		req.Header.Set("Content-Type", estwire.MediaPKCS10)
 		req.Header.Set("Content-Transfer-Encoding", "base64")
 	}
 	hc := c.HTTP
@@ -228,40 +229,11 @@ func decodeCerts(body []byte) ([]*x509.Certificate, error) {
 	return p7.Certificates, nil
 }
 
-// decodeBase64 decodes base64 with any ASCII white space ignored.
+// decodeBase64 decodes a base64 answer with any ASCII white space ignored.
 func decodeBase64(body []byte) ([]byte, error) {
-	clean := make([]byte, 0, len(body))
-	for _, c := range body {
-		switch c {
-		case ' ', '\t', '\r', '\n', '\v', '\f':
-		default:
-			clean = append(clean, c)
-		}
-	}
-	enc := base64.StdEncoding
-	if len(clean)%4 != 0 {
-		enc = base64.RawStdEncoding
-	}
-	out := make([]byte, enc.DecodedLen(len(clean)))
-	n, err := enc.Decode(out, clean)
+	out, err := estwire.Decode(body)
 	if err != nil {
 		return nil, fmt.Errorf("est: the answer is not base64: %w", err)
 	}
-	return out[:n], nil
-}
-
-// encodeBase64Lines encodes b in 64-character base64 lines ended by CRLF.
-func encodeBase64Lines(b []byte) []byte {
-	const lineLength = 64
-	enc := base64.StdEncoding.EncodeToString(b)
-	var out bytes.Buffer
-	out.Grow(len(enc) + 2*(len(enc)/lineLength+1))
-	for len(enc) > lineLength {
-		out.WriteString(enc[:lineLength])
-		out.WriteString("\r\n")
-		enc = enc[lineLength:]
-	}
-	out.WriteString(enc)
-	out.WriteString("\r\n")
-	return out.Bytes()
+	return out, nil
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/smallstep/pkcs7"
+	"github.com/steward-iot/steward/internal/estwire"
 )
 
 func certsOnlyBody(tb testing.TB, n int) []byte {
@@ -32,7 +33,7 @@ func certsOnlyBody(tb testing.TB, n int) []byte {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return encodeBase64Lines(p7)
+	return estwire.EncodeLines(p7)
 }
 
 // FuzzDecodeCerts feeds arbitrary answers to the client's certs-only

@@ -26,7 +26,7 @@ func TestPubackAfterHandlerInOrder(t *testing.T) {
 	for _, v := range versions {
 		t.Run(v.name, func(t *testing.T) {
 			id := newDeviceID() // not parallel: the inboxes are shared
-			c, _, err := h.dialRaw(t, h.ca.device(t, id), id, v.v5)
+			c, _, err := h.dialRaw(t, h.ca.Device(t, id), id, v.v5)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -86,7 +86,7 @@ func TestHandlerErrors(t *testing.T) {
 			h.handle(steward.ChannelTelemetry, in)
 			for i, v := range versions {
 				id := newDeviceID()
-				c, _, err := h.dialRaw(t, h.ca.device(t, id), id, v.v5)
+				c, _, err := h.dialRaw(t, h.ca.Device(t, id), id, v.v5)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -117,7 +117,7 @@ func TestPahoClientsWaitForHandler(t *testing.T) {
 	h.handle(steward.ChannelTelemetry, in)
 
 	id3 := newDeviceID()
-	c3, err := h.connect3(t, h.ca.device(t, id3), id3, nil)
+	c3, err := h.connect3(t, h.ca.Device(t, id3), id3, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +134,7 @@ func TestPahoClientsWaitForHandler(t *testing.T) {
 	}
 
 	id5 := newDeviceID()
-	c5, _, err := h.connect5(t, h.ca.device(t, id5), id5, paho5.ClientConfig{})
+	c5, _, err := h.connect5(t, h.ca.Device(t, id5), id5, paho5.ClientConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +171,7 @@ func TestReceiveMaximumBackPressure(t *testing.T) {
 			in := newInbox(true)
 			h.handle(steward.ChannelTelemetry, in)
 			id := newDeviceID()
-			c, _, err := h.dialRaw(t, h.ca.device(t, id), id, v.v5)
+			c, _, err := h.dialRaw(t, h.ca.Device(t, id), id, v.v5)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -208,7 +208,7 @@ func TestQoS2RecAfterHandler(t *testing.T) {
 	for _, v := range versions {
 		t.Run(v.name, func(t *testing.T) {
 			id := newDeviceID()
-			c, _, err := h.dialRaw(t, h.ca.device(t, id), id, v.v5)
+			c, _, err := h.dialRaw(t, h.ca.Device(t, id), id, v.v5)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -229,7 +229,7 @@ func TestQoS2RecAfterHandler(t *testing.T) {
 	}
 	t.Run("paho5", func(t *testing.T) {
 		id := newDeviceID()
-		c5, _, err := h.connect5(t, h.ca.device(t, id), id, paho5.ClientConfig{})
+		c5, _, err := h.connect5(t, h.ca.Device(t, id), id, paho5.ClientConfig{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -258,7 +258,7 @@ func TestTakeoverKeepsDeviceOnline(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, nil)
 	id := newDeviceID()
-	cert := h.ca.device(t, id)
+	cert := h.ca.Device(t, id)
 	a, _, err := h.dialRaw(t, cert, id, true)
 	if err != nil {
 		t.Fatal(err)
@@ -295,7 +295,7 @@ func TestSend(t *testing.T) {
 		t.Parallel()
 		id3, id5 := newDeviceID(), newDeviceID()
 		got3 := make(chan []byte, 1)
-		c3, err := h.connect3(t, h.ca.device(t, id3), id3, nil)
+		c3, err := h.connect3(t, h.ca.Device(t, id3), id3, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -304,7 +304,7 @@ func TestSend(t *testing.T) {
 			t.Fatal(tok.Error())
 		}
 		got5 := make(chan []byte, 1)
-		c5, _, err := h.connect5(t, h.ca.device(t, id5), id5, paho5.ClientConfig{
+		c5, _, err := h.connect5(t, h.ca.Device(t, id5), id5, paho5.ClientConfig{
 			OnPublishReceived: []func(paho5.PublishReceived) (bool, error){func(r paho5.PublishReceived) (bool, error) {
 				got5 <- r.Packet.Payload
 				return true, nil
@@ -336,7 +336,7 @@ func TestSend(t *testing.T) {
 		if err := send(steward.OutboundMessage{TenantID: testTenant, DeviceID: id, Channel: steward.ChannelTwinDesired, Payload: []byte(`{"version":3}`), QoS: 1, Retain: true}); err != nil {
 			t.Fatalf("send retained to an offline device: %v", err)
 		}
-		c, _, err := h.dialRaw(t, h.ca.device(t, id), id, true)
+		c, _, err := h.dialRaw(t, h.ca.Device(t, id), id, true)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -352,7 +352,7 @@ func TestSend(t *testing.T) {
 	t.Run("quarantined device gets no commands", func(t *testing.T) {
 		t.Parallel()
 		id := newDeviceID()
-		c, _, err := h.dialRaw(t, h.ca.device(t, id), id, true)
+		c, _, err := h.dialRaw(t, h.ca.Device(t, id), id, true)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -375,7 +375,7 @@ func TestSend(t *testing.T) {
 	t.Run("refusals", func(t *testing.T) {
 		t.Parallel()
 		id := newDeviceID()
-		if _, err := h.connect3(t, h.ca.device(t, id), id, nil); err != nil {
+		if _, err := h.connect3(t, h.ca.Device(t, id), id, nil); err != nil {
 			t.Fatal(err)
 		}
 		tests := []struct {
@@ -410,7 +410,7 @@ func TestWill(t *testing.T) {
 	t.Run("on another device's topic is refused", func(t *testing.T) {
 		t.Parallel()
 		id := newDeviceID()
-		_, err := h.connect3(t, h.ca.device(t, id), id, func(o *paho3.ClientOptions) {
+		_, err := h.connect3(t, h.ca.Device(t, id), id, func(o *paho3.ClientOptions) {
 			o.SetWill(topic(newDeviceID(), steward.ChannelCmdReq), "boom", 1, true)
 		})
 		if err == nil {
@@ -422,7 +422,7 @@ func TestWill(t *testing.T) {
 		t.Parallel()
 		id := newDeviceID()
 		lost := make(chan struct{})
-		c, err := h.connect3(t, h.ca.device(t, id), id, func(o *paho3.ClientOptions) {
+		c, err := h.connect3(t, h.ca.Device(t, id), id, func(o *paho3.ClientOptions) {
 			o.SetWill(topic(id, steward.ChannelEvents), `{"type":"gone"}`, 1, false)
 			o.SetConnectionLostHandler(func(paho3.Client, error) { close(lost) })
 		})
@@ -463,7 +463,7 @@ func TestCloseReportsEveryoneOffline(t *testing.T) {
 	for _, v := range versions {
 		id := newDeviceID()
 		ids = append(ids, id)
-		c, _, err := h.dialRaw(t, h.ca.device(t, id), id, v.v5)
+		c, _, err := h.dialRaw(t, h.ca.Device(t, id), id, v.v5)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/steward-iot/steward"
+	"github.com/steward-iot/steward/internal/testpki"
 )
 
 // benchPayload is the 43-byte JSON sample of FIGURES.md's load.
@@ -33,7 +34,7 @@ func BenchmarkPublishQoS1(b *testing.B) {
 			topics := make([]string, clients)
 			for i := range conns {
 				id := newDeviceID()
-				c, _, err := h.dialRaw(b, h.ca.device(b, id), id, false)
+				c, _, err := h.dialRaw(b, h.ca.Device(b, id), id, false)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -51,15 +52,15 @@ func BenchmarkPublishQoS1(b *testing.B) {
 func BenchmarkPublishQoS1MochiBaseline(b *testing.B) {
 	for _, clients := range []int{1, 16} {
 		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
-			h := &harness{t: b, ca: newTestCA(b, "device CA")}
-			serverCA := newTestCA(b, "server CA")
-			h.roots = x509Pool(serverCA)
+			h := &harness{t: b, ca: testpki.NewCA(b, "device CA")}
+			serverCA := testpki.NewCA(b, "server CA")
+			h.roots = serverCA.Pool()
 			srv := mochi.New(&mochi.Options{Logger: testLogger()})
 			if err := srv.AddHook(new(allowAll), nil); err != nil {
 				b.Fatal(err)
 			}
 			tlsCfg := &tls.Config{
-				Certificates: []tls.Certificate{serverCA.issue(b, "s", time.Now().Add(-time.Hour), time.Now().Add(time.Hour), true)},
+				Certificates: []tls.Certificate{serverCA.ServerCert(b)},
 				ClientAuth:   tls.RequireAnyClientCert,
 			}
 			ln := listeners.NewTCP(listeners.Config{ID: "t", Address: "127.0.0.1:0", TLSConfig: tlsCfg})
@@ -75,7 +76,7 @@ func BenchmarkPublishQoS1MochiBaseline(b *testing.B) {
 			topics := make([]string, clients)
 			for i := range conns {
 				id := newDeviceID()
-				c, _, err := h.dialRaw(b, h.ca.device(b, id), id, false)
+				c, _, err := h.dialRaw(b, h.ca.Device(b, id), id, false)
 				if err != nil {
 					b.Fatal(err)
 				}

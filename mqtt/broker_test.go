@@ -14,6 +14,7 @@ import (
 
 	"github.com/steward-iot/steward"
 	"github.com/steward-iot/steward/inproc"
+	"github.com/steward-iot/steward/internal/testpki"
 )
 
 var versions = []struct {
@@ -23,11 +24,11 @@ var versions = []struct {
 
 func TestNewRefusesBadConfig(t *testing.T) {
 	t.Parallel()
-	ca := newTestCA(t, "server CA")
+	ca := testpki.NewCA(t, "server CA")
 	good := func() Config {
 		return Config{
 			Addr: "127.0.0.1:0",
-			TLS:  &tls.Config{Certificates: []tls.Certificate{ca.issue(t, "s", time.Now(), time.Now().Add(time.Hour), true)}},
+			TLS:  &tls.Config{Certificates: []tls.Certificate{ca.ServerCert(t)}},
 			Gate: newTestGate(),
 			Bus:  inproc.New(nil),
 		}
@@ -68,7 +69,7 @@ func TestConnectAndPresence(t *testing.T) {
 		t.Run(v.name, func(t *testing.T) {
 			t.Parallel()
 			id := newDeviceID()
-			c, ack, err := h.dialRaw(t, h.ca.device(t, id), id, v.v5)
+			c, ack, err := h.dialRaw(t, h.ca.Device(t, id), id, v.v5)
 			if err != nil {
 				t.Fatalf("connect: %v", err)
 			}
@@ -92,10 +93,10 @@ func TestConnectWithPahoClients(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, nil)
 	id3, id5 := newDeviceID(), newDeviceID()
-	if _, err := h.connect3(t, h.ca.device(t, id3), id3, nil); err != nil {
+	if _, err := h.connect3(t, h.ca.Device(t, id3), id3, nil); err != nil {
 		t.Fatalf("paho 3.1.1: %v", err)
 	}
-	_, ca, err := h.connect5(t, h.ca.device(t, id5), id5, paho5.ClientConfig{})
+	_, ca, err := h.connect5(t, h.ca.Device(t, id5), id5, paho5.ClientConfig{})
 	if err != nil {
 		t.Fatalf("paho 5: %v", err)
 	}
@@ -117,8 +118,8 @@ func TestConnectWithPahoClients(t *testing.T) {
 func TestHandshakeRefusals(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, nil)
-	foreign := newTestCA(t, "someone else's CA")
-	revoked := h.ca.device(t, newDeviceID())
+	foreign := testpki.NewCA(t, "someone else's CA")
+	revoked := h.ca.Device(t, newDeviceID())
 	h.gate.revoke(revoked)
 	decommissioned := newDeviceID()
 	h.gate.setState(decommissioned, steward.StateDecommissioned)
@@ -127,15 +128,15 @@ func TestHandshakeRefusals(t *testing.T) {
 		cert func(id string) tls.Certificate
 		id   string
 	}{
-		{"unknown CA", func(id string) tls.Certificate { return foreign.device(t, id) }, newDeviceID()},
+		{"unknown CA", func(id string) tls.Certificate { return foreign.Device(t, id) }, newDeviceID()},
 		{"expired", func(id string) tls.Certificate {
-			return h.ca.issue(t, id, time.Now().Add(-48*time.Hour), time.Now().Add(-time.Hour), false)
+			return h.ca.Issue(t, id, "", time.Now().Add(-48*time.Hour), time.Now().Add(-time.Hour))
 		}, newDeviceID()},
 		{"not yet valid", func(id string) tls.Certificate {
-			return h.ca.issue(t, id, time.Now().Add(time.Hour), time.Now().Add(48*time.Hour), false)
+			return h.ca.Issue(t, id, "", time.Now().Add(time.Hour), time.Now().Add(48*time.Hour))
 		}, newDeviceID()},
 		{"revoked", func(string) tls.Certificate { return revoked }, revoked.Leaf.Subject.CommonName},
-		{"decommissioned", func(id string) tls.Certificate { return h.ca.device(t, id) }, decommissioned},
+		{"decommissioned", func(id string) tls.Certificate { return h.ca.Device(t, id) }, decommissioned},
 	}
 	for _, tt := range tests {
 		for _, tlsVersion := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
@@ -180,10 +181,10 @@ func TestHandshakeRefusals(t *testing.T) {
 func TestHandshakeRefusalsReachNoSession(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, nil)
-	foreign := newTestCA(t, "someone else's CA")
+	foreign := testpki.NewCA(t, "someone else's CA")
 	id := newDeviceID()
 	before := h.gate.refused.Load()
-	if _, err := h.connect3(t, foreign.device(t, id), id, nil); err == nil {
+	if _, err := h.connect3(t, foreign.Device(t, id), id, nil); err == nil {
 		t.Fatal("connected with a foreign certificate")
 	}
 	if h.gate.refused.Load() != before+1 {
@@ -191,7 +192,7 @@ func TestHandshakeRefusalsReachNoSession(t *testing.T) {
 	}
 	// The same device with a good certificate comes online: the refusal
 	// left nothing behind, and its presence is the first one recorded.
-	if _, err := h.connect3(t, h.ca.device(t, id), id, nil); err != nil {
+	if _, err := h.connect3(t, h.ca.Device(t, id), id, nil); err != nil {
 		t.Fatal(err)
 	}
 	if p := h.waitPresence(t, id); !p.Online {
@@ -216,7 +217,7 @@ func TestClientIDMustBeDeviceID(t *testing.T) {
 			t.Run(tt.name+"/"+v.name, func(t *testing.T) {
 				t.Parallel()
 				id := newDeviceID()
-				c, ack, err := h.dialRaw(t, h.ca.device(t, id), tt.clientID(id), v.v5)
+				c, ack, err := h.dialRaw(t, h.ca.Device(t, id), tt.clientID(id), v.v5)
 				if err != nil {
 					t.Fatalf("connect: %v", err)
 				}
@@ -238,12 +239,12 @@ func TestClientIDMustBeDeviceID(t *testing.T) {
 	t.Run("paho", func(t *testing.T) {
 		t.Parallel()
 		id := newDeviceID()
-		_, err := h.connect3(t, h.ca.device(t, id), newDeviceID(), nil)
+		_, err := h.connect3(t, h.ca.Device(t, id), newDeviceID(), nil)
 		if err == nil || !strings.Contains(err.Error(), "identifier rejected") {
 			t.Fatalf("err = %v, want identifier rejected", err)
 		}
 		h.waitEvent(t, id, steward.SecClientIDMismatch)
-		_, ca, err := h.connect5(t, h.ca.device(t, id), "x"+id, paho5.ClientConfig{})
+		_, ca, err := h.connect5(t, h.ca.Device(t, id), "x"+id, paho5.ClientConfig{})
 		if err == nil || ca == nil || ca.ReasonCode != 0x85 {
 			t.Fatalf("paho 5 connack %+v err %v, want 0x85", ca, err)
 		}
@@ -276,7 +277,7 @@ func TestPublishACL(t *testing.T) {
 			t.Run(tt.name+"/"+v.name, func(t *testing.T) {
 				t.Parallel()
 				id := newDeviceID()
-				c, _, err := h.dialRaw(t, h.ca.device(t, id), id, v.v5)
+				c, _, err := h.dialRaw(t, h.ca.Device(t, id), id, v.v5)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -313,7 +314,7 @@ func TestPublishReachesHandler(t *testing.T) {
 		t.Run(v.name, func(t *testing.T) {
 			t.Parallel()
 			id := newDeviceID()
-			c, _, err := h.dialRaw(t, h.ca.device(t, id), id, v.v5)
+			c, _, err := h.dialRaw(t, h.ca.Device(t, id), id, v.v5)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -364,7 +365,7 @@ func TestSubscribeACL(t *testing.T) {
 			t.Run(tt.name+"/"+v.name, func(t *testing.T) {
 				t.Parallel()
 				id := newDeviceID()
-				c, _, err := h.dialRaw(t, h.ca.device(t, id), id, v.v5)
+				c, _, err := h.dialRaw(t, h.ca.Device(t, id), id, v.v5)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -387,7 +388,7 @@ func TestSubscribeACL(t *testing.T) {
 	t.Run("paho", func(t *testing.T) {
 		t.Parallel()
 		id := newDeviceID()
-		c3, err := h.connect3(t, h.ca.device(t, id), id, nil)
+		c3, err := h.connect3(t, h.ca.Device(t, id), id, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -405,7 +406,7 @@ func TestSubscribeACL(t *testing.T) {
 		// A paho MQTT 5 client reads in CONNACK that wildcards are not
 		// available and does not even ask.
 		id5 := newDeviceID()
-		c5, _, err := h.connect5(t, h.ca.device(t, id5), id5, paho5.ClientConfig{})
+		c5, _, err := h.connect5(t, h.ca.Device(t, id5), id5, paho5.ClientConfig{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -433,7 +434,7 @@ func TestQuarantine(t *testing.T) {
 			t.Parallel()
 			id := newDeviceID()
 			h.gate.setState(id, steward.StateQuarantined)
-			c, _, err := h.dialRaw(t, h.ca.device(t, id), id, v.v5)
+			c, _, err := h.dialRaw(t, h.ca.Device(t, id), id, v.v5)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -472,7 +473,7 @@ func TestControlStateChangeUpdatesACL(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, nil)
 	id := newDeviceID()
-	c, _, err := h.dialRaw(t, h.ca.device(t, id), id, true)
+	c, _, err := h.dialRaw(t, h.ca.Device(t, id), id, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -507,7 +508,7 @@ func TestControlCloseDropsSession(t *testing.T) {
 		t.Run(v.name, func(t *testing.T) {
 			t.Parallel()
 			id := newDeviceID()
-			c, _, err := h.dialRaw(t, h.ca.device(t, id), id, v.v5)
+			c, _, err := h.dialRaw(t, h.ca.Device(t, id), id, v.v5)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -531,13 +532,13 @@ func TestControlCloseDropsSession(t *testing.T) {
 		t.Parallel()
 		id3, id5 := newDeviceID(), newDeviceID()
 		lost := make(chan error, 1)
-		if _, err := h.connect3(t, h.ca.device(t, id3), id3, func(o *paho3.ClientOptions) {
+		if _, err := h.connect3(t, h.ca.Device(t, id3), id3, func(o *paho3.ClientOptions) {
 			o.SetConnectionLostHandler(func(_ paho3.Client, err error) { lost <- err })
 		}); err != nil {
 			t.Fatal(err)
 		}
 		disc := make(chan *paho5.Disconnect, 1)
-		if _, _, err := h.connect5(t, h.ca.device(t, id5), id5, paho5.ClientConfig{OnServerDisconnect: func(d *paho5.Disconnect) { disc <- d }}); err != nil {
+		if _, _, err := h.connect5(t, h.ca.Device(t, id5), id5, paho5.ClientConfig{OnServerDisconnect: func(d *paho5.Disconnect) { disc <- d }}); err != nil {
 			t.Fatal(err)
 		}
 		for _, id := range []string{id3, id5} {
@@ -562,7 +563,7 @@ func TestControlCloseDropsSession(t *testing.T) {
 	t.Run("decommissioned state closes", func(t *testing.T) {
 		t.Parallel()
 		id := newDeviceID()
-		c, _, err := h.dialRaw(t, h.ca.device(t, id), id, true)
+		c, _, err := h.dialRaw(t, h.ca.Device(t, id), id, true)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -598,7 +599,7 @@ func TestPayloadLimit(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			id := newDeviceID()
-			c, _, err := h.dialRaw(t, h.ca.device(t, id), id, tt.v5)
+			c, _, err := h.dialRaw(t, h.ca.Device(t, id), id, tt.v5)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -623,7 +624,7 @@ func TestPayloadLimit(t *testing.T) {
 		t.Parallel()
 		id := newDeviceID()
 		lost := make(chan error, 1)
-		c, err := h.connect3(t, h.ca.device(t, id), id, func(o *paho3.ClientOptions) {
+		c, err := h.connect3(t, h.ca.Device(t, id), id, func(o *paho3.ClientOptions) {
 			o.SetConnectionLostHandler(func(_ paho3.Client, err error) { lost <- err })
 		})
 		if err != nil {

@@ -2,16 +2,10 @@ package mqtt
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"fmt"
 	"log/slog"
-	"math/big"
-	"net"
 	"os"
 	"strings"
 	"sync"
@@ -25,86 +19,10 @@ import (
 
 	"github.com/steward-iot/steward"
 	"github.com/steward-iot/steward/inproc"
+	"github.com/steward-iot/steward/internal/testpki"
 )
 
 const waitLimit = 10 * time.Second
-
-// testCA is a certificate authority made for one test.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-}
-
-func newTestCA(t testing.TB, cn string) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          randomSerial(t),
-		Subject:               pkix.Name{CommonName: cn},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testCA{cert: cert, key: key}
-}
-
-func randomSerial(t testing.TB) *big.Int {
-	t.Helper()
-	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
-
-// issue signs a leaf certificate: a device (client auth) or a server for 127.0.0.1.
-func (ca *testCA) issue(t testing.TB, cn string, notBefore, notAfter time.Time, server bool) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: randomSerial(t),
-		Subject:      pkix.Name{CommonName: cn},
-		NotBefore:    notBefore,
-		NotAfter:     notAfter,
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	if server {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
-}
-
-// device issues a valid operational certificate for id.
-func (ca *testCA) device(t testing.TB, id string) tls.Certificate {
-	t.Helper()
-	return ca.issue(t, id, time.Now().Add(-time.Minute), time.Now().Add(time.Hour), false)
-}
 
 // testGate is the DeviceGate of the tests: it trusts the device CA of each
 // tenant, refuses revoked serials and decommissioned devices, and keeps the
@@ -198,7 +116,7 @@ type harness struct {
 	broker   *Broker
 	bus      *inproc.Bus
 	gate     *testGate
-	ca       *testCA // device CA of tenant "t1"
+	ca       *testpki.CA // device CA of tenant "t1"
 	roots    *x509.CertPool
 	addr     string
 	presMu   sync.Mutex
@@ -210,18 +128,18 @@ const testTenant = "t1"
 
 func newHarness(t testing.TB, mod func(*Config)) *harness {
 	t.Helper()
-	serverCA := newTestCA(t, "server CA")
-	serverCert := serverCA.issue(t, "steward", time.Now().Add(-time.Hour), time.Now().Add(time.Hour), true)
+	serverCA := testpki.NewCA(t, "server CA")
+	serverCert := serverCA.ServerCert(t)
 	h := &harness{
 		t:        t,
 		bus:      inproc.New(nil),
 		gate:     newTestGate(),
-		ca:       newTestCA(t, "tenant t1 device CA"),
+		ca:       testpki.NewCA(t, "tenant t1 device CA"),
 		roots:    x509.NewCertPool(),
 		presSeen: map[int]bool{},
 	}
-	h.roots.AddCert(serverCA.cert)
-	h.gate.tenants[testTenant] = h.ca.cert
+	h.roots.AddCert(serverCA.Cert)
+	h.gate.tenants[testTenant] = h.ca.Cert
 	h.bus.HandlePresence(func(_ context.Context, p steward.PresenceChange) {
 		h.presMu.Lock()
 		h.presence = append(h.presence, p)
@@ -261,14 +179,6 @@ func newHarness(t testing.TB, mod func(*Config)) *harness {
 		time.Sleep(time.Millisecond)
 	}
 	return h
-}
-
-func x509Pool(cas ...*testCA) *x509.CertPool {
-	pool := x509.NewCertPool()
-	for _, ca := range cas {
-		pool.AddCert(ca.cert)
-	}
-	return pool
 }
 
 func testLogger() *slog.Logger {

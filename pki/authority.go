@@ -276,34 +276,15 @@ func (a *Authority) IssueDevice(ctx context.Context, tenantID, deviceID string, 
 	if err != nil {
 		return nil, err
 	}
-	now := a.clock.Now()
-	notAfter := now.Add(a.deviceValidity)
-	if notAfter.After(ca.cert.NotAfter) {
-		notAfter = ca.cert.NotAfter
-	}
-	serial, err := randomSerial()
-	if err != nil {
-		return nil, err
-	}
-	skid, err := subjectKeyID(csr.PublicKey)
-	if err != nil {
-		return nil, err
-	}
 	tmpl := &x509.Certificate{
-		SerialNumber: serial,
 		Subject: pkix.Name{
 			CommonName:         deviceID,
 			Organization:       []string{organization},
 			OrganizationalUnit: []string{tenantID},
 		},
-		NotBefore:             now.Add(-backdate),
-		NotAfter:              notAfter,
-		KeyUsage:              x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-		BasicConstraintsValid: true,
-		SubjectKeyId:          skid,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}
-	cert, err := sign(tmpl, ca.cert, csr.PublicKey, ca.key)
+	cert, err := issueLeaf(ca, tmpl, csr.PublicKey, a.clock.Now(), a.deviceValidity)
 	if err != nil {
 		return nil, fmt.Errorf("issue certificate for device %s: %w", deviceID, err)
 	}
@@ -504,6 +485,32 @@ func newCA(now time.Time, subject pkix.Name) (*signer, error) {
 		return nil, fmt.Errorf("self-sign CA: %w", err)
 	}
 	return &signer{cert: cert, key: key}, nil
+}
+
+// issueLeaf signs an end-entity certificate for pub with ca. It completes
+// tmpl (subject and extended key usage set by the caller): a random serial,
+// the subject key ID, digital signature only, valid from backdate before
+// now for validity, never past the CA's own end.
+func issueLeaf(ca *signer, tmpl *x509.Certificate, pub crypto.PublicKey, now time.Time, validity time.Duration) (*x509.Certificate, error) {
+	serial, err := randomSerial()
+	if err != nil {
+		return nil, err
+	}
+	skid, err := subjectKeyID(pub)
+	if err != nil {
+		return nil, err
+	}
+	notAfter := now.Add(validity)
+	if notAfter.After(ca.cert.NotAfter) {
+		notAfter = ca.cert.NotAfter
+	}
+	tmpl.SerialNumber = serial
+	tmpl.SubjectKeyId = skid
+	tmpl.NotBefore = now.Add(-backdate)
+	tmpl.NotAfter = notAfter
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+	tmpl.BasicConstraintsValid = true
+	return sign(tmpl, ca.cert, pub, ca.key)
 }
 
 func sign(tmpl, parent *x509.Certificate, pub crypto.PublicKey, key crypto.Signer) (*x509.Certificate, error) {

@@ -112,34 +112,15 @@ func (a *Authority) newServerCert(names, ips []string) (*signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("generate server key: %w", err)
 	}
-	serial, err := randomSerial()
-	if err != nil {
-		return nil, err
-	}
-	skid, err := subjectKeyID(&key.PublicKey)
-	if err != nil {
-		return nil, err
-	}
-	now := a.clock.Now()
-	notAfter := now.Add(a.serverValidity)
-	if notAfter.After(a.serverCA.cert.NotAfter) {
-		notAfter = a.serverCA.cert.NotAfter
-	}
 	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: "Steward server", Organization: []string{organization}},
-		NotBefore:             now.Add(-backdate),
-		NotAfter:              notAfter,
-		KeyUsage:              x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		SubjectKeyId:          skid,
-		DNSNames:              names,
+		Subject:     pkix.Name{CommonName: "Steward server", Organization: []string{organization}},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		DNSNames:    names,
 	}
 	for _, ip := range ips {
 		tmpl.IPAddresses = append(tmpl.IPAddresses, net.ParseIP(ip))
 	}
-	cert, err := sign(tmpl, a.serverCA.cert, &key.PublicKey, a.serverCA.key)
+	cert, err := issueLeaf(a.serverCA, tmpl, &key.PublicKey, a.clock.Now(), a.serverValidity)
 	if err != nil {
 		return nil, fmt.Errorf("issue server certificate: %w", err)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/steward-iot/steward/agent"
 	"github.com/steward-iot/steward/client"
 	"github.com/steward-iot/steward/estclient"
+	"github.com/steward-iot/steward/internal/testpki"
 )
 
 // runAgent starts the real device agent with a factory identity.
@@ -77,12 +78,12 @@ func (n *node) waitState(t *testing.T, a *agent.Agent, want steward.State) stewa
 func TestZeroTouch(t *testing.T) {
 	t.Parallel()
 	n := startNode(t)
-	mfr := newTestCA(t, "Acme Devices")
+	mfr := testpki.NewCA(t, "Acme Devices")
 	n.registerGroup(t, n.admin, "gateways", mfr, nil)
 	ctx := context.Background()
 
 	t.Run("approved firmware becomes active", func(t *testing.T) {
-		a := n.runAgent(t, mfr.factory(t, "SN-0001"), "gw-100", "1.1.0")
+		a := n.runAgent(t, mfr.Factory(t, "SN-0001"), "gw-100", "1.1.0")
 		d := n.waitState(t, a, steward.StateActive)
 		if d.Serial != "SN-0001" || d.Model != "gw-100" || d.Firmware != "1.1.0" || d.Hardware != "revB" || d.Labels["site"] != "plant-7" {
 			t.Errorf("inventory: %+v", d.Device)
@@ -122,7 +123,7 @@ func TestZeroTouch(t *testing.T) {
 	})
 
 	t.Run("unapproved firmware is quarantined", func(t *testing.T) {
-		a := n.runAgent(t, mfr.factory(t, "SN-0002"), "gw-100", "0.9.0")
+		a := n.runAgent(t, mfr.Factory(t, "SN-0002"), "gw-100", "0.9.0")
 		d := n.waitState(t, a, steward.StateQuarantined)
 		if !strings.Contains(d.StateReason, `firmware "0.9.0" is not approved for model "gw-100"`) {
 			t.Errorf("reason %q", d.StateReason)
@@ -172,18 +173,18 @@ func TestEnrollmentRefusals(t *testing.T) {
 	t.Parallel()
 	n := startNode(t)
 	ctx := context.Background()
-	mfr := newTestCA(t, "Acme Devices")
+	mfr := testpki.NewCA(t, "Acme Devices")
 	n.registerGroup(t, n.admin, "strict", mfr, func(g *steward.EnrollmentGroup) {
 		g.Serials = []string{"SN-OK-1", "SN-OK-2"}
 		g.Strict = true
 	})
-	stranger := newTestCA(t, "Stranger Inc")
+	stranger := testpki.NewCA(t, "Stranger Inc")
 
 	_, goodCSR := newCSR(t)
 	badSig := append([]byte(nil), goodCSR...)
 	badSig[len(badSig)-5] ^= 0xff
-	expired := mfr.issue(t, "old", "SN-OK-1", time.Now().Add(-48*time.Hour), time.Now().Add(-24*time.Hour))
-	okFactory := mfr.factory(t, "SN-OK-2")
+	expired := mfr.Issue(t, "old", "SN-OK-1", time.Now().Add(-48*time.Hour), time.Now().Add(-24*time.Hour))
+	okFactory := mfr.Factory(t, "SN-OK-2")
 
 	tests := []struct {
 		name    string
@@ -193,9 +194,9 @@ func TestEnrollmentRefusals(t *testing.T) {
 		msg     string
 	}{
 		{"no client certificate", nil, goodCSR, 401, "factory certificate"},
-		{"unregistered CA", ptr(stranger.factory(t, "SN-OK-1")), goodCSR, 401, "not from a registered manufacturer CA"},
+		{"unregistered CA", ptr(stranger.Factory(t, "SN-OK-1")), goodCSR, 401, "not from a registered manufacturer CA"},
 		{"expired factory certificate", &expired, goodCSR, 401, "expired"},
-		{"serial not on the allow-list", ptr(mfr.factory(t, "SN-EVIL")), goodCSR, 403, "allow-list"},
+		{"serial not on the allow-list", ptr(mfr.Factory(t, "SN-EVIL")), goodCSR, 403, "allow-list"},
 		{"malformed CSR", &okFactory, []byte("not a csr"), 400, "not a well-formed PKCS#10"},
 		{"wrongly signed CSR", &okFactory, badSig, 400, "signature"},
 	}
@@ -301,11 +302,11 @@ func TestDevicePlaneRefusals(t *testing.T) {
 	t.Parallel()
 	n := startNode(t, func(c *Config) { c.MaxPayload = 4096 })
 	ctx := context.Background()
-	mfr := newTestCA(t, "Acme Devices")
+	mfr := testpki.NewCA(t, "Acme Devices")
 	n.registerGroup(t, n.admin, "gateways", mfr, nil)
-	op := n.enroll(t, mfr.factory(t, "SN-1"))
+	op := n.enroll(t, mfr.Factory(t, "SN-1"))
 	id := op.Leaf.Subject.CommonName
-	other := n.enroll(t, mfr.factory(t, "SN-2"))
+	other := n.enroll(t, mfr.Factory(t, "SN-2"))
 	otherID := other.Leaf.Subject.CommonName
 
 	c, err := n.mqttClient(t, op, id, nil)
@@ -323,13 +324,13 @@ func TestDevicePlaneRefusals(t *testing.T) {
 	eventually(t, "active", func() bool { d, err := n.admin.GetDevice(ctx, id); return err == nil && d.State == steward.StateActive })
 
 	t.Run("unknown CA refused at handshake", func(t *testing.T) {
-		stranger := newTestCA(t, "Stranger")
-		if _, err := n.mqttClient(t, stranger.issue(t, id, "", time.Now().Add(-time.Hour), time.Now().Add(time.Hour)), id, nil); err == nil {
+		stranger := testpki.NewCA(t, "Stranger")
+		if _, err := n.mqttClient(t, stranger.Issue(t, id, "", time.Now().Add(-time.Hour), time.Now().Add(time.Hour)), id, nil); err == nil {
 			t.Fatal("connected with a certificate from an unknown CA")
 		}
 	})
 	t.Run("factory certificate refused on MQTT", func(t *testing.T) {
-		if _, err := n.mqttClient(t, mfr.factory(t, "SN-1"), id, nil); err == nil {
+		if _, err := n.mqttClient(t, mfr.Factory(t, "SN-1"), id, nil); err == nil {
 			t.Fatal("connected with a factory certificate")
 		}
 	})
@@ -423,9 +424,9 @@ func TestRenewal(t *testing.T) {
 	t.Parallel()
 	n := startNode(t)
 	ctx := context.Background()
-	mfr := newTestCA(t, "Acme Devices")
+	mfr := testpki.NewCA(t, "Acme Devices")
 	n.registerGroup(t, n.admin, "gateways", mfr, nil)
-	factory := mfr.factory(t, "SN-1")
+	factory := mfr.Factory(t, "SN-1")
 	op := n.enroll(t, factory)
 	key, csr := newCSR(t)
 	renewed, err := n.est(&op).SimpleReenroll(ctx, csr)
@@ -459,9 +460,9 @@ func TestTenantIsolation(t *testing.T) {
 	t.Parallel()
 	n := startNode(t)
 	ctx := context.Background()
-	mfr := newTestCA(t, "Acme Devices")
+	mfr := testpki.NewCA(t, "Acme Devices")
 	group := n.registerGroup(t, n.admin, "gateways", mfr, nil)
-	op := n.enroll(t, mfr.factory(t, "SN-1"))
+	op := n.enroll(t, mfr.Factory(t, "SN-1"))
 	id := op.Leaf.Subject.CommonName
 
 	created, err := n.admin.CreateTenant(ctx, "beta", "Beta Corp")
@@ -510,7 +511,7 @@ func TestTenantIsolation(t *testing.T) {
 		t.Error("tenants share a device CA")
 	}
 	// Beta cannot register alpha's manufacturer CA again.
-	if _, err := beta.CreateEnrollmentGroup(ctx, steward.EnrollmentGroup{Name: "steal", CAPEM: mfr.pem}); steward.ErrorCode(err) != steward.CodeConflict {
+	if _, err := beta.CreateEnrollmentGroup(ctx, steward.EnrollmentGroup{Name: "steal", CAPEM: mfr.PEM()}); steward.ErrorCode(err) != steward.CodeConflict {
 		t.Errorf("second registration of a manufacturer CA: %v", err)
 	}
 	// Beta cannot create tenants.
@@ -524,7 +525,7 @@ func TestTenantIsolation(t *testing.T) {
 	}
 	// And a device of beta cannot enroll through alpha's label.
 	var e *estclient.Error
-	cl := n.est(ptr(mfr.factory(t, "SN-2")))
+	cl := n.est(ptr(mfr.Factory(t, "SN-2")))
 	cl.Label = "beta"
 	_, csr := newCSR(t)
 	if _, err := cl.SimpleEnroll(ctx, csr); !errors.As(err, &e) || e.StatusCode != 401 {

@@ -8,9 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
 	"log/slog"
-	"math/big"
 	"net/http"
 	"sync"
 	"testing"
@@ -19,6 +17,7 @@ import (
 	"github.com/steward-iot/steward"
 	"github.com/steward-iot/steward/client"
 	"github.com/steward-iot/steward/estclient"
+	"github.com/steward-iot/steward/internal/testpki"
 )
 
 // testClock is the wall clock, moved forward by hand when a test needs to
@@ -89,61 +88,6 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// testCA is a certificate authority made in the test: a manufacturer, or a
-// stranger's CA.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  string
-}
-
-func newTestCA(t *testing.T, name string) *testCA {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(time.Now().UnixNano()),
-		Subject:               pkix.Name{CommonName: name, Organization: []string{name}},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(10 * 365 * 24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	return &testCA{cert: cert, key: key, pem: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))}
-}
-
-// issue makes a client certificate for the given subject, valid in [from, to).
-func (ca *testCA) issue(t *testing.T, cn, serial string, from, to time.Time) tls.Certificate {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	sn, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
-	tmpl := &x509.Certificate{
-		SerialNumber: sn,
-		Subject:      pkix.Name{CommonName: cn, SerialNumber: serial},
-		NotBefore:    from,
-		NotAfter:     to,
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, _ := x509.ParseCertificate(der)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
-}
-
-// factory makes a factory identity valid for ten years.
-func (ca *testCA) factory(t *testing.T, serial string) tls.Certificate {
-	t.Helper()
-	return ca.issue(t, "factory "+serial, serial, time.Now().Add(-time.Hour), time.Now().Add(10*365*24*time.Hour))
-}
-
 // est returns an EST client that presents cert (if any) and trusts the node.
 func (n *node) est(cert *tls.Certificate) *estclient.Client {
 	tc := &tls.Config{RootCAs: n.pool}
@@ -176,9 +120,9 @@ func (n *node) enroll(t *testing.T, factory tls.Certificate) tls.Certificate {
 }
 
 // registerGroup registers ca in an enrollment group of the admin's tenant.
-func (n *node) registerGroup(t *testing.T, c *client.Client, name string, ca *testCA, mutate func(*steward.EnrollmentGroup)) steward.EnrollmentGroup {
+func (n *node) registerGroup(t *testing.T, c *client.Client, name string, ca *testpki.CA, mutate func(*steward.EnrollmentGroup)) steward.EnrollmentGroup {
 	t.Helper()
-	g := steward.EnrollmentGroup{Name: name, CAPEM: ca.pem, Models: []string{"gw-100"}, Firmware: map[string][]string{"gw-100": {"1.0.0", "1.1.0"}}, Labels: map[string]string{"site": "plant-7"}}
+	g := steward.EnrollmentGroup{Name: name, CAPEM: ca.PEM(), Models: []string{"gw-100"}, Firmware: map[string][]string{"gw-100": {"1.0.0", "1.1.0"}}, Labels: map[string]string{"site": "plant-7"}}
 	if mutate != nil {
 		mutate(&g)
 	}

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/steward-iot/steward/agent/agenttest"
+	"github.com/steward-iot/steward/internal/testpki"
 )
 
 // A simulator runs thousands of devices in one process: the per-sample
@@ -27,7 +27,7 @@ func BenchmarkStats10k(b *testing.B) {
 	}
 	s, err := New(Config{
 		Devices: 10000, Manufacturer: mfr, ESTURL: "https://127.0.0.1:1", MQTTAddr: "127.0.0.1:1",
-		ServerCA: agenttest.NewCA(b, "server CA").Pool(), StateDir: b.TempDir(),
+		ServerCA: testpki.NewCA(b, "server CA").Pool(), StateDir: b.TempDir(),
 	})
 	if err != nil {
 		b.Fatal(err)

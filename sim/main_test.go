@@ -1,7 +1,6 @@
 package sim
 
 import (
-	"bytes"
 	"context"
 	"encoding/pem"
 	"errors"
@@ -9,30 +8,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/steward-iot/steward"
+	"github.com/steward-iot/steward/internal/syncbuf"
 )
-
-// syncBuffer is a bytes.Buffer that Main may write while a test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func TestMainUsage(t *testing.T) {
 	t.Parallel()
@@ -64,7 +45,7 @@ func TestMainUsage(t *testing.T) {
 				args[i] = strings.NewReplacer("MFR", filepath.Join(dir, "mfr"), "CA", caFile).Replace(a)
 			}
 			args = append(args, "--state", filepath.Join(dir, "state"))
-			var out, errOut syncBuffer
+			var out, errOut syncbuf.Buffer
 			if code := Main(context.Background(), args, &out, &errOut); code != tt.code {
 				t.Fatalf("exit %d, want %d; stderr %s", code, tt.code, errOut.String())
 			}
@@ -95,7 +76,7 @@ func pemCert(t *testing.T) []byte {
 func TestMainInit(t *testing.T) {
 	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "mfr")
-	var out, errOut syncBuffer
+	var out, errOut syncbuf.Buffer
 	if code := Main(context.Background(), []string{"--init", "--manufacturer", dir, "--manufacturer-name", "Acme"}, &out, &errOut); code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut.String())
 	}
@@ -110,7 +91,7 @@ func TestMainInit(t *testing.T) {
 		t.Fatalf("name %q", m.Name())
 	}
 	// Again: the same CA is kept.
-	out = syncBuffer{}
+	out = syncbuf.Buffer{}
 	if code := Main(context.Background(), []string{"--init", "--manufacturer", dir}, &out, &errOut); code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut.String())
 	}
@@ -137,7 +118,7 @@ func TestMainRunsFleet(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out, errOut syncBuffer
+	var out, errOut syncbuf.Buffer
 	done := make(chan int, 1)
 	go func() {
 		done <- Main(ctx, []string{

@@ -15,6 +15,7 @@ import (
 
 	"github.com/steward-iot/steward"
 	"github.com/steward-iot/steward/agent/agenttest"
+	"github.com/steward-iot/steward/internal/testpki"
 )
 
 // fleetEnv is a manufacturer, an EST server trusting it and a broker
@@ -24,7 +25,7 @@ type fleetEnv struct {
 	enroller *agenttest.Enroller
 	estURL   string
 	broker   *agenttest.Broker
-	serverCA *agenttest.CA
+	serverCA *testpki.CA
 }
 
 func newFleetEnv(t *testing.T) *fleetEnv {
@@ -33,7 +34,7 @@ func newFleetEnv(t *testing.T) *fleetEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	serverCA := agenttest.NewCA(t, "server CA")
+	serverCA := testpki.NewCA(t, "server CA")
 	en := agenttest.NewEnroller(t, mfr.Certificate(), 90*24*time.Hour)
 	return &fleetEnv{
 		mfr: mfr, enroller: en, serverCA: serverCA,
@@ -92,7 +93,7 @@ func start(t *testing.T, s *Sim) (stop func()) {
 func TestConfigRejected(t *testing.T) {
 	t.Parallel()
 	mfr, _ := NewManufacturer("Acme Devices")
-	pool := agenttest.NewCA(t, "server CA").Pool()
+	pool := testpki.NewCA(t, "server CA").Pool()
 	good := Config{Devices: 3, Manufacturer: mfr, ESTURL: "https://127.0.0.1:1", MQTTAddr: "127.0.0.1:1", ServerCA: pool}
 	tests := []struct {
 		name string
@@ -130,7 +131,7 @@ func TestInventoryDraw(t *testing.T) {
 	t.Parallel()
 	e := &fleetEnv{}
 	e.mfr, _ = NewManufacturer("Acme Devices")
-	e.serverCA = agenttest.NewCA(t, "server CA")
+	e.serverCA = testpki.NewCA(t, "server CA")
 	cfg := Config{
 		Devices: 40, Manufacturer: e.mfr, ESTURL: "https://127.0.0.1:1", MQTTAddr: "127.0.0.1:1", ServerCA: e.serverCA.Pool(), StateDir: t.TempDir(),
 		Models: []string{"gw-100", "sensor-20"}, Firmware: map[string][]string{"gw-100": {"1.4.0", "1.4.1"}}, UnapprovedFirmware: 7, Seed: 9,

@@ -1,5 +1,5 @@
 // Package agenttest runs the server side that device-side tests talk to,
-// with real parts on loopback TLS: a small CA, an MQTT broker (mochi) that
+// with real parts on loopback TLS: an MQTT broker (mochi) that
 // records what devices publish and subscribe, and an EST server (package
 // est over esttest's Enroller). For tests of package agent, the agent
 // binary and the simulator only; nothing else imports it.
@@ -7,16 +7,10 @@ package agenttest
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"io"
 	"log/slog"
-	"math/big"
-	"net"
 	"slices"
 	"sync"
 	"testing"
@@ -27,103 +21,8 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/steward-iot/steward/est/esttest"
+	"github.com/steward-iot/steward/internal/testpki"
 )
-
-// CA is a small certificate authority for tests.
-type CA struct {
-	Cert *x509.Certificate // self-signed
-	Key  *ecdsa.PrivateKey // signs what it issues
-}
-
-// NewCA makes a self-signed ECDSA P-256 CA valid for a day.
-func NewCA(t testing.TB, name string) *CA {
-	t.Helper()
-	key := NewKey(t)
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &CA{Cert: cert, Key: key}
-}
-
-// NewKey makes an ECDSA P-256 key.
-func NewKey(t testing.TB) *ecdsa.PrivateKey {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return key
-}
-
-// Pool returns a pool holding the CA.
-func (ca *CA) Pool() *x509.CertPool {
-	p := x509.NewCertPool()
-	p.AddCert(ca.Cert)
-	return p
-}
-
-// Sign issues a certificate for pub from tmpl (its serial number is set).
-func (ca *CA) Sign(t testing.TB, tmpl *x509.Certificate, pub *ecdsa.PublicKey) *x509.Certificate {
-	t.Helper()
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 64))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl.SerialNumber = serial
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, pub, ca.Key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert
-}
-
-// ServerCert issues a TLS server certificate for 127.0.0.1 and localhost.
-func (ca *CA) ServerCert(t testing.TB) tls.Certificate {
-	t.Helper()
-	key := NewKey(t)
-	cert := ca.Sign(t, &x509.Certificate{
-		Subject:     pkix.Name{CommonName: "steward test server"},
-		NotBefore:   time.Now().Add(-time.Hour),
-		NotAfter:    time.Now().Add(24 * time.Hour),
-		DNSNames:    []string{"localhost"},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}, &key.PublicKey)
-	return tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: key, Leaf: cert}
-}
-
-// ClientCert issues a TLS client certificate with the given subject.
-func (ca *CA) ClientCert(t testing.TB, subject pkix.Name, notBefore, notAfter time.Time) tls.Certificate {
-	t.Helper()
-	key := NewKey(t)
-	cert := ca.Sign(t, &x509.Certificate{
-		Subject:     subject,
-		NotBefore:   notBefore,
-		NotAfter:    notAfter,
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}, &key.PublicKey)
-	return tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: key, Leaf: cert}
-}
 
 // EST is a real EST server (package est over esttest's Enroller) on a
 // loopback TLS listener.
@@ -134,7 +33,7 @@ type EST struct {
 
 // NewEST starts an EST server with a certificate from serverCA, accepting
 // requests without a label or with one of labels.
-func NewEST(t testing.TB, serverCA *CA, labels ...string) *EST {
+func NewEST(t testing.TB, serverCA *testpki.CA, labels ...string) *EST {
 	t.Helper()
 	en, err := esttest.New(labels...)
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/steward-iot/steward"
 	"github.com/steward-iot/steward/est"
+	"github.com/steward-iot/steward/internal/testpki"
 )
 
 // Enroller is a steward.Enroller that trusts the factory CA it is given
@@ -28,7 +29,7 @@ import (
 // again gets a new certificate.
 type Enroller struct {
 	factoryCA *x509.Certificate
-	deviceCA  *CA
+	deviceCA  *testpki.CA
 	validity  time.Duration
 
 	mu    sync.Mutex
@@ -43,7 +44,7 @@ var _ steward.Enroller = (*Enroller)(nil)
 // CA.
 func NewEnroller(t testing.TB, factoryCA *x509.Certificate, validity time.Duration) *Enroller {
 	t.Helper()
-	return &Enroller{factoryCA: factoryCA, deviceCA: NewCA(t, "device CA"), validity: validity, bound: map[string]crypto.PublicKey{}}
+	return &Enroller{factoryCA: factoryCA, deviceCA: testpki.NewCA(t, "device CA"), validity: validity, bound: map[string]crypto.PublicKey{}}
 }
 
 // DevicePool returns a pool holding the device CA.
@@ -134,7 +135,7 @@ func (e *Enroller) issue(deviceID string, csrDER []byte, first bool) ([]*x509.Ce
 
 // NewESTServer serves EST (package est) for e on a loopback TLS listener
 // with a certificate from serverCA and returns its URL.
-func NewESTServer(t testing.TB, serverCA *CA, e steward.Enroller) string {
+func NewESTServer(t testing.TB, serverCA *testpki.CA, e steward.Enroller) string {
 	t.Helper()
 	srv := httptest.NewUnstartedServer(est.NewHandler(e, slog.New(slog.DiscardHandler), est.Options{}))
 	srv.TLS = &tls.Config{

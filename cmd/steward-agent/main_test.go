@@ -9,13 +9,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/steward-iot/steward"
 	"github.com/steward-iot/steward/agent"
 	"github.com/steward-iot/steward/agent/agenttest"
+	"github.com/steward-iot/steward/internal/syncbuf"
+	"github.com/steward-iot/steward/internal/testpki"
 )
 
 func TestParse(t *testing.T) {
@@ -106,29 +107,11 @@ func TestRunRefusesBadFiles(t *testing.T) {
 	}
 }
 
-// lockedBuffer is written by the agent while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // agentFiles starts an EST server and a broker and writes the files the
 // agent's flags name.
 func agentFiles(t *testing.T) (args []string, broker *agenttest.Broker, dir string) {
 	t.Helper()
-	serverCA := agenttest.NewCA(t, "server CA")
+	serverCA := testpki.NewCA(t, "server CA")
 	est := agenttest.NewEST(t, serverCA)
 	broker = agenttest.NewBroker(t, serverCA.ServerCert(t), est.DevicePool())
 	factory, err := est.Enroller.FactoryIdentity("SN-CLI-1")
@@ -179,7 +162,7 @@ func deviceID(t *testing.T, b *agenttest.Broker) string {
 func TestRunExitsForRebootWithoutCommand(t *testing.T) {
 	t.Parallel()
 	args, b, dir := agentFiles(t)
-	var stderr lockedBuffer
+	var stderr syncbuf.Buffer
 	done := make(chan int, 1)
 	go func() { done <- run(context.Background(), args, &stderr) }()
 	id := deviceID(t, b)
@@ -215,7 +198,7 @@ func TestRunRebootCommand(t *testing.T) {
 	args = append(args, "--reboot-command", "echo yes > '"+marker+"'")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var stderr lockedBuffer
+	var stderr syncbuf.Buffer
 	done := make(chan int, 1)
 	go func() { done <- run(ctx, args, &stderr) }()
 	id := deviceID(t, b)
