@@ -290,6 +290,9 @@ func (s *Service) SendCommand(ctx context.Context, tenantID, deviceID string, c 
 		s.mu.Unlock()
 	}()
 	if err := s.bus.Send(ctx, steward.OutboundMessage{TenantID: tenantID, DeviceID: deviceID, Channel: steward.ChannelCmdReq, Payload: payload, QoS: 1}); err != nil {
+		if steward.IsNotFound(err) { // the device exists; its session does not
+			return steward.CommandResult{}, steward.WrapError(steward.CodeUnavailable, err, "device %s is not connected", deviceID)
+		}
 		return steward.CommandResult{}, err
 	}
 	t := time.NewTimer(timeout)

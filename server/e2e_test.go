@@ -523,6 +523,10 @@ func TestTenantIsolation(t *testing.T) {
 	if err != nil || d.State != steward.StateProvisioned || d.Owner != "" || d.Certificates[0].Revoked() {
 		t.Errorf("alpha's device changed: %+v %v", d, err)
 	}
+	// A command to a device that is not connected says so.
+	if _, err := n.admin.SendCommand(ctx, id, "ping", nil, time.Second); steward.ErrorCode(err) != steward.CodeUnavailable || !strings.Contains(err.Error(), "not connected") {
+		t.Errorf("command to an offline device: %v", err)
+	}
 	// And a device of beta cannot enroll through alpha's label.
 	var e *estclient.Error
 	cl := n.est(ptr(mfr.Factory(t, "SN-2")))
