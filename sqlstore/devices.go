@@ -101,7 +101,7 @@ func (s *Store) CreateDevice(ctx context.Context, d steward.Device) error {
 // groupConflict for why it reads outside the transaction).
 func (s *Store) deviceConflict(ctx context.Context, d *steward.Device) string {
 	var one int
-	if d.FactoryID != "" && s.rdb.QueryRowContext(ctx, s.q(`SELECT 1 FROM devices WHERE tenant_id = ? AND factory_id = ? AND id <> ?`),
+	if d.FactoryID != "" && s.rdb.QueryRowContext(ctx, s.q(`SELECT 1 FROM devices WHERE tenant_id = ? AND factory_id = ? AND factory_id <> '' AND id <> ?`),
 		d.TenantID, d.FactoryID, d.ID).Scan(&one) == nil {
 		return "this factory identity is already bound to another device"
 	}
@@ -127,7 +127,9 @@ func (s *Store) DeviceByFactoryID(ctx context.Context, tenantID, factoryID strin
 	if factoryID == "" {
 		return d, notFound("no device has an empty factory ID")
 	}
-	err := s.queryRow(ctx, `SELECT `+deviceCols+` FROM devices WHERE tenant_id = ? AND factory_id = ?`, tenantID, factoryID).Scan(scanDevice(&d)...)
+	// The repeated `factory_id <> ''` lets SQLite use the partial unique
+	// index; without it every enrollment scans the tenant's devices.
+	err := s.queryRow(ctx, `SELECT `+deviceCols+` FROM devices WHERE tenant_id = ? AND factory_id = ? AND factory_id <> ''`, tenantID, factoryID).Scan(scanDevice(&d)...)
 	if errors.Is(err, sql.ErrNoRows) {
 		return d, notFound("no device with this factory identity")
 	}

@@ -18,9 +18,6 @@ type Config struct {
 	Clock steward.Clock
 	// BatchSize is the most samples one transaction writes (default 2000).
 	BatchSize int
-	// MaxDelay is how long the first message of a batch may wait for more
-	// before the batch is written anyway (default 20ms).
-	MaxDelay time.Duration
 	// QueueSize is how many messages may wait for the writer; past it the
 	// publisher blocks, which stalls that device's MQTT connection: back
 	// pressure instead of unbounded memory (default 10000).
@@ -51,9 +48,6 @@ type Intake struct {
 func New(cfg Config, bus steward.Bus) *Intake {
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = 2000
-	}
-	if cfg.MaxDelay <= 0 {
-		cfg.MaxDelay = 20 * time.Millisecond
 	}
 	if cfg.QueueSize <= 0 {
 		cfg.QueueSize = 10000
@@ -138,51 +132,36 @@ func (in *Intake) Run(ctx context.Context) {
 		}
 		batch, n = batch[:0], 0
 	}
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
+	// take adds what is already queued to the batch, up to BatchSize.
+	take := func() {
+		for n < in.cfg.BatchSize {
+			select {
+			case p := <-in.queue:
+				batch = append(batch, p)
+				n += len(p.samples)
+			default:
+				return
+			}
+		}
+	}
+	// Group commit without a timer: a batch is whatever arrived while the
+	// previous one was committing, so a lone message is written at once
+	// and, under load, batches fill by themselves.
 	for {
 		select {
 		case p := <-in.queue:
-			if len(batch) == 0 {
-				timer.Reset(in.cfg.MaxDelay)
-			}
 			batch = append(batch, p)
 			n += len(p.samples)
-			// Take whatever else is already queued: under load batches fill
-			// without waiting, when idle a lone message waits MaxDelay at most.
-			for n < in.cfg.BatchSize {
-				select {
-				case p := <-in.queue:
-					batch = append(batch, p)
-					n += len(p.samples)
-					continue
-				default:
-				}
-				break
-			}
-			if n >= in.cfg.BatchSize {
-				timer.Stop()
-				flush()
-			}
-		case <-timer.C:
+			take()
 			flush()
 		case <-ctx.Done():
-			timer.Stop()
 			for {
-				select {
-				case p := <-in.queue:
-					batch = append(batch, p)
-					n += len(p.samples)
-					if n >= in.cfg.BatchSize {
-						flush()
-					}
-					continue
-				default:
+				take()
+				if len(batch) == 0 {
+					return
 				}
-				break
+				flush()
 			}
-			flush()
-			return
 		}
 	}
 }

@@ -108,7 +108,7 @@ func TestIntakeDrainsOnShutdown(t *testing.T) {
 	t.Parallel()
 	st := openStore(t)
 	bus := inproc.New(slog.New(slog.DiscardHandler))
-	in := New(Config{Store: st, Clock: steward.SystemClock{}, Logger: slog.New(slog.DiscardHandler), MaxDelay: time.Hour}, bus)
+	in := New(Config{Store: st, Clock: steward.SystemClock{}, Logger: slog.New(slog.DiscardHandler)}, bus)
 	ctx, cancel := context.WithCancel(context.Background())
 	acks := make(chan error, 10)
 	for i := range 10 {

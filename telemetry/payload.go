@@ -89,37 +89,36 @@ func decodeTS(raw json.RawMessage, now time.Time) (time.Time, *steward.Error) {
 	if len(raw) == 0 || string(raw) == "null" {
 		return now, nil
 	}
-	var s string
-	if json.Unmarshal(raw, &s) == nil {
-		t, err := time.Parse(time.RFC3339Nano, s)
-		if err != nil {
-			return time.Time{}, steward.Errorf(steward.CodeInvalid, "ts %q is not RFC 3339", s)
+	if raw[0] == '"' {
+		var s string
+		if err := json.Unmarshal(raw, &s); err == nil {
+			if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+				return t.UTC(), nil
+			}
 		}
-		return t.UTC(), nil
+		return time.Time{}, steward.Errorf(steward.CodeInvalid, "ts is not RFC 3339")
 	}
-	var ms float64
-	if json.Unmarshal(raw, &ms) == nil && ms >= 0 && ms < 1e15 {
+	// raw is a JSON token, so a number is in the syntax ParseFloat reads.
+	if ms, err := strconv.ParseFloat(string(raw), 64); err == nil && ms >= 0 && ms < 1e15 {
 		return time.UnixMilli(int64(ms)).UTC(), nil
 	}
 	return time.Time{}, steward.Errorf(steward.CodeInvalid, "ts must be RFC 3339 text or Unix milliseconds")
 }
 
+// decodeValue reads a metric value without a trip through any: raw is one
+// JSON token, already checked by the decoder.
 func decodeValue(raw json.RawMessage) (float64, *steward.Error) {
-	var v any
-	if err := json.Unmarshal(raw, &v); err != nil {
-		return 0, steward.Errorf(steward.CodeInvalid, "not JSON")
-	}
-	switch x := v.(type) {
-	case float64:
-		if math.IsInf(x, 0) || math.IsNaN(x) {
+	switch {
+	case string(raw) == "true":
+		return 1, nil
+	case string(raw) == "false":
+		return 0, nil
+	case len(raw) > 0 && (raw[0] == '-' || raw[0] >= '0' && raw[0] <= '9'):
+		v, err := strconv.ParseFloat(string(raw), 64)
+		if err != nil || math.IsInf(v, 0) || math.IsNaN(v) {
 			return 0, steward.Errorf(steward.CodeInvalid, "not a finite number")
 		}
-		return x, nil
-	case bool:
-		if x {
-			return 1, nil
-		}
-		return 0, nil
+		return v, nil
 	default:
 		return 0, steward.Errorf(steward.CodeInvalid, "must be a number or a boolean")
 	}

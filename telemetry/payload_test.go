@@ -65,6 +65,10 @@ func TestDecodeRefuses(t *testing.T) {
 		"no metrics":       {`{"ts":"2026-11-27T10:00:00Z"}`, steward.CodeInvalid},
 		"bad ts":           {`{"ts":"yesterday","metrics":{"a":1}}`, steward.CodeInvalid},
 		"negative ts":      {`{"ts":-5,"metrics":{"a":1}}`, steward.CodeInvalid},
+		"ts as quoted ms":  {`{"ts":"1795773600000","metrics":{"a":1}}`, steward.CodeInvalid},
+		"ts as object":     {`{"ts":{},"metrics":{"a":1}}`, steward.CodeInvalid},
+		"overflow":         {`{"metrics":{"a":1e999}}`, steward.CodeInvalid},
+		"null value":       {`{"metrics":{"a":null}}`, steward.CodeInvalid},
 		"bad metric name":  {`{"metrics":{"a/b":1}}`, steward.CodeInvalid},
 		"one bad in array": {`[{"metrics":{"a":1}},{"metrics":{"b":"x"}}]`, steward.CodeInvalid},
 		"array of numbers": {`[1,2]`, steward.CodeInvalid},
@@ -97,4 +101,15 @@ func FuzzDecode(f *testing.F) {
 			}
 		}
 	})
+}
+
+func BenchmarkDecode(b *testing.B) {
+	payload := []byte(`{"ts":1795773600000,"metrics":{"cpu":0.31}}`)
+	now := time.Now()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Decode(payload, "t", "d", now); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
