@@ -18,6 +18,7 @@
 package mqtt
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -93,6 +94,10 @@ type Config struct {
 
 // Broker is the embedded MQTT broker of the device plane.
 type Broker struct {
+	// heldBuffers recycles the buffers of held-back writes (see
+	// deviceConn.holdWrites), so that an idle session keeps none.
+	heldBuffers sync.Pool
+
 	gate       steward.DeviceGate
 	bus        steward.Bus
 	clock      steward.Clock
@@ -141,18 +146,19 @@ func New(cfg Config) (*Broker, error) {
 		return nil, steward.Errorf(steward.CodeInvalid, "mqtt: handshake timeout must not be negative")
 	}
 	b := &Broker{
-		gate:       cfg.Gate,
-		bus:        cfg.Bus,
-		clock:      cfg.Clock,
-		log:        cfg.Logger,
-		maxPayload: cfg.MaxPayload,
-		window:     int(cfg.ReceiveMaximum),
-		handshake:  cfg.HandshakeTimeout,
-		sessions:   map[string]*session{},
-		verdicts:   map[*x509.Certificate][]steward.DeviceSession{},
-		events:     make(chan steward.SecurityEvent, eventQueue),
-		eventsDone: make(chan struct{}),
-		done:       make(chan struct{}),
+		heldBuffers: sync.Pool{New: func() any { return new(bytes.Buffer) }},
+		gate:        cfg.Gate,
+		bus:         cfg.Bus,
+		clock:       cfg.Clock,
+		log:         cfg.Logger,
+		maxPayload:  cfg.MaxPayload,
+		window:      int(cfg.ReceiveMaximum),
+		handshake:   cfg.HandshakeTimeout,
+		sessions:    map[string]*session{},
+		verdicts:    map[*x509.Certificate][]steward.DeviceSession{},
+		events:      make(chan steward.SecurityEvent, eventQueue),
+		eventsDone:  make(chan struct{}),
+		done:        make(chan struct{}),
 	}
 	if b.clock == nil {
 		b.clock = steward.SystemClock{}

@@ -1,6 +1,7 @@
 package mqtt
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -39,6 +40,50 @@ type listener struct {
 type deviceConn struct {
 	*tls.Conn
 	sess session
+
+	wmu  sync.Mutex
+	held *bytes.Buffer // non-nil while writes are held back (holdWrites)
+}
+
+// Write sends b, or appends it to the held-back writes. Every write of
+// mochi and of the broker goes through here, so order is kept.
+func (dc *deviceConn) Write(b []byte) (int, error) {
+	dc.wmu.Lock()
+	defer dc.wmu.Unlock()
+	if dc.held != nil {
+		return dc.held.Write(b)
+	}
+	return dc.Conn.Write(b)
+}
+
+// holdWrites makes writes collect in memory until releaseWrites sends them
+// at once: the acknowledgements of a committed batch then leave in one TLS
+// record and one system call instead of one each (16% of the server's CPU
+// under telemetry load, docs/benchmarks.md).
+func (dc *deviceConn) holdWrites() {
+	dc.wmu.Lock()
+	if dc.held == nil {
+		dc.held = dc.sess.b.heldBuffers.Get().(*bytes.Buffer)
+	}
+	dc.wmu.Unlock()
+}
+
+// releaseWrites sends what was held back. A write error is mochi's to see
+// on its next write or read; the acknowledgements lost with the connection
+// were never received, so the client sends those messages again.
+func (dc *deviceConn) releaseWrites() {
+	dc.wmu.Lock()
+	defer dc.wmu.Unlock()
+	held := dc.held
+	if held == nil {
+		return
+	}
+	dc.held = nil
+	if held.Len() > 0 {
+		_, _ = dc.Conn.Write(held.Bytes())
+	}
+	held.Reset()
+	dc.sess.b.heldBuffers.Put(held)
 }
 
 var _ listeners.Listener = (*listener)(nil)
@@ -80,6 +125,7 @@ func (l *listener) handshake(conn net.Conn, establish listeners.EstablishFn) {
 	b := l.b
 	dc := &deviceConn{}
 	dc.sess.init(b, conn.RemoteAddr().String())
+	dc.sess.conn = dc
 	deadline := time.Now().Add(b.handshake)
 	ctx, cancel := context.WithDeadline(b.ctx, deadline)
 	tc := tls.Server(conn, b.tlsConfig)

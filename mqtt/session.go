@@ -18,6 +18,7 @@ type session struct {
 	steward.DeviceSession // State is not read from here after the handshake: see state
 
 	b      *Broker
+	conn   *deviceConn // the connection, to batch the writes of a flush
 	remote string
 	state  atomic.Value // steward.State; changed by SessionControl
 	cl     atomic.Pointer[mochi.Client]
@@ -185,6 +186,10 @@ func (s *session) startFlushLocked() bool {
 // order, and stops at the first one still waiting for its handler. Only one
 // flush runs at a time (s.flushing).
 func (s *session) flush() {
+	if s.conn != nil {
+		s.conn.holdWrites()
+		defer s.conn.releaseWrites()
+	}
 	wrote := false
 	for {
 		s.mu.Lock()
