@@ -18,10 +18,14 @@ import (
 	"syscall"
 
 	"github.com/steward-iot/steward/internal/cli"
+	"github.com/steward-iot/steward/internal/runtimetune"
 	"github.com/steward-iot/steward/sim"
 )
 
 func main() {
+	if len(os.Args) > 1 && (os.Args[1] == "serve" || os.Args[1] == "demo") {
+		runtimetune.Reexec() // smaller goroutine stacks for device sessions
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
