@@ -1,7 +1,12 @@
 package sqlite
 
 import (
+	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
 	"path/filepath"
 	"testing"
 	"time"
@@ -87,4 +92,53 @@ func TestOpenAgain(t *testing.T) {
 // storetest.BenchmarkWriteSamples), committed with synchronous=FULL.
 func BenchmarkWriteSamples(b *testing.B) {
 	storetest.BenchmarkWriteSamples(b, func(b *testing.B) steward.Store { return open(b) })
+}
+
+// BenchmarkDeviceByFactoryID looks a device up by its factory identity, as
+// every EST enrollment does first, in SQLite stores of growing fleets. A
+// lookup that uses the (tenant_id, factory_id) index costs the same at
+// every size.
+func BenchmarkDeviceByFactoryID(b *testing.B) {
+	for _, devices := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("devices=%d", devices), func(b *testing.B) {
+			ctx := context.Background()
+			st, err := Open(ctx, filepath.Join(b.TempDir(), "s.db"), slog.New(slog.DiscardHandler))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer st.Close()
+			now := time.Now().UTC()
+			if err := st.CreateTenant(ctx, steward.Tenant{ID: "t1", Name: "T1", CreatedAt: now}); err != nil {
+				b.Fatal(err)
+			}
+			factoryID := func(i int) string {
+				h := sha256.Sum256(fmt.Appendf(nil, "factory %d", i))
+				return hex.EncodeToString(h[:])
+			}
+			err = st.InTx(ctx, func(tx steward.Store) error {
+				for i := range devices {
+					d := steward.Device{
+						ID: fmt.Sprintf("d-%020x", i+1), TenantID: "t1", FactoryID: factoryID(i), Serial: fmt.Sprintf("SN-%06d", i),
+						Labels: map[string]string{}, Attributes: map[string]any{},
+						State: steward.StateProvisioned, StateChangedAt: now, CreatedAt: now, UpdatedAt: now,
+					}
+					if err := tx.CreateDevice(ctx, d); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			i := 0
+			for b.Loop() {
+				d, err := st.DeviceByFactoryID(ctx, "t1", factoryID(i%devices))
+				if err != nil || d.Serial != fmt.Sprintf("SN-%06d", i%devices) {
+					b.Fatalf("lookup %d: %+v %v", i, d, err)
+				}
+				i++
+			}
+		})
+	}
 }

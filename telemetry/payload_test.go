@@ -103,13 +103,23 @@ func FuzzDecode(f *testing.F) {
 	})
 }
 
+// BenchmarkDecode decodes the payloads of the telemetry bench and
+// FIGURES.md's load.
 func BenchmarkDecode(b *testing.B) {
-	payload := []byte(`{"ts":1795773600000,"metrics":{"cpu":0.31}}`)
-	now := time.Now()
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := Decode(payload, "t", "d", now); err != nil {
-			b.Fatal(err)
-		}
+	for _, tt := range []struct{ name, payload string }{
+		{"ts_ms_one_metric", `{"ts":1764237600000,"metrics":{"cpu":0.31}}`},
+		{"no_ts_one_metric", `{"metrics":{"cpu":0.31}}`},
+		{"no_ts_two_metrics", `{"metrics":{"cpu":0.31,"temperature":48.5}}`},
+	} {
+		b.Run(tt.name, func(b *testing.B) {
+			payload := []byte(tt.payload)
+			now := time.Now()
+			b.ReportAllocs()
+			for b.Loop() {
+				if s, err := Decode(payload, "default", "d-00000000000000000001", now); err != nil || len(s) == 0 {
+					b.Fatalf("decode: %v %v", s, err)
+				}
+			}
+		})
 	}
 }

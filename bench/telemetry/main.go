@@ -1,0 +1,582 @@
+// Command telemetry measures QoS 1 telemetry through Steward's broker into
+// the store, and the same publish load against Mosquitto, in one run.
+//
+//	go run ./bench/telemetry -clients 50 -inflight 64 -messages 400000
+//
+// Steward: a full node runs in a child process (SQLite store in a temporary
+// directory). The publishing devices enroll over EST, connect over mTLS with
+// their operational certificates, send their attributes report and are
+// waited for until the registry shows them active. Then each publishes its
+// share of the messages, QoS 1, 43-byte JSON with one metric and a distinct
+// timestamp, keeping -inflight unacknowledged; the rate is messages
+// acknowledged per second. Steward acknowledges a message only once its
+// sample is committed, and the command checks that: every acknowledged
+// message must be a row of the samples table (counted per device and
+// timestamp range in the SQLite file), and each device's latest value,
+// read through the REST API, must be its last acknowledged sample. A run
+// that fails the check ends with an error and no summary.
+//
+// Mosquitto: the same publisher, the same topics and payloads, against the
+// machine's Mosquitto (plain TCP, -mosquitto) and, unless -targets says
+// otherwise, against a Mosquitto this command starts with mutual TLS
+// (mosquitto-tls.conf, TLS 1.3, the devices' Steward certificates). Mosquitto
+// does not store QoS 1 messages no one subscribes to: it acknowledges on
+// receipt.
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"database/sql"
+	_ "embed"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"os/user"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"text/template"
+	"time"
+
+	_ "modernc.org/sqlite" // the "sqlite" database/sql driver, to count stored samples
+
+	"github.com/steward-iot/steward"
+	"github.com/steward-iot/steward/bench/internal/fleet"
+	"github.com/steward-iot/steward/bench/internal/machine"
+	"github.com/steward-iot/steward/bench/internal/mqttraw"
+	"github.com/steward-iot/steward/bench/internal/node"
+)
+
+//go:embed mosquitto-tls.conf
+var mosquittoConf string
+
+type config struct {
+	clients, inflight, messages int
+	targets                     []string
+	mosquittoAddr               string
+	mosquittoPID                int
+	mosquittoBin                string
+	cpuprofile                  string
+	keep                        bool
+}
+
+func main() {
+	node.RunChildIfAsked()
+	var cfg config
+	flag.IntVar(&cfg.clients, "clients", 50, "publishing devices (connections)")
+	flag.IntVar(&cfg.inflight, "inflight", 64, "unacknowledged QoS 1 messages per connection (Steward's receive maximum is 64)")
+	flag.IntVar(&cfg.messages, "messages", 400000, "QoS 1 messages in all, per target")
+	targets := flag.String("targets", "steward,mosquitto,mosquitto-tls", "comma-separated: steward, mosquitto (plain TCP, -mosquitto), mosquitto-tls (started by this command)")
+	flag.StringVar(&cfg.mosquittoAddr, "mosquitto", "127.0.0.1:1883", "the machine's Mosquitto (plain TCP)")
+	flag.IntVar(&cfg.mosquittoPID, "mosquitto-pid", 0, "its process ID, for its CPU time (default: from /run/mosquitto/mosquitto.pid)")
+	flag.StringVar(&cfg.mosquittoBin, "mosquitto-bin", "mosquitto", "the Mosquitto binary for mosquitto-tls")
+	flag.StringVar(&cfg.cpuprofile, "cpuprofile", "", "write a CPU profile of the Steward server during its timed part to this file")
+	flag.BoolVar(&cfg.keep, "keep", false, "keep the Steward server's data directory")
+	timeout := flag.Duration("timeout", 20*time.Minute, "give up after this long")
+	flag.Parse()
+	cfg.targets = strings.Split(*targets, ",")
+	for _, t := range cfg.targets {
+		if !slices.Contains([]string{"steward", "mosquitto", "mosquitto-tls"}, t) {
+			fmt.Fprintf(os.Stderr, "telemetry: unknown target %q\n", t)
+			os.Exit(2)
+		}
+	}
+	if cfg.clients < 1 || cfg.clients > 5000 || cfg.inflight < 1 || cfg.inflight > 65535 || cfg.messages < cfg.clients || cfg.messages > 50_000_000 {
+		fmt.Fprintln(os.Stderr, "telemetry: want 1 ≤ clients ≤ 5000, 1 ≤ inflight ≤ 65535, clients ≤ messages ≤ 50,000,000")
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	if err := run(ctx, cfg); err != nil {
+		fmt.Fprintln(os.Stderr, "telemetry:", err)
+		os.Exit(1)
+	}
+}
+
+// result is one target's measurement.
+type result struct {
+	target string
+	rate   float64
+	split  node.Split
+	note   string
+}
+
+func run(ctx context.Context, cfg config) error {
+	fmt.Println(machine.Describe())
+	fmt.Printf("command: telemetry -clients %d -inflight %d -messages %d -targets %s\n", cfg.clients, cfg.inflight, cfg.messages, strings.Join(cfg.targets, ","))
+	fmt.Printf("payload: %d bytes, e.g. %s\n", len(mqttraw.Telemetry), mqttraw.Telemetry)
+
+	// The devices enroll with Steward even when it is not a target: the
+	// TLS Mosquitto authenticates their Steward certificates.
+	nd, err := node.Start(ctx, node.Options{Keep: cfg.keep})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := nd.Close(); err != nil {
+			fmt.Fprintln(os.Stderr, "telemetry: stop server:", err)
+		}
+		if cfg.keep {
+			fmt.Println("data directory kept:", nd.DataDir)
+		}
+	}()
+	f, err := fleet.New(ctx, nd, "Bench Devices")
+	if err != nil {
+		return err
+	}
+	ids, err := f.Identities(cfg.clients, "SN")
+	if err != nil {
+		return err
+	}
+	enrolled := f.EnrollAll(ctx, ids, min(cfg.clients, 32), nil, nil)
+	if enrolled.Errors > 0 {
+		return fmt.Errorf("enrollment: %d errors, first: %w", enrolled.Errors, enrolled.FirstErr)
+	}
+	devices := enrolled.Devices
+	fmt.Printf("setup: %d devices enrolled through EST\n", len(devices))
+
+	var results []result
+	for _, t := range cfg.targets {
+		var r result
+		var err error
+		switch t {
+		case "steward":
+			r, err = runSteward(ctx, cfg, f, devices)
+		case "mosquitto":
+			r, err = runMosquitto(ctx, cfg, devices)
+		case "mosquitto-tls":
+			r, err = runMosquittoTLS(ctx, cfg, f, devices)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", t, err)
+		}
+		results = append(results, r)
+	}
+	fmt.Println()
+	fmt.Printf("summary (%d clients, %d in flight each, %d QoS 1 messages per target):\n", cfg.clients, cfg.inflight, cfg.messages)
+	for _, r := range results {
+		fmt.Printf("  %-14s %8.0f msg/s  server %.2f cores, load generator %.2f cores, others %.2f  %s\n", r.target, r.rate,
+			r.split.Server.Seconds()/r.split.Wall.Seconds(), r.split.Client.Seconds()/r.split.Wall.Seconds(),
+			max(r.split.MachineBusy-r.split.Server-r.split.Client, 0).Seconds()/r.split.Wall.Seconds(), r.note)
+	}
+	if len(results) > 1 && results[0].target == "steward" {
+		for _, r := range results[1:] {
+			fmt.Printf("  steward / %s: %.2f\n", r.target, results[0].rate/r.rate)
+		}
+	}
+	return nil
+}
+
+// firstTS is the timestamp (Unix ms) of each connection's first message;
+// message k carries firstTS+k, so every message is its own sample.
+func firstTS(perClient int) int64 { return time.Now().UnixMilli() - int64(perClient) - 60_000 }
+
+// share is connection i's part of the messages.
+func share(messages, clients, i int) int {
+	n := messages / clients
+	if i < messages%clients {
+		n++
+	}
+	return n
+}
+
+// publishAll runs the timed part on open connections: every connection
+// publishes its share at once; it returns the messages acknowledged per
+// connection, the wall time, and the CPU split.
+func publishAll(ctx context.Context, cfg config, conns []*mqttraw.Conn, ts int64, meter func(context.Context) (*node.Meter, error)) ([]int, time.Duration, node.Split, error) {
+	acked := make([]int, len(conns))
+	var total atomic.Int64
+	errs := make([]error, len(conns))
+	m, err := meter(ctx)
+	if err != nil {
+		return nil, 0, node.Split{}, err
+	}
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(5 * time.Second)
+		defer t.Stop()
+		last, lastT := int64(0), time.Now()
+		for {
+			select {
+			case <-done:
+				return
+			case now := <-t.C:
+				n := total.Load()
+				fmt.Printf("  … %d acknowledged (%.0f/s over the last %.0f s)\n", n, float64(n-last)/now.Sub(lastT).Seconds(), now.Sub(lastT).Seconds())
+				last, lastT = n, now
+			}
+		}
+	}()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i, cn := range conns {
+		wg.Go(func() {
+			topic := steward.Topic(cn.ClientID, steward.ChannelTelemetry)
+			acked[i], errs[i] = cn.Publish(ctx, topic, share(cfg.messages, len(conns), i), cfg.inflight, ts, &total)
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	close(done)
+	split, err := m.Stop(ctx)
+	if err != nil {
+		return nil, 0, node.Split{}, err
+	}
+	for i, err := range errs {
+		if err != nil {
+			return acked, elapsed, split, fmt.Errorf("connection %d (%s): %w", i, conns[i].ClientID, err)
+		}
+	}
+	return acked, elapsed, split, nil
+}
+
+func closeAll(conns []*mqttraw.Conn) {
+	for _, c := range conns {
+		if c != nil {
+			_ = c.Close()
+		}
+	}
+}
+
+// dialAll connects one session per device.
+func dialAll(ctx context.Context, addr string, tlsFor func(fleet.Device) *tls.Config, devices []fleet.Device) ([]*mqttraw.Conn, error) {
+	conns := make([]*mqttraw.Conn, len(devices))
+	for i, d := range devices {
+		var tc *tls.Config
+		if tlsFor != nil {
+			tc = tlsFor(d)
+		}
+		c, err := mqttraw.Dial(ctx, addr, tc, mqttraw.Source(1, i), d.ID, 300)
+		if err != nil {
+			closeAll(conns)
+			return nil, err
+		}
+		conns[i] = c
+	}
+	return conns, nil
+}
+
+func runSteward(ctx context.Context, cfg config, f *fleet.Fleet, devices []fleet.Device) (result, error) {
+	fmt.Println("\n== steward: MQTT over mTLS into the store (SQLite, synchronous=FULL)")
+	conns, err := dialAll(ctx, f.Node.MQTTAddr, func(d fleet.Device) *tls.Config { return f.TLS(d.Cert) }, devices)
+	if err != nil {
+		return result{}, err
+	}
+	defer closeAll(conns)
+	for _, c := range conns {
+		if err := c.PublishWait(ctx, steward.Topic(c.ClientID, steward.ChannelAttributes), fleet.Attributes); err != nil {
+			return result{}, fmt.Errorf("attributes of %s: %w", c.ClientID, err)
+		}
+	}
+	if err := waitActive(ctx, f, len(devices)); err != nil {
+		return result{}, err
+	}
+	fmt.Printf("setup: %d sessions connected, all devices active\n", len(conns))
+
+	if cfg.cpuprofile != "" {
+		if err := f.Node.StartCPUProfile(ctx, cfg.cpuprofile); err != nil {
+			return result{}, err
+		}
+	}
+	perClient := share(cfg.messages, len(conns), 0)
+	ts := firstTS(perClient)
+	acked, elapsed, split, pubErr := publishAll(ctx, cfg, conns, ts, f.Node.StartMeter)
+	if cfg.cpuprofile != "" {
+		if err := f.Node.StopCPUProfile(ctx); err != nil {
+			return result{}, err
+		}
+		fmt.Println("server CPU profile:", cfg.cpuprofile)
+	}
+	total := sum(acked)
+	rate := float64(total) / elapsed.Seconds()
+	fmt.Printf("steward: %d of %d messages acknowledged in %s: %.0f msg/s\n", total, cfg.messages, elapsed.Round(time.Millisecond), rate)
+	fmt.Println(split)
+	fmt.Println(split.PerOp(total, "message"))
+	// Check even after an error: what was acknowledged must be stored.
+	if err := verifyStored(ctx, f, conns, acked, ts); err != nil {
+		return result{}, errors.Join(pubErr, err)
+	}
+	if pubErr != nil {
+		return result{}, pubErr
+	}
+	return result{target: "steward", rate: rate, split: split, note: "mTLS, every message committed to SQLite before its PUBACK (checked)"}, nil
+}
+
+func sum(xs []int) int {
+	t := 0
+	for _, x := range xs {
+		t += x
+	}
+	return t
+}
+
+// waitActive waits until the registry shows n active devices.
+func waitActive(ctx context.Context, f *fleet.Fleet, n int) error {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		ds, err := f.Node.Admin.AllDevices(ctx, "state = active")
+		if err != nil {
+			return err
+		}
+		if len(ds) == n {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d of %d devices active after a minute", len(ds), n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// verifyStored checks that every acknowledged message is a sample in the
+// store: acknowledgements come in order, so connection i's first acked[i]
+// messages (timestamps ts … ts+acked[i]-1) must all be rows of samples,
+// and its latest value (REST API) the last of them.
+func verifyStored(ctx context.Context, f *fleet.Fleet, conns []*mqttraw.Conn, acked []int, ts int64) error {
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(f.Node.DataDir, "steward.db")+"?mode=ro&_pragma=busy_timeout(10000)")
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	var missing, stored int
+	for i, c := range conns {
+		if acked[i] == 0 {
+			continue
+		}
+		var n int
+		// Times are stored as Unix microseconds.
+		err := db.QueryRowContext(ctx, `SELECT count(*) FROM samples WHERE tenant_id = ? AND device_id = ? AND metric = 'cpu' AND at BETWEEN ? AND ?`,
+			f.Group.TenantID, c.ClientID, ts*1000, (ts+int64(acked[i])-1)*1000).Scan(&n)
+		if err != nil {
+			return fmt.Errorf("count samples of %s: %w", c.ClientID, err)
+		}
+		stored += n
+		missing += acked[i] - n
+		latest, err := f.Node.Admin.LatestTelemetry(ctx, c.ClientID)
+		if err != nil {
+			return fmt.Errorf("latest telemetry of %s: %w", c.ClientID, err)
+		}
+		want := time.UnixMilli(ts + int64(acked[i]) - 1)
+		if len(latest) != 1 || latest[0].Metric != "cpu" || latest[0].Value != 0.31 || !latest[0].At.Equal(want) {
+			return fmt.Errorf("latest telemetry of %s: %+v, want cpu=0.31 at %s", c.ClientID, latest, want.UTC().Format(time.RFC3339Nano))
+		}
+	}
+	var rows int
+	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM samples`).Scan(&rows); err != nil {
+		return err
+	}
+	fmt.Printf("check: %d acknowledged messages, %d of them found in the samples table (%d rows in all), latest values right for %d devices\n",
+		sum(acked), stored, rows, len(conns))
+	if missing != 0 {
+		return fmt.Errorf("%d acknowledged messages are not in the store", missing)
+	}
+	return nil
+}
+
+func mosquittoPID(cfg config) (int, error) {
+	if cfg.mosquittoPID != 0 {
+		return cfg.mosquittoPID, nil
+	}
+	b, err := os.ReadFile("/run/mosquitto/mosquitto.pid")
+	if err != nil {
+		return 0, fmt.Errorf("find Mosquitto's process (use -mosquitto-pid): %w", err)
+	}
+	return strconv.Atoi(strings.TrimSpace(string(b)))
+}
+
+func runMosquitto(ctx context.Context, cfg config, devices []fleet.Device) (result, error) {
+	fmt.Printf("\n== mosquitto: the machine's Mosquitto at %s, plain TCP (no TLS), no subscriber\n", cfg.mosquittoAddr)
+	pid, err := mosquittoPID(cfg)
+	if err != nil {
+		return result{}, err
+	}
+	conns, err := dialAll(ctx, cfg.mosquittoAddr, nil, devices)
+	if err != nil {
+		return result{}, err
+	}
+	defer closeAll(conns)
+	return measureMosquitto(ctx, cfg, "mosquitto", "plain TCP, acknowledged on receipt", conns, pid)
+}
+
+func measureMosquitto(ctx context.Context, cfg config, target, note string, conns []*mqttraw.Conn, pid int) (result, error) {
+	version, _ := exec.Command(cfg.mosquittoBin, "-h").Output()
+	v, _, _ := strings.Cut(string(version), "\n")
+	fmt.Printf("setup: %d sessions connected (%s, pid %d)\n", len(conns), strings.TrimSpace(v), pid)
+	meter := func(ctx context.Context) (*node.Meter, error) { return node.StartMeter(ctx, node.ProcUsage(pid)) }
+	acked, elapsed, split, err := publishAll(ctx, cfg, conns, firstTS(share(cfg.messages, len(conns), 0)), meter)
+	if err != nil {
+		return result{}, err
+	}
+	total := sum(acked)
+	rate := float64(total) / elapsed.Seconds()
+	fmt.Printf("%s: %d of %d messages acknowledged in %s: %.0f msg/s\n", target, total, cfg.messages, elapsed.Round(time.Millisecond), rate)
+	fmt.Println(split)
+	fmt.Println(split.PerOp(total, "message"))
+	return result{target: target, rate: rate, split: split, note: note}, nil
+}
+
+// runMosquittoTLS starts a Mosquitto with mutual TLS on a free loopback
+// port (configuration: mosquitto-tls.conf) and measures it.
+func runMosquittoTLS(ctx context.Context, cfg config, f *fleet.Fleet, devices []fleet.Device) (result, error) {
+	fmt.Println("\n== mosquitto-tls: Mosquitto started by this command, TLS 1.3 with client certificates, no subscriber")
+	dir, err := os.MkdirTemp("", "steward-bench-mosquitto-")
+	if err != nil {
+		return result{}, err
+	}
+	defer os.RemoveAll(dir)
+	deviceCA, err := f.Node.Admin.DeviceCA(ctx)
+	if err != nil {
+		return result{}, err
+	}
+	roots, certPEM, keyPEM, err := serverIdentity()
+	if err != nil {
+		return result{}, err
+	}
+	files := map[string][]byte{"client-ca.pem": deviceCA, "server.pem": certPEM, "server-key.pem": keyPEM}
+	for name, b := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			return result{}, err
+		}
+	}
+	port, err := freePort()
+	if err != nil {
+		return result{}, err
+	}
+	u, err := user.Current()
+	if err != nil {
+		return result{}, err
+	}
+	var conf strings.Builder
+	err = template.Must(template.New("conf").Parse(mosquittoConf)).Execute(&conf, map[string]any{
+		"User": u.Username, "Port": port,
+		"ClientCAFile": filepath.Join(dir, "client-ca.pem"), "CertFile": filepath.Join(dir, "server.pem"), "KeyFile": filepath.Join(dir, "server-key.pem"),
+	})
+	if err != nil {
+		return result{}, err
+	}
+	confPath := filepath.Join(dir, "mosquitto.conf")
+	if err := os.WriteFile(confPath, []byte(conf.String()), 0o600); err != nil {
+		return result{}, err
+	}
+	cmd := exec.Command(cfg.mosquittoBin, "-c", confPath)
+	// Shown only if it fails: run as root, Mosquitto warns on every start.
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		return result{}, fmt.Errorf("start %s: %w", cfg.mosquittoBin, err)
+	}
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			_ = cmd.Process.Signal(os.Interrupt)
+			done := make(chan struct{})
+			go func() { _ = cmd.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				_ = cmd.Process.Kill()
+				<-done
+			}
+		})
+	}
+	defer stop()
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	if err := waitListening(ctx, addr); err != nil {
+		stop() // stderr is complete once it has exited
+		return result{}, fmt.Errorf("%w; mosquitto said: %s", err, strings.TrimSpace(stderr.String()))
+	}
+	conns, err := dialAll(ctx, addr, func(d fleet.Device) *tls.Config {
+		tc := f.TLS(d.Cert)
+		tc.RootCAs = roots
+		return tc
+	}, devices)
+	if err != nil {
+		return result{}, err
+	}
+	defer closeAll(conns)
+	return measureMosquitto(ctx, cfg, "mosquitto-tls", "mTLS, acknowledged on receipt", conns, cmd.Process.Pid)
+}
+
+// serverIdentity makes a CA and a server certificate for 127.0.0.1.
+func serverIdentity() (roots *x509.CertPool, certPEM, keyPEM []byte, err error) {
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "bench Mosquitto CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	der, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+	}, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	roots = x509.NewCertPool()
+	roots.AddCert(ca)
+	return roots, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), nil
+}
+
+// freePort returns a loopback TCP port that was free a moment ago.
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+func waitListening(ctx context.Context, addr string) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := (&net.Dialer{Timeout: time.Second}).DialContext(ctx, "tcp", addr)
+		if err == nil {
+			return c.Close()
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("mosquitto did not listen on %s: %w", addr, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
