@@ -90,6 +90,8 @@ type Config struct {
 	Clock steward.Clock
 	// Logger receives the broker's logs (default: discarded).
 	Logger *slog.Logger
+	// Metrics receives the broker's counts (default: none).
+	Metrics Metrics
 }
 
 // Broker is the embedded MQTT broker of the device plane.
@@ -106,6 +108,8 @@ type Broker struct {
 	window     int
 	handshake  time.Duration
 	tlsConfig  *tls.Config
+	metrics    Metrics
+	qos0Ack    steward.Ack // settles QoS 0 messages; made once, so that OnPublish does not allocate a closure
 
 	server *mochi.Server
 	ln     *listener
@@ -154,6 +158,7 @@ func New(cfg Config) (*Broker, error) {
 		maxPayload:  cfg.MaxPayload,
 		window:      int(cfg.ReceiveMaximum),
 		handshake:   cfg.HandshakeTimeout,
+		metrics:     cfg.Metrics,
 		sessions:    map[string]*session{},
 		verdicts:    map[*x509.Certificate][]steward.DeviceSession{},
 		events:      make(chan steward.SecurityEvent, eventQueue),
@@ -163,6 +168,10 @@ func New(cfg Config) (*Broker, error) {
 	if b.clock == nil {
 		b.clock = steward.SystemClock{}
 	}
+	if b.metrics == nil {
+		b.metrics = noMetrics{}
+	}
+	b.qos0Ack = b.settleQoS0
 	if b.log == nil {
 		b.log = slog.New(slog.DiscardHandler)
 	}
@@ -380,6 +389,7 @@ func (b *Broker) ended(s *session, err error) {
 		return // the handshake failed: no device
 	}
 	if errors.Is(err, packets.ErrPacketTooLarge) {
+		b.metrics.MessageRefused(RefusedTooLarge)
 		b.securityEvent(s, steward.SecPayloadTooLarge, fmt.Sprintf("packet over %d bytes", b.maxPayload+packetOverhead))
 	}
 	b.mu.Lock()

@@ -49,19 +49,23 @@ func sessionOf(cl *mochi.Client) *session {
 func (h *hook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
 	s := sessionOf(cl)
 	if s == nil || s.DeviceID == "" {
+		h.b.metrics.ConnectRefused(RefusedCertificate)
 		return h.refuseConnect(cl, packets.ErrNotAuthorized, packets.Err3NotAuthorized)
 	}
 	s.v5 = cl.Properties.ProtocolVersion == 5
 	if cl.ID != s.DeviceID {
+		h.b.metrics.ConnectRefused(RefusedClientID)
 		h.b.securityEvent(s, steward.SecClientIDMismatch, fmt.Sprintf("client id %q, certificate %q", truncate(cl.ID), s.DeviceID))
 		return h.refuseConnect(cl, packets.ErrClientIdentifierNotValid, packets.Err3ClientIdentifierNotValid)
 	}
 	if pk.Connect.WillFlag {
 		if _, kind := s.mayPublish(pk.Connect.WillTopic); kind != "" {
+			h.b.metrics.ConnectRefused(RefusedWill)
 			h.b.securityEvent(s, kind, fmt.Sprintf("will on topic %q refused", truncate(pk.Connect.WillTopic)))
 			return h.refuseConnect(cl, packets.ErrNotAuthorized, packets.Err3NotAuthorized)
 		}
 		if len(pk.Connect.WillPayload) > h.b.maxPayload {
+			h.b.metrics.ConnectRefused(RefusedWill)
 			h.b.securityEvent(s, steward.SecPayloadTooLarge, fmt.Sprintf("will payload of %d bytes, limit %d", len(pk.Connect.WillPayload), h.b.maxPayload))
 			return h.refuseConnect(cl, packets.ErrPacketTooLarge, packets.Err3NotAuthorized)
 		}
@@ -100,6 +104,7 @@ func (h *hook) OnSessionEstablish(cl *mochi.Client, _ packets.Packet) {
 // OnSessionEstablished runs once CONNACK is written.
 func (h *hook) OnSessionEstablished(cl *mochi.Client, _ packets.Packet) {
 	if s := sessionOf(cl); s != nil {
+		h.b.metrics.Connected()
 		h.b.online(s)
 	}
 }
@@ -157,6 +162,7 @@ func (h *hook) OnPacketRead(cl *mochi.Client, pk packets.Packet) (packets.Packet
 	}
 	switch {
 	case strings.ContainsAny(pk.TopicName, "+#"):
+		h.b.metrics.MessageRefused(RefusedACL)
 		h.b.securityEvent(s, steward.SecACLDenied, fmt.Sprintf("publish to %q refused: wildcard in a topic name", truncate(pk.TopicName)))
 	case len(pk.TopicName) >= len(mochi.SysPrefix) && strings.EqualFold(pk.TopicName[:len(mochi.SysPrefix)], mochi.SysPrefix):
 		pk.TopicName = sysMarker + pk.TopicName
@@ -188,12 +194,14 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 	if len(pk.Payload) > b.maxPayload {
 		// Packets over the hard limit never get here: mochi drops the
 		// connection while reading them (see Broker.ended).
+		b.metrics.MessageRefused(RefusedTooLarge)
 		b.securityEvent(s, steward.SecPayloadTooLarge, fmt.Sprintf("payload of %d bytes on %q, limit %d", len(pk.Payload), truncate(pk.TopicName), b.maxPayload))
 		b.disconnect(s, packets.ErrPacketTooLarge)
 		return pk, packets.ErrRejectPacket
 	}
 	ch, kind := s.mayPublish(pk.TopicName)
 	if kind != "" {
+		b.metrics.MessageRefused(refusedReason(kind))
 		b.securityEvent(s, kind, fmt.Sprintf("publish to %q refused", truncate(strings.TrimPrefix(pk.TopicName, sysMarker))))
 		if qos == 0 {
 			return pk, packets.ErrRejectPacket
@@ -216,8 +224,9 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 		QoS:      qos,
 		Received: b.clock.Now(),
 	}
+	b.metrics.MessageReceived(ch)
 	if qos == 0 {
-		b.bus.PublishInbound(b.ctx, m, ignoreAck)
+		b.bus.PublishInbound(b.ctx, m, b.qos0Ack)
 		return pk, packets.ErrRejectPacket
 	}
 	p := s.enqueue(pk.PacketID, qos)
@@ -229,8 +238,13 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 	return pk, packets.ErrRejectPacket
 }
 
-// ignoreAck settles a QoS 0 message: there is nothing to acknowledge.
-func ignoreAck(error) {}
+// settleQoS0 settles a QoS 0 message: there is nothing to acknowledge,
+// only a refusal to count.
+func (b *Broker) settleQoS0(err error) {
+	if err != nil && permanent(err) {
+		b.metrics.MessageRefused(handlerRefusal(err))
+	}
+}
 
 // OnPacketEncode completes mochi's MQTT 5 CONNACK with the limits it
 // enforces but does not announce.
@@ -252,10 +266,11 @@ func (h *hook) OnWill(cl *mochi.Client, will mochi.Will) (mochi.Will, error) {
 		return will, nil
 	}
 	if ch, kind := s.mayPublish(will.TopicName); kind == "" {
+		h.b.metrics.MessageReceived(ch)
 		h.b.bus.PublishInbound(h.b.ctx, steward.DeviceMessage{
 			TenantID: s.TenantID, DeviceID: s.DeviceID, Channel: ch,
 			Payload: will.Payload, QoS: will.Qos, Received: h.b.clock.Now(),
-		}, ignoreAck)
+		}, h.b.qos0Ack)
 	}
 	will.Retain = false
 	return will, nil

@@ -140,11 +140,12 @@ func (l *listener) handshake(conn net.Conn, establish listeners.EstablishFn) {
 		if err == nil {
 			err = errors.New("no verdict for the client certificate")
 		}
-		level := slog.LevelDebug // scanners, timeouts, clients that do not trust us
+		level, reason := slog.LevelDebug, RefusedHandshake // scanners, timeouts, clients that do not trust us
 		var refused *steward.Error
 		if errors.As(err, &refused) {
-			level = slog.LevelInfo // the gate refused the certificate
+			level, reason = slog.LevelInfo, RefusedCertificate // the gate refused the certificate
 		}
+		b.metrics.ConnectRefused(reason)
 		b.log.Log(b.ctx, level, "mqtt tls handshake failed", "remote", dc.sess.remote, "error", err)
 		_ = tc.Close()
 		l.untrack(conn)

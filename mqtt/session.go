@@ -125,6 +125,7 @@ func (p *pendingAck) ack(err error) {
 		p.settle(false, 0, "")
 		return
 	}
+	p.s.b.metrics.MessageRefused(handlerRefusal(err))
 	if !p.s.v5 {
 		// Refused for good: MQTT 3.1.1 has no negative acknowledgement, and
 		// withholding it would make the client resend a poison message

@@ -26,7 +26,27 @@ type Config struct {
 	// written while it keeps sending (default 30s).
 	TouchEvery time.Duration
 	Logger     *slog.Logger
+	// Metrics receives the writer's counts (default: none).
+	Metrics Metrics
 }
+
+// Metrics receives the telemetry writer's counts (package metrics
+// implements it over Prometheus). It is called on the writer's goroutine
+// once per batch and must not block.
+type Metrics interface {
+	// BatchWritten counts a committed batch: its samples and how long the
+	// write took.
+	BatchWritten(samples int, took time.Duration)
+	// BatchFailed counts a batch that could not be written (its messages
+	// are not acknowledged, so devices send them again).
+	BatchFailed(samples int)
+}
+
+// noMetrics is the Metrics of an intake configured without any.
+type noMetrics struct{}
+
+func (noMetrics) BatchWritten(int, time.Duration) {}
+func (noMetrics) BatchFailed(int)                 {}
 
 type pending struct {
 	samples []steward.Sample
@@ -55,6 +75,9 @@ func New(cfg Config, bus steward.Bus) *Intake {
 	if cfg.TouchEvery <= 0 {
 		cfg.TouchEvery = 30 * time.Second
 	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = noMetrics{}
+	}
 	in := &Intake{cfg: cfg, queue: make(chan pending, cfg.QueueSize), done: make(chan struct{}), touched: map[string]time.Time{}}
 	bus.HandleInbound(steward.ChannelTelemetry, in.Handle)
 	return in
@@ -76,6 +99,9 @@ func (in *Intake) Handle(ctx context.Context, m steward.DeviceMessage, ack stewa
 		ack(steward.WrapError(steward.CodeUnavailable, ctx.Err(), "telemetry intake is busy"))
 	}
 }
+
+// QueueDepth is how many messages wait for the writer.
+func (in *Intake) QueueDepth() int { return len(in.queue) }
 
 // touch records that the devices of a committed batch were heard from,
 // each at most once per TouchEvery, so that last-seen stays current without
@@ -118,11 +144,19 @@ func (in *Intake) Run(ctx context.Context) {
 		// The write uses its own context: a shutdown must not abort a batch
 		// whose messages are waiting for their acknowledgement.
 		wctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		// The latency is measured on the monotonic clock, not with Clock,
+		// which tells the time of day (and SystemClock's UTC drops the
+		// monotonic reading).
+		start := time.Now()
 		err := in.cfg.Store.WriteSamples(wctx, all)
+		took := time.Since(start)
 		cancel()
 		if err != nil {
+			in.cfg.Metrics.BatchFailed(len(all))
 			in.cfg.Logger.Error("write telemetry batch", "samples", len(all), "err", err)
 			err = steward.WrapError(steward.CodeUnavailable, err, "telemetry not stored")
+		} else {
+			in.cfg.Metrics.BatchWritten(len(all), took)
 		}
 		for _, p := range batch {
 			p.ack(err)

@@ -1,0 +1,55 @@
+package metrics
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Telemetry counts what the telemetry writer commits. It implements
+// telemetry.Metrics.
+type Telemetry struct {
+	samples    prometheus.Counter
+	failures   prometheus.Counter
+	commit     prometheus.Histogram
+	batchSizes prometheus.Histogram
+}
+
+func newTelemetry() *Telemetry {
+	return &Telemetry{
+		samples: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "telemetry", Name: "samples_written_total",
+			Help: "Telemetry samples committed to the store.",
+		}),
+		failures: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "telemetry", Name: "batch_failures_total",
+			Help: "Telemetry batches the store did not commit (their messages are not acknowledged and are sent again).",
+		}),
+		commit: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: namespace, Subsystem: "telemetry", Name: "batch_commit_seconds",
+			Help: "Time to write and commit one telemetry batch.",
+			// 0.25 ms to 4 s: an SQLite commit of one sample to a large
+			// batch on a slow PostgreSQL.
+			Buckets: prometheus.ExponentialBuckets(0.00025, 2, 15),
+		}),
+		batchSizes: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: namespace, Subsystem: "telemetry", Name: "batch_samples",
+			Help:    "Samples in each committed telemetry batch.",
+			Buckets: []float64{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000},
+		}),
+	}
+}
+
+func (t *Telemetry) collectors() []prometheus.Collector {
+	return []prometheus.Collector{t.samples, t.failures, t.commit, t.batchSizes}
+}
+
+// BatchWritten counts a committed batch.
+func (t *Telemetry) BatchWritten(samples int, took time.Duration) {
+	t.samples.Add(float64(samples))
+	t.commit.Observe(took.Seconds())
+	t.batchSizes.Observe(float64(samples))
+}
+
+// BatchFailed counts a batch the store did not commit.
+func (t *Telemetry) BatchFailed(int) { t.failures.Inc() }
