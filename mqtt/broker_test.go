@@ -603,7 +603,10 @@ func TestPayloadLimit(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			c.publish(topic(id, steward.ChannelTelemetry), 1, 1, bytes.Repeat([]byte("x"), tt.size))
+			err = c.tryPublish(topic(id, steward.ChannelTelemetry), 1, 1, bytes.Repeat([]byte("x"), tt.size))
+			if err != nil && !tt.refused {
+				t.Fatalf("publish: %v", err)
+			}
 			if !tt.refused {
 				c.expect(packets5.PUBACK, 1, 0)
 				return

@@ -102,6 +102,15 @@ func (c *rawClient) write3(header byte, body []byte) error {
 
 func (c *rawClient) publish(topic string, qos byte, id uint16, payload []byte) {
 	c.t.Helper()
+	if err := c.tryPublish(topic, qos, id, payload); err != nil {
+		c.t.Fatalf("publish: %v", err)
+	}
+}
+
+// tryPublish writes a PUBLISH and returns the write error: a server that
+// refuses an oversized packet may close the connection while it is still
+// being written.
+func (c *rawClient) tryPublish(topic string, qos byte, id uint16, payload []byte) error {
 	var err error
 	if c.v5 {
 		_, err = (&packets5.Publish{Topic: topic, QoS: qos, PacketID: id, Payload: payload, Properties: &packets5.Properties{}}).WriteTo(c.conn)
@@ -114,9 +123,7 @@ func (c *rawClient) publish(topic string, qos byte, id uint16, payload []byte) {
 		body.Write(payload)
 		err = c.write3(0x30|qos<<1, body.Bytes())
 	}
-	if err != nil {
-		c.t.Fatalf("publish: %v", err)
-	}
+	return err
 }
 
 func (c *rawClient) pubrel(id uint16) {
