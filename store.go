@@ -89,6 +89,25 @@ type Store interface {
 	// oldest first; a zero to means no upper bound, limit 0 the store's
 	// default (1000, at most 10000).
 	ListSamples(ctx context.Context, tenantID, deviceID, metric string, from, to time.Time, limit int) ([]Sample, error)
+
+	// AddDeviceEvents writes events a device reported, in one transaction:
+	// all of them or, when one is invalid (CodeInvalid) or names a device
+	// not in its tenant (CodeNotFound), none.
+	AddDeviceEvents(ctx context.Context, events []DeviceEvent) error
+	// ListDeviceEvents returns a device's events matching f, newest first
+	// (by the device's time, then by arrival).
+	ListDeviceEvents(ctx context.Context, tenantID, deviceID string, f DeviceEventFilter) ([]DeviceEvent, error)
+
+	// AddPresenceEvent records one connect or disconnect of a device of
+	// the event's tenant (CodeNotFound otherwise).
+	AddPresenceEvent(ctx context.Context, e PresenceEvent) error
+	// ListPresenceEvents returns a device's presence history in [from, to),
+	// newest first; a zero to means no upper bound, limit 0 the store's
+	// default (100, at most 10000).
+	ListPresenceEvents(ctx context.Context, tenantID, deviceID string, from, to time.Time, limit int) ([]PresenceEvent, error)
+	// CountPresenceEvents counts a device's connects and disconnects in
+	// [from, to) (a zero to means no upper bound), however many there are.
+	CountPresenceEvents(ctx context.Context, tenantID, deviceID string, from, to time.Time) (PresenceCounts, error)
 }
 
 // DeviceSeen says a device was heard from at a time.
@@ -112,4 +131,127 @@ type SecurityEventFilter struct {
 	DeviceID string
 	Kind     SecurityEventKind
 	Limit    int
+}
+
+// Severity ranks a device event, from debug to critical (the syslog levels
+// a device is likely to report, without the rarely used alert and emergency).
+type Severity string
+
+// The severities, least severe first.
+const (
+	SeverityDebug    Severity = "debug"
+	SeverityInfo     Severity = "info"
+	SeverityNotice   Severity = "notice"
+	SeverityWarning  Severity = "warning"
+	SeverityError    Severity = "error"
+	SeverityCritical Severity = "critical"
+)
+
+// Severities lists every severity, least severe first.
+var Severities = []Severity{SeverityDebug, SeverityInfo, SeverityNotice, SeverityWarning, SeverityError, SeverityCritical}
+
+// Rank returns the place of s in Severities (0 for debug), or -1 for an
+// unknown severity.
+func (s Severity) Rank() int {
+	for i, v := range Severities {
+		if s == v {
+			return i
+		}
+	}
+	return -1
+}
+
+// Valid reports whether s is a known severity.
+func (s Severity) Valid() bool { return s.Rank() >= 0 }
+
+// AtLeast returns the severities at least as severe as s (all of them for
+// an unknown or empty s).
+func (s Severity) AtLeast() []Severity {
+	return Severities[max(s.Rank(), 0):]
+}
+
+// Limits on a device event.
+const (
+	MaxEventTypeLen    = 64
+	MaxEventMessageLen = 4096 // bytes
+)
+
+// ValidEventType reports whether t can be an event type: 1 to 64 letters,
+// digits, '_', '-' or '.'.
+func ValidEventType(t string) bool {
+	return len(t) <= MaxEventTypeLen && ValidDeviceID(t)
+}
+
+// DeviceEvent is one event a device reported on its events channel: a
+// reboot, a crash, a log line worth keeping.
+type DeviceEvent struct {
+	ID       int64    `json:"id"`
+	TenantID string   `json:"tenant_id"`
+	DeviceID string   `json:"device_id"`
+	Type     string   `json:"type"`
+	Severity Severity `json:"severity"`
+	Message  string   `json:"message,omitempty"`
+	// Fields holds the payload's other keys, as the device sent them.
+	Fields map[string]any `json:"fields,omitempty"`
+	// At is when it happened, by the device's clock; Received is when the
+	// server took it.
+	At       time.Time `json:"at"`
+	Received time.Time `json:"received"`
+}
+
+// Validate checks what every stored event must have: a tenant, a device, a
+// valid type and severity, a message within its limit and both times.
+func (e *DeviceEvent) Validate() error {
+	switch {
+	case e.TenantID == "" || e.DeviceID == "":
+		return Errorf(CodeInvalid, "an event needs a tenant and a device")
+	case !ValidEventType(e.Type):
+		return Errorf(CodeInvalid, "event type %q: use 1 to %d letters, digits, '_', '-', '.'", e.Type, MaxEventTypeLen)
+	case !e.Severity.Valid():
+		return Errorf(CodeInvalid, "event severity %q: want one of debug, info, notice, warning, error, critical", e.Severity)
+	case len(e.Message) > MaxEventMessageLen:
+		return Errorf(CodeInvalid, "event message is %d bytes, more than %d", len(e.Message), MaxEventMessageLen)
+	case e.At.IsZero() || e.Received.IsZero():
+		return Errorf(CodeInvalid, "an event needs its time and its time of receipt")
+	}
+	return nil
+}
+
+// DeviceEventFilter narrows a device's event list.
+type DeviceEventFilter struct {
+	Type        string    // only this type
+	MinSeverity Severity  // only this severity and worse
+	From, To    time.Time // only events at or after From and before To; zero means no bound
+	Limit       int       // 0 means the store's default (100); at most 1000
+}
+
+// PresenceEvent is one connect (Online) or disconnect of a device, as the
+// device plane saw it.
+type PresenceEvent struct {
+	ID         int64     `json:"id"`
+	TenantID   string    `json:"tenant_id"`
+	DeviceID   string    `json:"device_id"`
+	Online     bool      `json:"online"`
+	At         time.Time `json:"at"`
+	RemoteAddr string    `json:"remote_addr,omitempty"`
+}
+
+// PresenceCounts counts a device's presence changes in a window.
+type PresenceCounts struct {
+	Connects    int64 `json:"connects"`
+	Disconnects int64 `json:"disconnects"`
+}
+
+// PresenceSummary is a device's connection quality over a window [From,
+// To), computed from its presence history: how often it connected again.
+type PresenceSummary struct {
+	Online      bool      `json:"online"` // connected now
+	From        time.Time `json:"from"`
+	To          time.Time `json:"to"`
+	Connects    int64     `json:"connects"`
+	Disconnects int64     `json:"disconnects"`
+	// Reconnects counts the connects in the window that followed an
+	// earlier connection: every connect but the device's very first.
+	Reconnects        int64   `json:"reconnects"`
+	ReconnectsPerHour float64 `json:"reconnects_per_hour"`
 }

@@ -27,8 +27,9 @@ type Config struct {
 	Fleet     steward.Fleet
 	Groups    steward.EnrollmentGroups
 	Authority steward.Authority
-	// Store is used only for tenants and API tokens; devices and groups go
-	// through their services.
+	// Store is used for tenants, API tokens and the read-only device
+	// histories (events, presence); devices and groups go through their
+	// services.
 	Store steward.Store
 	// Ready reports whether the node can take traffic (GET /readyz); nil
 	// means always ready.
@@ -95,6 +96,8 @@ func New(cfg Config) *Server {
 	s.handle("POST", "/api/v1/devices/{id}/revoke", tenant, s.revokeDevice)
 	s.handle("POST", "/api/v1/devices/{id}/commands", tenant, s.sendCommand)
 	s.handle("GET", "/api/v1/devices/{id}/telemetry/latest", tenant, s.latestTelemetry)
+	s.handle("GET", "/api/v1/devices/{id}/events", tenant, s.listDeviceEvents)
+	s.handle("GET", "/api/v1/devices/{id}/presence", tenant, s.devicePresence)
 	s.handle("GET", "/api/v1/security-events", tenant, s.listSecurityEvents)
 
 	s.handle("GET", "/api/v1/ca/device", tenant, s.deviceCA)

@@ -337,6 +337,55 @@ func (c *Client) LatestTelemetry(ctx context.Context, id string) ([]steward.Samp
 	return out.Items, err
 }
 
+// ListDeviceEvents lists the events a device reported that match f,
+// newest first. f.Limit 0 means the server's default (100); at most 1000.
+func (c *Client) ListDeviceEvents(ctx context.Context, id string, f steward.DeviceEventFilter) ([]steward.DeviceEvent, error) {
+	v := url.Values{}
+	if f.Type != "" {
+		v.Set("type", f.Type)
+	}
+	if f.MinSeverity != "" {
+		v.Set("severity", string(f.MinSeverity))
+	}
+	if !f.From.IsZero() {
+		v.Set("from", f.From.UTC().Format(time.RFC3339Nano))
+	}
+	if !f.To.IsZero() {
+		v.Set("to", f.To.UTC().Format(time.RFC3339Nano))
+	}
+	if f.Limit != 0 {
+		v.Set("limit", strconv.Itoa(f.Limit))
+	}
+	var out list[steward.DeviceEvent]
+	err := c.do(ctx, http.MethodGet, "/api/v1/devices/"+seg(id)+"/events", v, nil, &out)
+	return out.Items, err
+}
+
+// DevicePresence returns a device's connects and disconnects in [from, to),
+// newest first (at most limit; 0 means the server's default, 100), with a
+// summary of its connection quality over the whole window. A zero to means
+// now, a zero from 24 hours before to.
+func (c *Client) DevicePresence(ctx context.Context, id string, from, to time.Time, limit int) ([]steward.PresenceEvent, steward.PresenceSummary, error) {
+	v := url.Values{}
+	if !from.IsZero() {
+		v.Set("from", from.UTC().Format(time.RFC3339Nano))
+	}
+	if !to.IsZero() {
+		v.Set("to", to.UTC().Format(time.RFC3339Nano))
+	}
+	if limit != 0 {
+		v.Set("limit", strconv.Itoa(limit))
+	}
+	var out struct {
+		Items   []steward.PresenceEvent `json:"items"`
+		Summary steward.PresenceSummary `json:"summary"`
+	}
+	if err := c.do(ctx, http.MethodGet, "/api/v1/devices/"+seg(id)+"/presence", v, nil, &out); err != nil {
+		return nil, steward.PresenceSummary{}, err
+	}
+	return out.Items, out.Summary, nil
+}
+
 // ListSecurityEvents lists the tenant's security events matching f.
 func (c *Client) ListSecurityEvents(ctx context.Context, f steward.SecurityEventFilter) ([]steward.SecurityEvent, error) {
 	v := url.Values{}

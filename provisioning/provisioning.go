@@ -572,12 +572,18 @@ func (s *Service) policyReasons(g *steward.EnrollmentGroup, d *steward.Device) [
 	return g.CheckAttributes(d)
 }
 
-// handlePresence records connects and disconnects.
+// handlePresence records connects and disconnects: the device's current
+// presence and a row of its presence history.
 func (s *Service) handlePresence(ctx context.Context, p steward.PresenceChange) {
 	d, err := s.cfg.Store.GetDevice(ctx, p.TenantID, p.DeviceID)
 	if err != nil {
 		s.log.Warn("presence for unknown device", "device", p.DeviceID, "err", err)
 		return
+	}
+	if err := s.cfg.Store.AddPresenceEvent(ctx, steward.PresenceEvent{
+		TenantID: p.TenantID, DeviceID: p.DeviceID, Online: p.Online, At: p.At, RemoteAddr: p.RemoteAddr,
+	}); err != nil {
+		s.log.Error("record presence history", "device", p.DeviceID, "err", err)
 	}
 	pr := d.Presence
 	pr.LastSeen = p.At

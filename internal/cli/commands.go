@@ -399,7 +399,7 @@ func (e *env) devicesCommand() *cobra.Command {
 			})
 		}),
 	}
-	g.AddCommand(list, get, set, quarantine, release, revoke, command, telemetry)
+	g.AddCommand(list, get, set, quarantine, release, revoke, command, telemetry, e.deviceEventsCommand(), e.devicePresenceCommand())
 	return g
 }
 
