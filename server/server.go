@@ -22,8 +22,10 @@ import (
 	"github.com/steward-iot/steward"
 	"github.com/steward-iot/steward/api"
 	"github.com/steward-iot/steward/est"
+	"github.com/steward-iot/steward/events"
 	"github.com/steward-iot/steward/inproc"
 	"github.com/steward-iot/steward/lifecycle"
+	"github.com/steward-iot/steward/metrics"
 	"github.com/steward-iot/steward/mqtt"
 	"github.com/steward-iot/steward/pki"
 	"github.com/steward-iot/steward/postgres"
@@ -48,8 +50,11 @@ type Config struct {
 	DeviceHosts   []string // extra names in the server certificate
 	MaxPayload    int      // MQTT payload limit, default 256 KiB
 	CertValidity  time.Duration
-	Logger        *slog.Logger
-	Clock         steward.Clock
+	// NoMetrics turns off GET /metrics on the management plane and the
+	// instrumentation behind it.
+	NoMetrics bool
+	Logger    *slog.Logger
+	Clock     steward.Clock
 }
 
 func (c *Config) defaults() {
@@ -94,6 +99,9 @@ type Server struct {
 	Fleet     *lifecycle.Service
 	Prov      *provisioning.Service
 	Intake    *telemetry.Intake
+	// Metrics is the node's Prometheus registry and instrumentation; nil
+	// with Config.NoMetrics.
+	Metrics *metrics.Metrics
 	// AdminToken is the first admin token's secret, set only on the start
 	// that created it.
 	AdminToken string
@@ -143,13 +151,27 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := s.firstStart(ctx); err != nil {
 		return nil, err
 	}
+	var (
+		brokerMetrics mqtt.Metrics
+		intakeMetrics telemetry.Metrics
+	)
+	if !cfg.NoMetrics {
+		if s.Metrics, err = metrics.New(metrics.Config{Clock: cfg.Clock, Logger: log}); err != nil {
+			return nil, err
+		}
+		if err := s.Metrics.WatchFleet(s.Store); err != nil {
+			return nil, err
+		}
+		brokerMetrics, intakeMetrics = s.Metrics.MQTT(), s.Metrics.Telemetry()
+	}
 	s.Bus = inproc.New(log)
 	s.Fleet = lifecycle.New(s.Store, s.Bus, cfg.Clock, log)
 	s.Prov = provisioning.New(provisioning.Config{
 		Store: s.Store, Authority: s.Authority, Bus: s.Bus, Lifecycle: s.Fleet,
 		ParseCSR: pki.ParseCSR, Clock: cfg.Clock, Logger: log,
 	})
-	s.Intake = telemetry.New(telemetry.Config{Store: s.Store, Clock: cfg.Clock, Logger: log}, s.Bus)
+	s.Intake = telemetry.New(telemetry.Config{Store: s.Store, Clock: cfg.Clock, Logger: log, Metrics: intakeMetrics}, s.Bus)
+	events.New(events.Config{Store: s.Store, Clock: cfg.Clock, Logger: log}, s.Bus)
 
 	hosts := append([]string(nil), cfg.DeviceHosts...)
 	if _, err := s.Authority.ServerCertificate(ctx, hosts); err != nil {
@@ -165,28 +187,45 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		MaxPayload: cfg.MaxPayload,
 		Clock:      cfg.Clock,
 		Logger:     log,
+		Metrics:    brokerMetrics,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("mqtt broker: %w", err)
+	}
+	var enroller steward.Enroller = s.Prov
+	if s.Metrics != nil {
+		if err := s.Metrics.WatchSessions(s.broker.Sessions); err != nil {
+			return nil, err
+		}
+		if err := s.Metrics.WatchIntakeQueue(s.Intake.QueueDepth); err != nil {
+			return nil, err
+		}
+		enroller = s.Metrics.Enroller(s.Prov)
 	}
 
 	// EST authenticates with the TLS client certificate, which is checked by
 	// the service against the registered CAs: the handshake only asks for it.
 	deviceTLS := &tls.Config{GetCertificate: getCert, ClientAuth: tls.RequestClientCert, MinVersion: tls.VersionTLS12}
 	deviceMux := http.NewServeMux()
-	deviceMux.Handle("/.well-known/est/", est.NewHandler(s.Prov, log, est.Options{}))
+	deviceMux.Handle("/.well-known/est/", est.NewHandler(enroller, log, est.Options{}))
 	s.deviceSrv = &http.Server{Handler: deviceMux, TLSConfig: deviceTLS, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	if s.deviceLn, err = net.Listen("tcp", cfg.DeviceAddr); err != nil {
 		return nil, fmt.Errorf("device plane listener: %w", err)
 	}
 
-	s.apiSrv = &http.Server{
-		Handler: api.New(api.Config{
-			Fleet: s.Fleet, Groups: s.Prov, Authority: s.Authority, Store: s.Store,
-			Ready: s.ready, Clock: cfg.Clock, Logger: log,
-		}),
-		ReadHeaderTimeout: 10 * time.Second,
+	// The management plane: the REST API, and Prometheus metrics without
+	// authentication, as is customary on a private network (docs/security.md).
+	var mgmt http.Handler = api.New(api.Config{
+		Fleet: s.Fleet, Groups: s.Prov, Authority: s.Authority, Store: s.Store,
+		Ready: s.ready, Clock: cfg.Clock, Logger: log,
+	})
+	if s.Metrics != nil {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", s.Metrics.Handler())
+		mux.Handle("/", mgmt)
+		mgmt = mux
 	}
+	s.apiSrv = &http.Server{Handler: mgmt, ReadHeaderTimeout: 10 * time.Second}
 	if s.apiLn, err = net.Listen("tcp", cfg.APIAddr); err != nil {
 		return nil, fmt.Errorf("management plane listener: %w", err)
 	}

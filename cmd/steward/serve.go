@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/steward-iot/steward/server"
@@ -24,7 +25,30 @@ func serverFlags(fs *flag.FlagSet, cfg *server.Config, defaultData string) {
 	})
 	fs.IntVar(&cfg.MaxPayload, "max-payload", 256<<10, "largest MQTT payload in bytes")
 	fs.DurationVar(&cfg.CertValidity, "cert-validity", 90*24*time.Hour, "validity of device certificates")
+	fs.Var(offSwitch{&cfg.NoMetrics}, "metrics", "serve Prometheus metrics at GET /metrics on the management plane (--metrics=false to turn off)")
 }
+
+// offSwitch is a boolean flag, true by default, that sets the bool it
+// points to when turned off: --metrics=false sets Config.NoMetrics.
+type offSwitch struct{ off *bool }
+
+func (o offSwitch) String() string {
+	if o.off == nil {
+		return "true"
+	}
+	return strconv.FormatBool(!*o.off)
+}
+
+func (o offSwitch) Set(v string) error {
+	on, err := strconv.ParseBool(v)
+	if err != nil {
+		return err
+	}
+	*o.off = !on
+	return nil
+}
+
+func (o offSwitch) IsBoolFlag() bool { return true }
 
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
