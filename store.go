@@ -89,6 +89,27 @@ type Store interface {
 	// oldest first; a zero to means no upper bound, limit 0 the store's
 	// default (1000, at most 10000).
 	ListSamples(ctx context.Context, tenantID, deviceID, metric string, from, to time.Time, limit int) ([]Sample, error)
+	// RollupSamples recomputes from the raw samples, in one transaction,
+	// the minute rollups of every device and metric in [from, to) and,
+	// from those, the hour rollups of every hour [from, to) touches, then
+	// moves the rollup watermark forward to to (never back). from and to
+	// are whole minutes (CodeInvalid otherwise). Whole buckets are
+	// upserted and two calls are serialised, so running it again, or on
+	// two nodes at once, leaves the same rows. A system job: all tenants.
+	RollupSamples(ctx context.Context, from, to time.Time) error
+	// RollupWatermark returns the end of the ranges rolled up so far; the
+	// zero time when nothing was.
+	RollupWatermark(ctx context.Context) (time.Time, error)
+	// ListRollups returns a device's rollups of one metric at resolution
+	// RollupMinute or RollupHour (CodeInvalid otherwise) whose buckets
+	// start in [from, to), oldest first; limit as in ListSamples.
+	ListRollups(ctx context.Context, tenantID, deviceID, metric string, resolution time.Duration, from, to time.Time, limit int) ([]Rollup, error)
+	// DeleteSamplesBefore deletes at most limit (1 to 100000) raw samples
+	// older than before, of all tenants, and returns how many it deleted.
+	DeleteSamplesBefore(ctx context.Context, before time.Time, limit int) (int, error)
+	// DeleteRollupsBefore deletes at most limit (1 to 100000) rollups of a
+	// resolution whose buckets start before before, of all tenants.
+	DeleteRollupsBefore(ctx context.Context, resolution time.Duration, before time.Time, limit int) (int, error)
 
 	// AddDeviceEvents writes events a device reported, in one transaction:
 	// all of them or, when one is invalid (CodeInvalid) or names a device
@@ -108,6 +129,13 @@ type Store interface {
 	// CountPresenceEvents counts a device's connects and disconnects in
 	// [from, to) (a zero to means no upper bound), however many there are.
 	CountPresenceEvents(ctx context.Context, tenantID, deviceID string, from, to time.Time) (PresenceCounts, error)
+
+	// FleetAggregates returns, for each of the tenant's devices matching
+	// q.Query (ordered by ID), its grouping fields, whether it is online,
+	// the count and mean of its q.Metric samples and the count of its
+	// q.Event events in [q.From, q.To); an empty Metric or Event counts
+	// nothing. q.GroupBy is not used. A bad query is CodeInvalid.
+	FleetAggregates(ctx context.Context, tenantID string, q FleetStatsQuery) ([]DeviceAggregate, error)
 }
 
 // DeviceSeen says a device was heard from at a time.

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/steward-iot/steward"
+	"github.com/steward-iot/steward/analytics"
 	"github.com/steward-iot/steward/inproc"
 	"github.com/steward-iot/steward/internal/syncbuf"
 	"github.com/steward-iot/steward/lifecycle"
@@ -77,7 +78,7 @@ func newEnv(t testing.TB) *testEnv {
 	if e.system, _, err = CreateToken(ctx, store, steward.DefaultTenant, "first admin", steward.RoleSystem, clock); err != nil {
 		t.Fatalf("create token: %v", err)
 	}
-	e.api = New(Config{Fleet: fleet, Groups: prov, Authority: auth, Store: store,
+	e.api = New(Config{Fleet: fleet, Groups: prov, Authority: auth, Store: store, Analytics: analytics.New(store, log),
 		Ready: func(ctx context.Context) error { _, err := store.GetTenant(ctx, steward.DefaultTenant); return err },
 		Clock: clock, Logger: log})
 	e.srv = httptest.NewServer(e.api)

@@ -36,6 +36,9 @@ type Config struct {
 	Ready  func(ctx context.Context) error
 	Clock  steward.Clock
 	Logger *slog.Logger
+	// Analytics answers /api/v1/fleet/stats and /api/v1/fleet/outliers;
+	// nil makes them 503.
+	Analytics steward.FleetAnalytics
 }
 
 // Server is the management plane API, an http.Handler.
@@ -96,9 +99,12 @@ func New(cfg Config) *Server {
 	s.handle("POST", "/api/v1/devices/{id}/revoke", tenant, s.revokeDevice)
 	s.handle("POST", "/api/v1/devices/{id}/commands", tenant, s.sendCommand)
 	s.handle("GET", "/api/v1/devices/{id}/telemetry/latest", tenant, s.latestTelemetry)
+	s.handle("GET", "/api/v1/devices/{id}/telemetry", tenant, s.deviceTelemetry)
 	s.handle("GET", "/api/v1/devices/{id}/events", tenant, s.listDeviceEvents)
 	s.handle("GET", "/api/v1/devices/{id}/presence", tenant, s.devicePresence)
 	s.handle("GET", "/api/v1/security-events", tenant, s.listSecurityEvents)
+	s.handle("GET", "/api/v1/fleet/stats", tenant, s.fleetStats)
+	s.handle("GET", "/api/v1/fleet/outliers", tenant, s.fleetOutliers)
 
 	s.handle("GET", "/api/v1/ca/device", tenant, s.deviceCA)
 	s.handle("GET", "/api/v1/ca/server", tenant, s.serverCA)

@@ -337,6 +337,63 @@ func (c *Client) LatestTelemetry(ctx context.Context, id string) ([]steward.Samp
 	return out.Items, err
 }
 
+// SeriesQuery selects one metric of a device over time.
+type SeriesQuery struct {
+	Metric string
+	// From and To bound the window [From, To); zero means one hour before
+	// To and now.
+	From, To time.Time
+	// Resolution is raw, 1m, 1h or auto (also when empty): raw up to 6
+	// hours, minute rollups up to 7 days, hour rollups beyond.
+	Resolution string
+	// Limit caps the points (0: the server's default, 1000; at most 5000).
+	Limit int
+}
+
+// Series is one metric of a device over time, oldest first.
+type Series struct {
+	DeviceID   string        `json:"device_id"`
+	Metric     string        `json:"metric"`
+	Resolution string        `json:"resolution"` // raw, 1m or 1h
+	From       time.Time     `json:"from"`
+	To         time.Time     `json:"to"`
+	Points     []SeriesPoint `json:"points"`
+	// Truncated says the window holds more points than were returned.
+	Truncated bool `json:"truncated"`
+}
+
+// SeriesPoint is a raw sample (At, Value) or a rollup bucket starting at
+// At (Min, Max, Avg, Count); the fields of the other kind are nil.
+type SeriesPoint struct {
+	At    time.Time `json:"at"`
+	Value *float64  `json:"value,omitempty"`
+	Min   *float64  `json:"min,omitempty"`
+	Max   *float64  `json:"max,omitempty"`
+	Avg   *float64  `json:"avg,omitempty"`
+	Count *int64    `json:"count,omitempty"`
+}
+
+// DeviceTelemetry returns one metric of a device over a window, as raw
+// samples or rollups.
+func (c *Client) DeviceTelemetry(ctx context.Context, id string, q SeriesQuery) (Series, error) {
+	v := url.Values{"metric": {q.Metric}}
+	if !q.From.IsZero() {
+		v.Set("from", q.From.UTC().Format(time.RFC3339Nano))
+	}
+	if !q.To.IsZero() {
+		v.Set("to", q.To.UTC().Format(time.RFC3339Nano))
+	}
+	if q.Resolution != "" {
+		v.Set("resolution", q.Resolution)
+	}
+	if q.Limit != 0 {
+		v.Set("limit", strconv.Itoa(q.Limit))
+	}
+	var out Series
+	err := c.do(ctx, http.MethodGet, "/api/v1/devices/"+seg(id)+"/telemetry", v, nil, &out)
+	return out, err
+}
+
 // ListDeviceEvents lists the events a device reported that match f,
 // newest first. f.Limit 0 means the server's default (100); at most 1000.
 func (c *Client) ListDeviceEvents(ctx context.Context, id string, f steward.DeviceEventFilter) ([]steward.DeviceEvent, error) {

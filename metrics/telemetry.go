@@ -11,6 +11,7 @@ import (
 type Telemetry struct {
 	samples    prometheus.Counter
 	failures   prometheus.Counter
+	dropped    prometheus.Counter
 	commit     prometheus.Histogram
 	batchSizes prometheus.Histogram
 }
@@ -24,6 +25,10 @@ func newTelemetry() *Telemetry {
 		failures: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: "telemetry", Name: "batch_failures_total",
 			Help: "Telemetry batches the store did not commit (their messages are not acknowledged and are sent again).",
+		}),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "telemetry", Name: "samples_dropped_total",
+			Help: "Telemetry samples dropped for being outside the acceptance window (too old or in the future); the rest of their message is kept.",
 		}),
 		commit: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: namespace, Subsystem: "telemetry", Name: "batch_commit_seconds",
@@ -41,7 +46,7 @@ func newTelemetry() *Telemetry {
 }
 
 func (t *Telemetry) collectors() []prometheus.Collector {
-	return []prometheus.Collector{t.samples, t.failures, t.commit, t.batchSizes}
+	return []prometheus.Collector{t.samples, t.failures, t.dropped, t.commit, t.batchSizes}
 }
 
 // BatchWritten counts a committed batch.
@@ -53,3 +58,6 @@ func (t *Telemetry) BatchWritten(samples int, took time.Duration) {
 
 // BatchFailed counts a batch the store did not commit.
 func (t *Telemetry) BatchFailed(int) { t.failures.Inc() }
+
+// SamplesDropped counts samples outside the acceptance window.
+func (t *Telemetry) SamplesDropped(n int) { t.dropped.Add(float64(n)) }

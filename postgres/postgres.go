@@ -67,6 +67,10 @@ func Dialect() *sqlstore.Dialect {
 		IsForeignKeyViolation: func(err error) bool { return sqlState(err) == foreignKeyViolation },
 		IsTransient:           func(err error) bool { return transient(sqlState(err)) },
 		LockMigrations:        lockMigrations,
+		TimeBucket: func(col string, width time.Duration) string {
+			return fmt.Sprintf("date_bin('%d seconds', %s, TIMESTAMPTZ '1970-01-01 00:00:00+00')", int64(width.Seconds()), col)
+		},
+		LockRollups: `SELECT pg_advisory_xact_lock(` + rollupLock + `)`,
 	}
 }
 
@@ -83,6 +87,10 @@ func sqlState(err error) string {
 // connection's schema: deployments in different schemas of one database
 // migrate independently.
 const migrationLock = `hashtextextended('steward.migrate.' || coalesce(current_schema(), ''), 0)`
+
+// rollupLock is the advisory lock key of the telemetry rollups of the
+// current schema (see sqlstore.Dialect.LockRollups).
+const rollupLock = `hashtextextended('steward.rollup.' || coalesce(current_schema(), ''), 0)`
 
 // lockMigrations takes a session advisory lock, so that of two processes
 // starting at once one migrates and the other then finds nothing to do.

@@ -148,3 +148,15 @@ func TestOpenErrors(t *testing.T) {
 func BenchmarkWriteSamples(b *testing.B) {
 	storetest.BenchmarkWriteSamples(b, func(b *testing.B) steward.Store { return open(b) })
 }
+
+// BenchmarkFleetAggregates measures the query of fleet analytics (see
+// storetest.BenchmarkFleetAggregates).
+func BenchmarkFleetAggregates(b *testing.B) {
+	storetest.BenchmarkFleetAggregates(b, func(b *testing.B) steward.Store { return open(b) })
+}
+
+// BenchmarkRollupSamples measures the rollup job's transaction (see
+// storetest.BenchmarkRollupSamples).
+func BenchmarkRollupSamples(b *testing.B) {
+	storetest.BenchmarkRollupSamples(b, func(b *testing.B) steward.Store { return open(b) })
+}

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/steward-iot/steward"
+	"github.com/steward-iot/steward/analytics"
 	"github.com/steward-iot/steward/api"
 	"github.com/steward-iot/steward/est"
 	"github.com/steward-iot/steward/events"
@@ -53,6 +54,10 @@ type Config struct {
 	// NoMetrics turns off GET /metrics on the management plane and the
 	// instrumentation behind it.
 	NoMetrics bool
+	// Telemetry is the telemetry acceptance window and retention; zero
+	// fields take telemetry's defaults (7 days late, 5 minutes ahead; raw
+	// 7 days, minute rollups 30 days, hour rollups 400 days).
+	Telemetry telemetry.Policy
 	Logger    *slog.Logger
 	Clock     steward.Clock
 }
@@ -99,6 +104,9 @@ type Server struct {
 	Fleet     *lifecycle.Service
 	Prov      *provisioning.Service
 	Intake    *telemetry.Intake
+	// Rollup and Retention are the telemetry rollup and retention jobs.
+	Rollup    *telemetry.Rollup
+	Retention *telemetry.Retention
 	// Metrics is the node's Prometheus registry and instrumentation; nil
 	// with Config.NoMetrics.
 	Metrics *metrics.Metrics
@@ -170,7 +178,9 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		Store: s.Store, Authority: s.Authority, Bus: s.Bus, Lifecycle: s.Fleet,
 		ParseCSR: pki.ParseCSR, Clock: cfg.Clock, Logger: log,
 	})
-	s.Intake = telemetry.New(telemetry.Config{Store: s.Store, Clock: cfg.Clock, Logger: log, Metrics: intakeMetrics}, s.Bus)
+	s.Rollup = telemetry.NewRollup(telemetry.RollupConfig{Store: s.Store, Clock: cfg.Clock, Logger: log, Policy: cfg.Telemetry})
+	s.Retention = telemetry.NewRetention(telemetry.RetentionConfig{Store: s.Store, Clock: cfg.Clock, Logger: log, Policy: cfg.Telemetry})
+	s.Intake = telemetry.New(telemetry.Config{Store: s.Store, Clock: cfg.Clock, Logger: log, Metrics: intakeMetrics, Policy: cfg.Telemetry, Rollup: s.Rollup}, s.Bus)
 	events.New(events.Config{Store: s.Store, Clock: cfg.Clock, Logger: log}, s.Bus)
 
 	hosts := append([]string(nil), cfg.DeviceHosts...)
@@ -218,6 +228,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	var mgmt http.Handler = api.New(api.Config{
 		Fleet: s.Fleet, Groups: s.Prov, Authority: s.Authority, Store: s.Store,
 		Ready: s.ready, Clock: cfg.Clock, Logger: log,
+		Analytics: analytics.New(s.Store, log),
 	})
 	if s.Metrics != nil {
 		mux := http.NewServeMux()
@@ -293,8 +304,10 @@ func localAddr(a net.Addr) string {
 func (s *Server) Start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
-	s.wg.Add(4)
+	s.wg.Add(6)
 	go func() { defer s.wg.Done(); s.Intake.Run(ctx) }()
+	go func() { defer s.wg.Done(); s.Rollup.Run(ctx) }()
+	go func() { defer s.wg.Done(); s.Retention.Run(ctx) }()
 	go func() {
 		defer s.wg.Done()
 		if err := s.broker.Serve(ctx); err != nil {

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/url"
 	"runtime"
+	"time"
 
 	sqlitedrv "modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -39,6 +40,11 @@ func Dialect() *sqlstore.Dialect {
 		Name:      "sqlite",
 		Query:     query.SQLite,
 		MaxParams: 32766, // SQLITE_MAX_VARIABLE_NUMBER since 3.32
+		// Times are INTEGER Unix microseconds, never negative for a sample.
+		TimeBucket: func(col string, width time.Duration) string {
+			us := width.Microseconds()
+			return fmt.Sprintf("((%s / %d) * %d)", col, us, us)
+		},
 		IsUniqueViolation: func(err error) bool {
 			c := code(err)
 			return c == sqlite3.SQLITE_CONSTRAINT_UNIQUE || c == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY

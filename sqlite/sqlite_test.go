@@ -142,3 +142,15 @@ func BenchmarkDeviceByFactoryID(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkFleetAggregates measures the query of fleet analytics (see
+// storetest.BenchmarkFleetAggregates).
+func BenchmarkFleetAggregates(b *testing.B) {
+	storetest.BenchmarkFleetAggregates(b, func(b *testing.B) steward.Store { return open(b) })
+}
+
+// BenchmarkRollupSamples measures the rollup job's transaction (see
+// storetest.BenchmarkRollupSamples).
+func BenchmarkRollupSamples(b *testing.B) {
+	storetest.BenchmarkRollupSamples(b, func(b *testing.B) steward.Store { return open(b) })
+}

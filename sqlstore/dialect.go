@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/steward-iot/steward/query"
 )
@@ -30,6 +31,16 @@ type Dialect struct {
 	// INSERT … SELECT instead of multi-row INSERTs. On PostgreSQL:
 	//	SELECT * FROM unnest(?::text[], ?::text[], ?::text[], ?::timestamptz[], ?::float8[])
 	SampleArrays string
+	// TimeBucket returns an expression giving the start of the bucket of
+	// width (a whole number of seconds dividing a day) that the time
+	// column col falls in, on the Unix epoch's grid.
+	TimeBucket func(col string, width time.Duration) string
+	// LockRollups, when set, is a statement run first in the rollup
+	// transaction that takes a lock held until it ends, so that two nodes'
+	// rollups run one after the other and the later one reads everything
+	// the earlier read. SQLite needs none: its write transactions already
+	// exclude each other.
+	LockRollups string
 	// IsUniqueViolation reports whether err is a unique or primary key
 	// constraint violation.
 	IsUniqueViolation func(err error) bool

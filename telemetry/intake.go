@@ -7,6 +7,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/steward-iot/steward"
@@ -28,6 +29,12 @@ type Config struct {
 	Logger     *slog.Logger
 	// Metrics receives the writer's counts (default: none).
 	Metrics Metrics
+	// Policy is the acceptance window: samples outside it are dropped,
+	// the rest of their message kept.
+	Policy Policy
+	// Rollup, when set, is told the oldest sample time of each committed
+	// batch, so that late samples get their buckets recomputed.
+	Rollup *Rollup
 }
 
 // Metrics receives the telemetry writer's counts (package metrics
@@ -40,12 +47,16 @@ type Metrics interface {
 	// BatchFailed counts a batch that could not be written (its messages
 	// are not acknowledged, so devices send them again).
 	BatchFailed(samples int)
+	// SamplesDropped counts samples outside the acceptance window; it is
+	// called on the publisher's goroutine.
+	SamplesDropped(n int)
 }
 
 // noMetrics is the Metrics of an intake configured without any.
 type noMetrics struct{}
 
 func (noMetrics) BatchWritten(int, time.Duration) {}
+func (noMetrics) SamplesDropped(int)              {}
 func (noMetrics) BatchFailed(int)                 {}
 
 type pending struct {
@@ -61,6 +72,7 @@ type Intake struct {
 	once  sync.Once
 	// touched is when each device's last-seen time was last written.
 	touched map[string]time.Time
+	dropped atomic.Int64
 }
 
 // New returns an intake and registers it for telemetry on bus. Start it
@@ -78,19 +90,44 @@ func New(cfg Config, bus steward.Bus) *Intake {
 	if cfg.Metrics == nil {
 		cfg.Metrics = noMetrics{}
 	}
+	cfg.Policy = cfg.Policy.WithDefaults()
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
 	in := &Intake{cfg: cfg, queue: make(chan pending, cfg.QueueSize), done: make(chan struct{}), touched: map[string]time.Time{}}
 	bus.HandleInbound(steward.ChannelTelemetry, in.Handle)
 	return in
 }
 
 // Handle takes one telemetry message. A malformed payload is refused at
-// once; a good one is acknowledged when its batch has committed.
+// once; a good one is acknowledged when its batch has committed. Samples
+// outside the acceptance window (Config.Policy) are dropped and counted,
+// not refused: the rest of the message is kept, and a message with nothing
+// left is acknowledged at once, so the device does not send it again.
 func (in *Intake) Handle(ctx context.Context, m steward.DeviceMessage, ack steward.Ack) {
-	samples, err := Decode(m.Payload, m.TenantID, m.DeviceID, in.cfg.Clock.Now())
+	now := in.cfg.Clock.Now()
+	samples, err := Decode(m.Payload, m.TenantID, m.DeviceID, now)
 	if err != nil {
 		ack(err)
 		return
 	}
+	kept := samples[:0]
+	for _, sm := range samples {
+		if in.cfg.Policy.Accepts(sm.At, now) {
+			kept = append(kept, sm)
+		}
+	}
+	if n := len(samples) - len(kept); n > 0 {
+		in.dropped.Add(int64(n))
+		in.cfg.Metrics.SamplesDropped(n)
+		in.cfg.Logger.Debug("telemetry samples outside the acceptance window dropped",
+			"tenant", m.TenantID, "device", m.DeviceID, "dropped", n, "kept", len(kept))
+	}
+	if len(kept) == 0 {
+		ack(nil)
+		return
+	}
+	samples = kept
 	select {
 	case in.queue <- pending{samples: samples, ack: ack}:
 	case <-in.done:
@@ -99,6 +136,10 @@ func (in *Intake) Handle(ctx context.Context, m steward.DeviceMessage, ack stewa
 		ack(steward.WrapError(steward.CodeUnavailable, ctx.Err(), "telemetry intake is busy"))
 	}
 }
+
+// Dropped is how many samples were dropped for being outside the
+// acceptance window since the intake started.
+func (in *Intake) Dropped() int64 { return in.dropped.Load() }
 
 // QueueDepth is how many messages wait for the writer.
 func (in *Intake) QueueDepth() int { return len(in.queue) }
@@ -157,6 +198,11 @@ func (in *Intake) Run(ctx context.Context) {
 			err = steward.WrapError(steward.CodeUnavailable, err, "telemetry not stored")
 		} else {
 			in.cfg.Metrics.BatchWritten(len(all), took)
+			// After the commit, never before: a rollup that takes this
+			// note then reads the samples (see Rollup.Note).
+			if in.cfg.Rollup != nil {
+				in.cfg.Rollup.Note(oldest(all))
+			}
 		}
 		for _, p := range batch {
 			p.ack(err)
@@ -198,4 +244,15 @@ func (in *Intake) Run(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// oldest returns the earliest time of samples (at least one).
+func oldest(samples []steward.Sample) time.Time {
+	t := samples[0].At
+	for _, sm := range samples[1:] {
+		if sm.At.Before(t) {
+			t = sm.At
+		}
+	}
+	return t
 }

@@ -137,7 +137,7 @@ and "steward sim" run a server, a demonstration and a fleet simulator.`,
 		}
 		return nil
 	}
-	root.AddCommand(e.groupsCommand(), e.devicesCommand(), e.securityEventsCommand(), e.caCommand(), e.tokensCommand(), e.tenantsCommand())
+	root.AddCommand(e.groupsCommand(), e.devicesCommand(), e.securityEventsCommand(), e.caCommand(), e.tokensCommand(), e.tenantsCommand(), e.fleetCommand())
 	return root
 }
 

@@ -376,9 +376,17 @@ func (e *env) devicesCommand() *cobra.Command {
 	command.Flags().StringVar(&argsJSON, "args", "", "command arguments, a JSON object")
 	command.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "how long to wait for the answer")
 
+	var series seriesFlags
 	telemetry := &cobra.Command{
-		Use: "telemetry ID", Short: "Show the latest value of each metric of a device", Args: exactArgs("ID"),
+		Use: "telemetry ID [--metric M [--from T] [--to T] [--resolution R] [--limit N]]", Short: "Show the latest value of each metric of a device, or one metric over time",
+		Example: `  steward devices telemetry d-0123456789abcdefghij
+  steward devices telemetry d-0123456789abcdefghij --metric cpu --from 2h
+  steward devices telemetry d-0123456789abcdefghij --metric temperature --from 30d --resolution 1h`,
+		Args: exactArgs("ID"),
 		RunE: run(func(cmd *cobra.Command, args []string) error {
+			if series.wanted(cmd) {
+				return e.deviceSeries(cmd, args[0], series)
+			}
 			c, err := e.client(0)
 			if err != nil {
 				return err
@@ -399,6 +407,7 @@ func (e *env) devicesCommand() *cobra.Command {
 			})
 		}),
 	}
+	series.register(telemetry)
 	g.AddCommand(list, get, set, quarantine, release, revoke, command, telemetry, e.deviceEventsCommand(), e.devicePresenceCommand())
 	return g
 }

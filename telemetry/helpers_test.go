@@ -1,0 +1,114 @@
+package telemetry
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // the pgx database/sql driver, for the schema of a test
+
+	"github.com/steward-iot/steward"
+	"github.com/steward-iot/steward/postgres"
+	"github.com/steward-iot/steward/sqlite"
+)
+
+// testClock is a clock the test sets.
+type testClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newClock(t time.Time) *testClock { return &testClock{now: t} }
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *testClock) Set(t time.Time) {
+	c.mu.Lock()
+	c.now = t
+	c.mu.Unlock()
+}
+
+// backend opens a new empty store.
+type backend struct {
+	name string
+	open func(t *testing.T) steward.Store
+}
+
+// backends returns SQLite and, when STEWARD_TEST_POSTGRES is set,
+// PostgreSQL (on a schema of its own per test).
+func backends(t *testing.T) []backend {
+	t.Helper()
+	out := []backend{{"sqlite", func(t *testing.T) steward.Store { return openStore(t) }}}
+	base := os.Getenv("STEWARD_TEST_POSTGRES")
+	if base == "" {
+		t.Log("STEWARD_TEST_POSTGRES is not set: testing on SQLite only")
+		return out
+	}
+	return append(out, backend{"postgres", func(t *testing.T) steward.Store {
+		t.Helper()
+		b := make([]byte, 8)
+		_, _ = rand.Read(b)
+		schema := "telemetrytest_" + hex.EncodeToString(b)
+		admin, err := sql.Open("pgx", base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = admin.Close() })
+		if _, err := admin.ExecContext(t.Context(), "CREATE SCHEMA "+schema); err != nil {
+			t.Fatalf("create schema: %v", err)
+		}
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if _, err := admin.ExecContext(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
+				t.Errorf("drop schema %s: %v", schema, err)
+			}
+		})
+		u, err := url.Parse(base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := u.Query()
+		q.Set("search_path", schema)
+		u.RawQuery = q.Encode()
+		st, err := postgres.Open(t.Context(), u.String(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = st.Close() })
+		return st
+	}})
+}
+
+// openStoreAt opens a SQLite store on path.
+func openStoreAt(t testing.TB, path string) steward.Store {
+	t.Helper()
+	st, err := sqlite.Open(context.Background(), path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// tempDB returns a new database path in the test's directory.
+func tempDB(t testing.TB) string { return filepath.Join(t.TempDir(), "s.db") }
+
+// must fails on an error.
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
