@@ -136,6 +136,15 @@ type Store interface {
 	// q.Event events in [q.From, q.To); an empty Metric or Event counts
 	// nothing. q.GroupBy is not used. A bad query is CodeInvalid.
 	FleetAggregates(ctx context.Context, tenantID string, q FleetStatsQuery) ([]DeviceAggregate, error)
+
+	// PutTelemetrySchema creates or replaces the schema of s.Model in
+	// s.TenantID (CodeInvalid when s does not validate, CodeNotFound for
+	// an unknown tenant).
+	PutTelemetrySchema(ctx context.Context, s TelemetrySchema) error
+	GetTelemetrySchema(ctx context.Context, tenantID, model string) (TelemetrySchema, error)
+	// ListTelemetrySchemas returns the tenant's schemas, ordered by model.
+	ListTelemetrySchemas(ctx context.Context, tenantID string) ([]TelemetrySchema, error)
+	DeleteTelemetrySchema(ctx context.Context, tenantID, model string) error
 }
 
 // DeviceSeen says a device was heard from at a time.

@@ -70,10 +70,12 @@ func (h *Host) Attributes() map[string]any {
 	return attrs
 }
 
-// Telemetry returns one sample: cpu (busy fraction since the last sample),
-// memory (used fraction: 1 − MemAvailable/MemTotal), disk (used fraction of
-// the state directory's file system), uptime (seconds), load1, and
-// temperature (°C, the hottest thermal zone) where the host has one.
+// Telemetry returns one sample, named and measured as the standard
+// vocabulary says (steward.StandardMetrics, docs/metrics.md): cpu (busy
+// fraction since the last sample), memory (used fraction: 1 −
+// MemAvailable/MemTotal), disk (used fraction of the state directory's
+// file system), uptime (seconds), load1, and temperature (°C, the hottest
+// thermal zone) where the host has one.
 func (h *Host) Telemetry() map[string]float64 {
 	m := map[string]float64{}
 	if h.procErr == nil {
@@ -81,29 +83,29 @@ func (h *Host) Telemetry() map[string]float64 {
 			h.mu.Lock()
 			if h.prevCPU != nil {
 				if busy, ok := cpuBusy(*h.prevCPU, st.CPUTotal); ok {
-					m["cpu"] = busy
+					m[steward.MetricCPU] = busy
 				}
 			}
 			h.prevCPU = &st.CPUTotal
 			h.mu.Unlock()
 			if st.BootTime > 0 {
 				if up := h.clock.Now().Sub(time.Unix(int64(st.BootTime), 0)).Seconds(); up >= 0 {
-					m["uptime"] = up
+					m[steward.MetricUptime] = up
 				}
 			}
 		}
 		if mi, err := h.proc.Meminfo(); err == nil && mi.MemTotal != nil && *mi.MemTotal > 0 && mi.MemAvailable != nil {
-			m["memory"] = 1 - float64(*mi.MemAvailable)/float64(*mi.MemTotal)
+			m[steward.MetricMemory] = 1 - float64(*mi.MemAvailable)/float64(*mi.MemTotal)
 		}
 		if la, err := h.proc.LoadAvg(); err == nil {
-			m["load1"] = la.Load1
+			m[steward.MetricLoad1] = la.Load1
 		}
 	}
 	if used, ok := diskUsed(h.diskPath); ok {
-		m["disk"] = used
+		m[steward.MetricDisk] = used
 	}
 	if t, ok := h.temperature(); ok {
-		m["temperature"] = t
+		m[steward.MetricTemperature] = t
 	}
 	return m
 }

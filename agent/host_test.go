@@ -7,6 +7,8 @@ import (
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/steward-iot/steward"
 )
 
 // copyTree copies a fixture tree so that a test can change it.
@@ -146,5 +148,38 @@ func TestHostWithoutProc(t *testing.T) {
 	}
 	if a := h.Attributes(); len(a) != 1 || a["arch"] != runtime.GOARCH {
 		t.Fatalf("attributes from an empty root: %v", a)
+	}
+}
+
+// TestHostTelemetryIsStandard checks that every metric the agent sends is
+// in the standard vocabulary, with the unit it promises: the agent and the
+// vocabulary are one contract.
+func TestHostTelemetryIsStandard(t *testing.T) {
+	t.Parallel()
+	root := copyTree(t, "testdata/host")
+	h, err := NewHost(root, t.TempDir(), newFakeClock(time.Unix(1795785566, 0).Add(time.Hour)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	later, err := os.ReadFile("testdata/stat-later")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "proc/stat"), later, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m := h.Telemetry()
+	if len(m) < 6 {
+		t.Fatalf("fixture gave only %v", m)
+	}
+	for name, v := range m {
+		def, ok := steward.LookupMetric(name)
+		if !ok || def.Category == steward.CategoryBusiness {
+			t.Errorf("agent sends %q, which is not a standard metric", name)
+			continue
+		}
+		if def.Unit == "ratio" && (v < 0 || v > 1) {
+			t.Errorf("%s = %v, not a ratio 0 to 1", name, v)
+		}
 	}
 }

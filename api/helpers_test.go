@@ -18,6 +18,7 @@ import (
 
 	"github.com/steward-iot/steward"
 	"github.com/steward-iot/steward/analytics"
+	"github.com/steward-iot/steward/health"
 	"github.com/steward-iot/steward/inproc"
 	"github.com/steward-iot/steward/internal/syncbuf"
 	"github.com/steward-iot/steward/lifecycle"
@@ -78,9 +79,12 @@ func newEnv(t testing.TB) *testEnv {
 	if e.system, _, err = CreateToken(ctx, store, steward.DefaultTenant, "first admin", steward.RoleSystem, clock); err != nil {
 		t.Fatalf("create token: %v", err)
 	}
-	e.api = New(Config{Fleet: fleet, Groups: prov, Authority: auth, Store: store, Analytics: analytics.New(store, log),
+	e.api = New(Config{Fleet: fleet, Groups: prov, Authority: auth, Store: store, Analytics: analytics.New(store, log), Health: health.New(store, clock, health.DefaultRules()),
 		Ready: func(ctx context.Context) error { _, err := store.GetTenant(ctx, steward.DefaultTenant); return err },
-		Clock: clock, Logger: log})
+		Clock: clock, Logger: log,
+		// The tests send many bad tokens from one address and many requests
+		// with one token; the limits have their own tests (limits_test.go).
+		Limits: Limits{TokenRate: -1, AuthFailures: -1}})
 	e.srv = httptest.NewServer(e.api)
 	t.Cleanup(e.srv.Close)
 	e.http = &http.Client{Transport: &checkingTransport{t: t, doc: loadDoc(t), api: e.api, next: http.DefaultTransport}}

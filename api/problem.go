@@ -35,10 +35,13 @@ type Problem struct {
 }
 
 // statusOf maps an error code to its HTTP status: the root package's one
-// mapping, plus the router's 405.
+// mapping, plus the router's 405 and the limiters' 429.
 func statusOf(c steward.Code) int {
 	if c == codeMethodNotAllowed {
 		return http.StatusMethodNotAllowed
+	}
+	if c == codeRateLimited {
+		return http.StatusTooManyRequests
 	}
 	return c.HTTPStatus()
 }
@@ -60,6 +63,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="steward"`)
 	}
+	setRetryAfter(w, err)
 	detail := steward.ErrorMessage(err)
 	if code == steward.CodeInternal {
 		detail = "internal error; the server log has the details under request ID " + id

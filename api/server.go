@@ -39,6 +39,15 @@ type Config struct {
 	// Analytics answers /api/v1/fleet/stats and /api/v1/fleet/outliers;
 	// nil makes them 503.
 	Analytics steward.FleetAnalytics
+	// TelemetrySchemasChanged, when set, is told the tenant of each change
+	// of its telemetry schemas (the intake's SchemasChanged), so that the
+	// change applies on this node at once.
+	TelemetrySchemasChanged func(tenantID string)
+	// Health answers /api/v1/devices/{id}/health; nil makes it 503.
+	Health steward.FleetHealth
+	// Limits are the request rate per token and the authentication
+	// failure limit per client address; zero fields take the defaults.
+	Limits Limits
 }
 
 // Server is the management plane API, an http.Handler.
@@ -48,6 +57,9 @@ type Server struct {
 	clock  steward.Clock
 	mux    *http.ServeMux
 	routes []route
+
+	failures *failureLimiter // authentication failures per client address
+	tokens   *tokenLimiter   // requests per token
 }
 
 // access says who may call a route.
@@ -81,6 +93,9 @@ func New(cfg Config) *Server {
 	if s.clock == nil {
 		s.clock = steward.SystemClock{}
 	}
+	s.cfg.Limits.defaults()
+	s.failures = newFailureLimiter(s.cfg.Limits)
+	s.tokens = newTokenLimiter(s.cfg.Limits)
 
 	s.handle("GET", "/healthz", public, s.healthz)
 	s.handle("GET", "/readyz", public, s.readyz)
@@ -102,9 +117,15 @@ func New(cfg Config) *Server {
 	s.handle("GET", "/api/v1/devices/{id}/telemetry", tenant, s.deviceTelemetry)
 	s.handle("GET", "/api/v1/devices/{id}/events", tenant, s.listDeviceEvents)
 	s.handle("GET", "/api/v1/devices/{id}/presence", tenant, s.devicePresence)
+	s.handle("GET", "/api/v1/devices/{id}/health", tenant, s.deviceHealth)
 	s.handle("GET", "/api/v1/security-events", tenant, s.listSecurityEvents)
 	s.handle("GET", "/api/v1/fleet/stats", tenant, s.fleetStats)
 	s.handle("GET", "/api/v1/fleet/outliers", tenant, s.fleetOutliers)
+
+	s.handle("GET", "/api/v1/telemetry-schemas", tenant, s.listTelemetrySchemas)
+	s.handle("GET", "/api/v1/telemetry-schemas/{model}", tenant, s.getTelemetrySchema)
+	s.handle("PUT", "/api/v1/telemetry-schemas/{model}", tenant, s.putTelemetrySchema)
+	s.handle("DELETE", "/api/v1/telemetry-schemas/{model}", tenant, s.deleteTelemetrySchema)
 
 	s.handle("GET", "/api/v1/ca/device", tenant, s.deviceCA)
 	s.handle("GET", "/api/v1/ca/server", tenant, s.serverCA)
@@ -123,6 +144,7 @@ func New(cfg Config) *Server {
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	id := requestID(r)
+	setSecurityHeaders(w, r)
 	w.Header().Set("X-Request-ID", id)
 	r = r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id))
 	rec := &statusRecorder{ResponseWriter: w}
@@ -148,12 +170,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handle(method, path string, a access, h handlerFunc) {
 	s.routes = append(s.routes, route{method: method, path: path, access: a})
 	s.mux.HandleFunc(method+" "+path, func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "no-store")
-		w.Header().Set("X-Content-Type-Options", "nosniff")
 		var p principal
 		if a != public {
 			var err error
-			if p, err = s.authenticate(r); err != nil {
+			if p, err = s.authenticateLimited(r); err != nil {
 				s.writeError(w, r, err)
 				return
 			}

@@ -9,15 +9,18 @@ import (
 // Telemetry counts what the telemetry writer commits. It implements
 // telemetry.Metrics.
 type Telemetry struct {
-	samples    prometheus.Counter
-	failures   prometheus.Counter
-	dropped    prometheus.Counter
-	commit     prometheus.Histogram
-	batchSizes prometheus.Histogram
+	samples  prometheus.Counter
+	failures prometheus.Counter
+	dropped  *prometheus.CounterVec
+	// The dropped counter of each reason, resolved once: the intake's
+	// hot path does no label lookup.
+	droppedWindow, droppedSchema prometheus.Counter
+	commit                       prometheus.Histogram
+	batchSizes                   prometheus.Histogram
 }
 
 func newTelemetry() *Telemetry {
-	return &Telemetry{
+	return (&Telemetry{
 		samples: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: "telemetry", Name: "samples_written_total",
 			Help: "Telemetry samples committed to the store.",
@@ -26,10 +29,10 @@ func newTelemetry() *Telemetry {
 			Namespace: namespace, Subsystem: "telemetry", Name: "batch_failures_total",
 			Help: "Telemetry batches the store did not commit (their messages are not acknowledged and are sent again).",
 		}),
-		dropped: prometheus.NewCounter(prometheus.CounterOpts{
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: "telemetry", Name: "samples_dropped_total",
-			Help: "Telemetry samples dropped for being outside the acceptance window (too old or in the future); the rest of their message is kept.",
-		}),
+			Help: "Telemetry samples dropped, by reason: window (outside the acceptance window) or schema (a metric the device model's telemetry schema does not allow); the rest of their message is kept.",
+		}, []string{"reason"}),
 		commit: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: namespace, Subsystem: "telemetry", Name: "batch_commit_seconds",
 			Help: "Time to write and commit one telemetry batch.",
@@ -42,7 +45,14 @@ func newTelemetry() *Telemetry {
 			Help:    "Samples in each committed telemetry batch.",
 			Buckets: []float64{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000},
 		}),
-	}
+	}).withDropReasons()
+}
+
+// withDropReasons resolves the dropped counter of each reason.
+func (t *Telemetry) withDropReasons() *Telemetry {
+	t.droppedWindow = t.dropped.WithLabelValues("window")
+	t.droppedSchema = t.dropped.WithLabelValues("schema")
+	return t
 }
 
 func (t *Telemetry) collectors() []prometheus.Collector {
@@ -59,5 +69,16 @@ func (t *Telemetry) BatchWritten(samples int, took time.Duration) {
 // BatchFailed counts a batch the store did not commit.
 func (t *Telemetry) BatchFailed(int) { t.failures.Inc() }
 
-// SamplesDropped counts samples outside the acceptance window.
-func (t *Telemetry) SamplesDropped(n int) { t.dropped.Add(float64(n)) }
+// SamplesDropped counts dropped samples by reason ("window" or "schema",
+// telemetry.DropWindow and telemetry.DropSchema; another reason is counted
+// under its own label).
+func (t *Telemetry) SamplesDropped(reason string, n int) {
+	switch reason {
+	case "window":
+		t.droppedWindow.Add(float64(n))
+	case "schema":
+		t.droppedSchema.Add(float64(n))
+	default:
+		t.dropped.WithLabelValues(reason).Add(float64(n))
+	}
+}

@@ -24,6 +24,7 @@ import (
 	"github.com/steward-iot/steward/api"
 	"github.com/steward-iot/steward/est"
 	"github.com/steward-iot/steward/events"
+	"github.com/steward-iot/steward/health"
 	"github.com/steward-iot/steward/inproc"
 	"github.com/steward-iot/steward/lifecycle"
 	"github.com/steward-iot/steward/metrics"
@@ -227,8 +228,9 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	// authentication, as is customary on a private network (docs/security.md).
 	var mgmt http.Handler = api.New(api.Config{
 		Fleet: s.Fleet, Groups: s.Prov, Authority: s.Authority, Store: s.Store,
-		Ready: s.ready, Clock: cfg.Clock, Logger: log,
+		Ready: s.ready, Clock: cfg.Clock, Logger: log, TelemetrySchemasChanged: s.Intake.SchemasChanged,
 		Analytics: analytics.New(s.Store, log),
+		Health:    health.New(s.Store, cfg.Clock, health.DefaultRules()),
 	})
 	if s.Metrics != nil {
 		mux := http.NewServeMux()
@@ -236,6 +238,8 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		mux.Handle("/", mgmt)
 		mgmt = mux
 	}
+	// The API sets the security headers itself; this covers /metrics too.
+	mgmt = api.SecurityHeaders(mgmt)
 	s.apiSrv = &http.Server{Handler: mgmt, ReadHeaderTimeout: 10 * time.Second}
 	if s.apiLn, err = net.Listen("tcp", cfg.APIAddr); err != nil {
 		return nil, fmt.Errorf("management plane listener: %w", err)

@@ -68,6 +68,9 @@ func Run(t *testing.T, open func(t *testing.T) steward.Store) {
 		{"InTxRollback", testInTxRollback},
 		{"InTxNested", testInTxNested},
 		{"TimeRoundTrip", testTimeRoundTrip},
+		{"TelemetrySchemas", testTelemetrySchemas},
+		{"TelemetrySchemasInvalid", testTelemetrySchemasInvalid},
+		{"TelemetrySchemasIsolation", testTelemetrySchemasIsolation},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

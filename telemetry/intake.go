@@ -35,6 +35,12 @@ type Config struct {
 	// Rollup, when set, is told the oldest sample time of each committed
 	// batch, so that late samples get their buckets recomputed.
 	Rollup *Rollup
+	// SchemaTTL is how long a tenant's telemetry schemas are cached
+	// (default 30s): the longest a change made on another node takes to
+	// apply here. ModelTTL is how long a device's model is cached (default
+	// 30s). See the schemas type.
+	SchemaTTL time.Duration
+	ModelTTL  time.Duration
 }
 
 // Metrics receives the telemetry writer's counts (package metrics
@@ -47,16 +53,26 @@ type Metrics interface {
 	// BatchFailed counts a batch that could not be written (its messages
 	// are not acknowledged, so devices send them again).
 	BatchFailed(samples int)
-	// SamplesDropped counts samples outside the acceptance window; it is
-	// called on the publisher's goroutine.
-	SamplesDropped(n int)
+	// SamplesDropped counts samples dropped for a reason (DropWindow or
+	// DropSchema); it is called on the publisher's goroutine.
+	SamplesDropped(reason string, n int)
 }
+
+// Why samples are dropped: the values of the reason label of
+// steward_telemetry_samples_dropped_total.
+const (
+	// DropWindow: outside the acceptance window (Config.Policy).
+	DropWindow = "window"
+	// DropSchema: a metric the telemetry schema of the device's model
+	// does not allow.
+	DropSchema = "schema"
+)
 
 // noMetrics is the Metrics of an intake configured without any.
 type noMetrics struct{}
 
 func (noMetrics) BatchWritten(int, time.Duration) {}
-func (noMetrics) SamplesDropped(int)              {}
+func (noMetrics) SamplesDropped(string, int)      {}
 func (noMetrics) BatchFailed(int)                 {}
 
 type pending struct {
@@ -71,8 +87,10 @@ type Intake struct {
 	done  chan struct{}
 	once  sync.Once
 	// touched is when each device's last-seen time was last written.
-	touched map[string]time.Time
-	dropped atomic.Int64
+	touched       map[string]time.Time
+	dropped       atomic.Int64
+	schemaDropped atomic.Int64
+	schemas       *schemas
 }
 
 // New returns an intake and registers it for telemetry on bus. Start it
@@ -91,10 +109,17 @@ func New(cfg Config, bus steward.Bus) *Intake {
 		cfg.Metrics = noMetrics{}
 	}
 	cfg.Policy = cfg.Policy.WithDefaults()
+	if cfg.SchemaTTL <= 0 {
+		cfg.SchemaTTL = DefaultSchemaTTL
+	}
+	if cfg.ModelTTL <= 0 {
+		cfg.ModelTTL = DefaultModelTTL
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	in := &Intake{cfg: cfg, queue: make(chan pending, cfg.QueueSize), done: make(chan struct{}), touched: map[string]time.Time{}}
+	in := &Intake{cfg: cfg, queue: make(chan pending, cfg.QueueSize), done: make(chan struct{}), touched: map[string]time.Time{},
+		schemas: newSchemas(cfg.Store, cfg.Clock, cfg.SchemaTTL, cfg.ModelTTL)}
 	bus.HandleInbound(steward.ChannelTelemetry, in.Handle)
 	return in
 }
@@ -102,8 +127,11 @@ func New(cfg Config, bus steward.Bus) *Intake {
 // Handle takes one telemetry message. A malformed payload is refused at
 // once; a good one is acknowledged when its batch has committed. Samples
 // outside the acceptance window (Config.Policy) are dropped and counted,
-// not refused: the rest of the message is kept, and a message with nothing
-// left is acknowledged at once, so the device does not send it again.
+// not refused, and so are samples of metrics that the telemetry schema of
+// the device's model does not allow: the rest of the message is kept, and a
+// message with nothing left is acknowledged at once, so the device does not
+// send it again. When the schema cannot be read the message is refused as
+// unavailable (not acknowledged as stored), so the device sends it again.
 func (in *Intake) Handle(ctx context.Context, m steward.DeviceMessage, ack steward.Ack) {
 	now := in.cfg.Clock.Now()
 	samples, err := Decode(m.Payload, m.TenantID, m.DeviceID, now)
@@ -119,9 +147,33 @@ func (in *Intake) Handle(ctx context.Context, m steward.DeviceMessage, ack stewa
 	}
 	if n := len(samples) - len(kept); n > 0 {
 		in.dropped.Add(int64(n))
-		in.cfg.Metrics.SamplesDropped(n)
+		in.cfg.Metrics.SamplesDropped(DropWindow, n)
 		in.cfg.Logger.Debug("telemetry samples outside the acceptance window dropped",
 			"tenant", m.TenantID, "device", m.DeviceID, "dropped", n, "kept", len(kept))
+	}
+	if len(kept) > 0 {
+		allow, restricted, err := in.schemas.allowList(ctx, m.TenantID, m.DeviceID)
+		if err != nil {
+			in.cfg.Logger.Warn("read telemetry schema", "tenant", m.TenantID, "device", m.DeviceID, "err", err)
+			ack(steward.WrapError(steward.CodeUnavailable, err, "telemetry schema not available"))
+			return
+		}
+		if restricted {
+			before := len(kept)
+			allowed := kept[:0]
+			for _, sm := range kept {
+				if steward.MetricAllowed(allow, sm.Metric) {
+					allowed = append(allowed, sm)
+				}
+			}
+			kept = allowed
+			if n := before - len(kept); n > 0 {
+				in.schemaDropped.Add(int64(n))
+				in.cfg.Metrics.SamplesDropped(DropSchema, n)
+				in.cfg.Logger.Debug("telemetry samples not allowed by the model's schema dropped",
+					"tenant", m.TenantID, "device", m.DeviceID, "dropped", n, "kept", len(kept))
+			}
+		}
 	}
 	if len(kept) == 0 {
 		ack(nil)
@@ -140,6 +192,16 @@ func (in *Intake) Handle(ctx context.Context, m steward.DeviceMessage, ack stewa
 // Dropped is how many samples were dropped for being outside the
 // acceptance window since the intake started.
 func (in *Intake) Dropped() int64 { return in.dropped.Load() }
+
+// SchemaDropped is how many samples were dropped since the intake started
+// because their device's telemetry schema does not allow their metric.
+func (in *Intake) SchemaDropped() int64 { return in.schemaDropped.Load() }
+
+// SchemasChanged makes the intake read a tenant's telemetry schemas again
+// before it judges the next sample: the API calls it after a change, so
+// that on this node the change applies at once (other nodes see it within
+// Config.SchemaTTL).
+func (in *Intake) SchemasChanged(tenantID string) { in.schemas.tenants.invalidate(tenantID) }
 
 // QueueDepth is how many messages wait for the writer.
 func (in *Intake) QueueDepth() int { return len(in.queue) }

@@ -14,7 +14,7 @@ import (
 // Limits on one telemetry message.
 const (
 	maxSamplesPerMessage = 1000
-	maxMetricName        = 128
+	maxMetricName        = steward.MaxMetricNameLen
 )
 
 // point is one telemetry object on the wire: {"ts": …, "metrics": {…}}.
@@ -124,14 +124,6 @@ func decodeValue(raw json.RawMessage) (float64, *steward.Error) {
 	}
 }
 
-func validMetric(name string) bool {
-	if name == "" || len(name) > maxMetricName {
-		return false
-	}
-	for _, r := range name {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-' || r == '.') {
-			return false
-		}
-	}
-	return true
-}
+// validMetric is the metric-name rule, shared with telemetry schemas and
+// the standard vocabulary.
+func validMetric(name string) bool { return steward.ValidMetricName(name) }

@@ -138,6 +138,7 @@ and "steward sim" run a server, a demonstration and a fleet simulator.`,
 		return nil
 	}
 	root.AddCommand(e.groupsCommand(), e.devicesCommand(), e.securityEventsCommand(), e.caCommand(), e.tokensCommand(), e.tenantsCommand(), e.fleetCommand())
+	root.AddCommand(e.telemetrySchemasCommand())
 	return root
 }
 

@@ -408,7 +408,7 @@ func (e *env) devicesCommand() *cobra.Command {
 		}),
 	}
 	series.register(telemetry)
-	g.AddCommand(list, get, set, quarantine, release, revoke, command, telemetry, e.deviceEventsCommand(), e.devicePresenceCommand())
+	g.AddCommand(list, get, set, quarantine, release, revoke, command, telemetry, e.deviceEventsCommand(), e.devicePresenceCommand(), e.deviceHealthCommand())
 	return g
 }
 
