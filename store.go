@@ -145,6 +145,77 @@ type Store interface {
 	// ListTelemetrySchemas returns the tenant's schemas, ordered by model.
 	ListTelemetrySchemas(ctx context.Context, tenantID string) ([]TelemetrySchema, error)
 	DeleteTelemetrySchema(ctx context.Context, tenantID, model string) error
+
+	// CreateAlertRule stores a new rule (CodeInvalid when it does not
+	// validate or its scope does not parse, CodeConflict when its name is
+	// taken in the tenant).
+	CreateAlertRule(ctx context.Context, r AlertRule) error
+	GetAlertRule(ctx context.Context, tenantID, id string) (AlertRule, error)
+	// ListAlertRules returns the tenant's rules, ordered by name.
+	ListAlertRules(ctx context.Context, tenantID string) ([]AlertRule, error)
+	// UpdateAlertRule replaces a rule's fields but its creation time.
+	UpdateAlertRule(ctx context.Context, r AlertRule) error
+	// DeleteAlertRule deletes a rule and its alerts.
+	DeleteAlertRule(ctx context.Context, tenantID, id string) error
+	// PutAlert writes the one open alert of (a.RuleID, a.DeviceID): it
+	// creates it when there is none (with a.ID) and otherwise updates the
+	// open one (keeping its ID, start, acknowledgement and assignee), so
+	// that two open alerts of a rule and device never exist. It returns the
+	// alert as stored.
+	PutAlert(ctx context.Context, a Alert) (Alert, error)
+	GetAlert(ctx context.Context, tenantID, id string) (Alert, error)
+	// ListAlerts returns the tenant's alerts matching f, newest first.
+	ListAlerts(ctx context.Context, tenantID string, f AlertFilter) ([]Alert, error)
+	// DeleteAlert deletes an alert (the evaluator drops a pending alert
+	// whose condition cleared before it fired).
+	DeleteAlert(ctx context.Context, tenantID, id string) error
+	// AcknowledgeAlert records who acknowledged an alert and when.
+	AcknowledgeAlert(ctx context.Context, tenantID, id, by string, at time.Time) (Alert, error)
+	// AssignAlert sets an alert's assignee (empty to unassign).
+	AssignAlert(ctx context.Context, tenantID, id, assignee string) (Alert, error)
+	// CountAlerts counts the alerts of every tenant by state and severity
+	// (a system job: metrics).
+	CountAlerts(ctx context.Context) ([]AlertCount, error)
+	// AlertSignals returns, for each of the tenant's devices matching
+	// q.Scope (ordered by ID), what alert rules look at, in one grouped
+	// query. A bad scope is CodeInvalid.
+	AlertSignals(ctx context.Context, tenantID string, q AlertSignalQuery) ([]AlertSignal, error)
+
+	// Notification channels (see notify.go). CreateChannel refuses
+	// (CodeConflict) a name already used in the tenant.
+	CreateChannel(ctx context.Context, c NotificationChannel) error
+	GetChannel(ctx context.Context, tenantID, id string) (NotificationChannel, error)
+	// ListChannels returns the tenant's channels, ordered by name.
+	ListChannels(ctx context.Context, tenantID string) ([]NotificationChannel, error)
+	// DeleteChannel deletes a channel and its deliveries.
+	DeleteChannel(ctx context.Context, tenantID, id string) error
+
+	CreateSilence(ctx context.Context, s Silence) error
+	GetSilence(ctx context.Context, tenantID, id string) (Silence, error)
+	// ListSilences returns the tenant's silences, newest first.
+	ListSilences(ctx context.Context, tenantID string) ([]Silence, error)
+	// ExpireSilence ends a silence at at (when it would end later) and
+	// returns it as stored.
+	ExpireSilence(ctx context.Context, tenantID, id string, at time.Time) (Silence, error)
+	// ActiveSilences returns the tenant's silences active at at.
+	ActiveSilences(ctx context.Context, tenantID string, at time.Time) ([]Silence, error)
+
+	// EnqueueDelivery stores a pending delivery; CodeConflict when the
+	// channel already has one of the notification key, CodeNotFound when
+	// the channel is not in the tenant.
+	EnqueueDelivery(ctx context.Context, d Delivery) error
+	GetDelivery(ctx context.Context, tenantID, id string) (Delivery, error)
+	// ClaimDeliveries takes up to limit pending deliveries due at now, of
+	// all tenants (the oldest due first, returned in no particular order): it counts an attempt on each and moves
+	// its next attempt to now+lease, so that no other node takes it while
+	// it is sent and a node that dies mid-send leaves it to be retried.
+	// Two nodes claiming at once never get the same delivery.
+	ClaimDeliveries(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]Delivery, error)
+	// RecordDelivery writes the outcome of an attempt: status, replies,
+	// error, next attempt and delivery time.
+	RecordDelivery(ctx context.Context, d Delivery) error
+	// ListDeliveries returns the tenant's delivery log, newest first.
+	ListDeliveries(ctx context.Context, tenantID string, f DeliveryFilter) ([]Delivery, error)
 }
 
 // DeviceSeen says a device was heard from at a time.

@@ -48,6 +48,9 @@ type Config struct {
 	// Limits are the request rate per token and the authentication
 	// failure limit per client address; zero fields take the defaults.
 	Limits Limits
+	// Notifier sends test notifications (POST
+	// /api/v1/notification-channels/{id}/test); nil makes that 503.
+	Notifier NotificationTester
 }
 
 // Server is the management plane API, an http.Handler.
@@ -127,6 +130,16 @@ func New(cfg Config) *Server {
 	s.handle("PUT", "/api/v1/telemetry-schemas/{model}", tenant, s.putTelemetrySchema)
 	s.handle("DELETE", "/api/v1/telemetry-schemas/{model}", tenant, s.deleteTelemetrySchema)
 
+	s.handle("GET", "/api/v1/alert-rules", tenant, s.listAlertRules)
+	s.handle("POST", "/api/v1/alert-rules", tenant, s.createAlertRule)
+	s.handle("GET", "/api/v1/alert-rules/{id}", tenant, s.getAlertRule)
+	s.handle("PUT", "/api/v1/alert-rules/{id}", tenant, s.putAlertRule)
+	s.handle("DELETE", "/api/v1/alert-rules/{id}", tenant, s.deleteAlertRule)
+	s.handle("GET", "/api/v1/alerts", tenant, s.listAlerts)
+	s.handle("GET", "/api/v1/alerts/{id}", tenant, s.getAlert)
+	s.handle("POST", "/api/v1/alerts/{id}/ack", tenant, s.ackAlert)
+	s.handle("POST", "/api/v1/alerts/{id}/assign", tenant, s.assignAlert)
+
 	s.handle("GET", "/api/v1/ca/device", tenant, s.deviceCA)
 	s.handle("GET", "/api/v1/ca/server", tenant, s.serverCA)
 
@@ -136,6 +149,16 @@ func New(cfg Config) *Server {
 
 	s.handle("GET", "/api/v1/tenants", system, s.listTenants)
 	s.handle("POST", "/api/v1/tenants", system, s.createTenant)
+
+	s.handle("GET", "/api/v1/notification-channels", tenant, s.listChannels)
+	s.handle("POST", "/api/v1/notification-channels", tenant, s.createChannel)
+	s.handle("GET", "/api/v1/notification-channels/{id}", tenant, s.getChannel)
+	s.handle("DELETE", "/api/v1/notification-channels/{id}", tenant, s.deleteChannel)
+	s.handle("POST", "/api/v1/notification-channels/{id}/test", tenant, s.testChannel)
+	s.handle("GET", "/api/v1/deliveries", tenant, s.listDeliveries)
+	s.handle("GET", "/api/v1/silences", tenant, s.listSilences)
+	s.handle("POST", "/api/v1/silences", tenant, s.createSilence)
+	s.handle("DELETE", "/api/v1/silences/{id}", tenant, s.expireSilence)
 
 	s.registerFallbacks()
 	return s

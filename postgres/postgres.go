@@ -71,6 +71,7 @@ func Dialect() *sqlstore.Dialect {
 			return fmt.Sprintf("date_bin('%d seconds', %s, TIMESTAMPTZ '1970-01-01 00:00:00+00')", int64(width.Seconds()), col)
 		},
 		LockRollups: `SELECT pg_advisory_xact_lock(` + rollupLock + `)`,
+		SkipLocked:  ` FOR UPDATE SKIP LOCKED`,
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/steward-iot/steward"
+	"github.com/steward-iot/steward/alerting"
 	"github.com/steward-iot/steward/analytics"
 	"github.com/steward-iot/steward/api"
 	"github.com/steward-iot/steward/est"
@@ -29,6 +30,7 @@ import (
 	"github.com/steward-iot/steward/lifecycle"
 	"github.com/steward-iot/steward/metrics"
 	"github.com/steward-iot/steward/mqtt"
+	"github.com/steward-iot/steward/notify"
 	"github.com/steward-iot/steward/pki"
 	"github.com/steward-iot/steward/postgres"
 	"github.com/steward-iot/steward/provisioning"
@@ -59,8 +61,10 @@ type Config struct {
 	// fields take telemetry's defaults (7 days late, 5 minutes ahead; raw
 	// 7 days, minute rollups 30 days, hour rollups 400 days).
 	Telemetry telemetry.Policy
-	Logger    *slog.Logger
-	Clock     steward.Clock
+	// AlertInterval is how often alert rules are evaluated, default 15 s.
+	AlertInterval time.Duration
+	Logger        *slog.Logger
+	Clock         steward.Clock
 }
 
 func (c *Config) defaults() {
@@ -108,6 +112,13 @@ type Server struct {
 	// Rollup and Retention are the telemetry rollup and retention jobs.
 	Rollup    *telemetry.Rollup
 	Retention *telemetry.Retention
+	// Alerts evaluates the alert rules. Its Leader hook is not wired (there
+	// is no leader election yet), so every node of a cluster evaluates; the
+	// store's unique index of open alerts keeps them from duplicating alerts.
+	Alerts *alerting.Evaluator
+	// Notifier sends notifications to the tenants' channels; its worker
+	// runs on every node (claiming deliveries is safe on two nodes).
+	Notifier *notify.Notifier
 	// Metrics is the node's Prometheus registry and instrumentation; nil
 	// with Config.NoMetrics.
 	Metrics *metrics.Metrics
@@ -171,6 +182,9 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		if err := s.Metrics.WatchFleet(s.Store); err != nil {
 			return nil, err
 		}
+		if err := s.Metrics.WatchAlerts(s.Store); err != nil {
+			return nil, err
+		}
 		brokerMetrics, intakeMetrics = s.Metrics.MQTT(), s.Metrics.Telemetry()
 	}
 	s.Bus = inproc.New(log)
@@ -183,6 +197,8 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.Retention = telemetry.NewRetention(telemetry.RetentionConfig{Store: s.Store, Clock: cfg.Clock, Logger: log, Policy: cfg.Telemetry})
 	s.Intake = telemetry.New(telemetry.Config{Store: s.Store, Clock: cfg.Clock, Logger: log, Metrics: intakeMetrics, Policy: cfg.Telemetry, Rollup: s.Rollup}, s.Bus)
 	events.New(events.Config{Store: s.Store, Clock: cfg.Clock, Logger: log}, s.Bus)
+	s.Alerts = alerting.New(alerting.Config{Store: s.Store, Clock: cfg.Clock, Logger: log, Interval: cfg.AlertInterval})
+	s.Notifier = notify.New(notify.Config{Store: s.Store, Clock: cfg.Clock, Logger: log})
 
 	hosts := append([]string(nil), cfg.DeviceHosts...)
 	if _, err := s.Authority.ServerCertificate(ctx, hosts); err != nil {
@@ -231,6 +247,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		Ready: s.ready, Clock: cfg.Clock, Logger: log, TelemetrySchemasChanged: s.Intake.SchemasChanged,
 		Analytics: analytics.New(s.Store, log),
 		Health:    health.New(s.Store, cfg.Clock, health.DefaultRules()),
+		Notifier:  s.Notifier,
 	})
 	if s.Metrics != nil {
 		mux := http.NewServeMux()
@@ -308,8 +325,11 @@ func localAddr(a net.Addr) string {
 func (s *Server) Start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
-	s.wg.Add(6)
+	s.wg.Add(7)
 	go func() { defer s.wg.Done(); s.Intake.Run(ctx) }()
+	go func() { defer s.wg.Done(); s.Alerts.Run(ctx) }()
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); _ = s.Notifier.Run(ctx) }()
 	go func() { defer s.wg.Done(); s.Rollup.Run(ctx) }()
 	go func() { defer s.wg.Done(); s.Retention.Run(ctx) }()
 	go func() {

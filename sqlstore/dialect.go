@@ -41,6 +41,11 @@ type Dialect struct {
 	// the earlier read. SQLite needs none: its write transactions already
 	// exclude each other.
 	LockRollups string
+	// SkipLocked, when set, is appended to the SELECT that picks the
+	// deliveries to claim (" FOR UPDATE SKIP LOCKED" on PostgreSQL), so
+	// that two nodes claiming at once take different rows without waiting.
+	// SQLite needs none: its one writer claims in turn.
+	SkipLocked string
 	// IsUniqueViolation reports whether err is a unique or primary key
 	// constraint violation.
 	IsUniqueViolation func(err error) bool

@@ -71,6 +71,16 @@ func Run(t *testing.T, open func(t *testing.T) steward.Store) {
 		{"TelemetrySchemas", testTelemetrySchemas},
 		{"TelemetrySchemasInvalid", testTelemetrySchemasInvalid},
 		{"TelemetrySchemasIsolation", testTelemetrySchemasIsolation},
+		{"NotificationChannels", testChannels},
+		{"NotificationChannelsInvalid", testChannelsInvalid},
+		{"Silences", testSilences},
+		{"SilencesInvalid", testSilencesInvalid},
+		{"Deliveries", testDeliveries},
+		{"DeliveriesClaimConcurrent", testDeliveriesClaimConcurrent},
+		{"AlertRules", testAlertRules},
+		{"Alerts", testAlerts},
+		{"AlertsIsolation", testAlertsIsolation},
+		{"AlertSignals", testAlertSignals},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -21,6 +21,7 @@ import (
 	"github.com/steward-iot/steward/health"
 	"github.com/steward-iot/steward/inproc"
 	"github.com/steward-iot/steward/lifecycle"
+	"github.com/steward-iot/steward/notify"
 	"github.com/steward-iot/steward/pki"
 	"github.com/steward-iot/steward/provisioning"
 	"github.com/steward-iot/steward/sqlite"
@@ -66,7 +67,8 @@ func New(t testing.TB) *Env {
 	if err != nil {
 		t.Fatalf("create token: %v", err)
 	}
-	srv := httptest.NewServer(api.New(api.Config{Fleet: fleet, Groups: prov, Authority: auth, Store: store, Analytics: analytics.New(store, log), Health: health.New(store, clock, health.DefaultRules()), Clock: clock, Logger: log}))
+	srv := httptest.NewServer(api.New(api.Config{Fleet: fleet, Groups: prov, Authority: auth, Store: store, Analytics: analytics.New(store, log), Health: health.New(store, clock, health.DefaultRules()),
+		Notifier: notify.New(notify.Config{Store: store, Clock: clock, Logger: log}), Clock: clock, Logger: log}))
 	t.Cleanup(srv.Close)
 	return &Env{URL: srv.URL, SystemToken: secret, Store: store, Bus: bus, Server: srv}
 }
