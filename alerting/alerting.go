@@ -42,6 +42,15 @@ type Config struct {
 	// leader election (a PostgreSQL advisory lock, say); nil means always,
 	// which is right for the embedded single node.
 	Leader func() bool
+	// Notifier, when set, is told each alert that starts firing or
+	// resolves (nil: alerts are only recorded).
+	Notifier Notifier
+}
+
+// Notifier sends an alert's change to the tenant's channels (package
+// notify implements it; silences are its business).
+type Notifier interface {
+	Notify(ctx context.Context, n steward.Notification) ([]steward.Delivery, *steward.Silence, error)
 }
 
 // Evaluator runs the alert rules.
@@ -144,10 +153,12 @@ func (e *Evaluator) EvaluateRule(ctx context.Context, r steward.AlertRule, now t
 			verdicts[s.DeviceID] = judge(r, s, now)
 		}
 	}
-	return e.cfg.Store.InTx(ctx, func(tx steward.Store) error {
+	var changed []steward.Alert // started firing or resolved in this pass
+	err = e.cfg.Store.InTx(ctx, func(tx steward.Store) error {
+		changed = changed[:0] // InTx may retry
 		for dev, v := range verdicts {
 			a, ok := byDevice[dev]
-			if err := e.step(ctx, tx, r, dev, a, ok, v, now); err != nil {
+			if err := e.step(ctx, tx, r, dev, a, ok, v, now, &changed); err != nil {
 				return err
 			}
 		}
@@ -161,18 +172,66 @@ func (e *Evaluator) EvaluateRule(ctx context.Context, r steward.AlertRule, now t
 			if r.Enabled {
 				why = "the device left the rule's scope"
 			}
-			if err := e.step(ctx, tx, r, dev, a, true, verdict{clear: true, value: a.Value, summary: why}, now); err != nil {
+			if err := e.step(ctx, tx, r, dev, a, true, verdict{clear: true, value: a.Value, summary: why}, now, &changed); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	e.notify(ctx, r, changed, now)
+	return nil
+}
+
+// notify hands the alerts that changed to the notifier once their change
+// is committed. The key is the alert and its new state, so a pass that
+// runs again enqueues nothing twice. A crash between the commit and the
+// enqueue loses that one notification (the alert itself is recorded).
+func (e *Evaluator) notify(ctx context.Context, r steward.AlertRule, changed []steward.Alert, now time.Time) {
+	if e.cfg.Notifier == nil {
+		return
+	}
+	for _, a := range changed {
+		labels := map[string]string{"rule": r.Name, "severity": string(a.Severity)}
+		for k, v := range a.Labels {
+			labels[k] = v
+		}
+		if a.DeviceID != "" {
+			labels["device"] = a.DeviceID
+		}
+		n := steward.Notification{
+			Key:      a.ID + "/" + string(a.State),
+			GroupKey: r.ID,
+			TenantID: a.TenantID,
+			AlertID:  a.ID,
+			Rule:     r.Name,
+			DeviceID: a.DeviceID,
+			State:    string(a.State),
+			Severity: string(a.Severity),
+			Labels:   labels,
+			Summary:  a.Summary,
+			Value:    a.Value,
+			StartsAt: a.StartedAt,
+			EndsAt:   a.ResolvedAt,
+			SentAt:   now,
+		}
+		if a.FiredAt != nil {
+			n.StartsAt = *a.FiredAt
+		}
+		if _, silence, err := e.cfg.Notifier.Notify(ctx, n); err != nil {
+			e.cfg.Logger.Warn("notify alert", "tenant", a.TenantID, "alert", a.ID, "state", a.State, "err", err)
+		} else if silence != nil {
+			e.cfg.Logger.Info("alert notification silenced", "tenant", a.TenantID, "alert", a.ID, "silence", silence.ID)
+		}
+	}
 }
 
 // step moves one device's alert: open one when the condition starts to
 // hold, fire it after For, resolve it when the resolve condition holds,
 // drop it (delete) when it clears while still pending.
-func (e *Evaluator) step(ctx context.Context, tx steward.Store, r steward.AlertRule, dev string, a steward.Alert, exists bool, v verdict, now time.Time) error {
+func (e *Evaluator) step(ctx context.Context, tx steward.Store, r steward.AlertRule, dev string, a steward.Alert, exists bool, v verdict, now time.Time, changed *[]steward.Alert) error {
 	if !exists {
 		if !v.active {
 			return nil
@@ -187,11 +246,14 @@ func (e *Evaluator) step(ctx context.Context, tx steward.Store, r steward.AlertR
 	case a.State == steward.AlertPending && now.Sub(a.StartedAt) >= r.For.D():
 		a.State, a.FiredAt = steward.AlertFiring, &now
 		e.cfg.Logger.Info("alert firing", "tenant", r.TenantID, "rule", r.Name, "device", dev, "summary", v.summary)
+		defer func() { *changed = append(*changed, a) }()
 	case a.State == steward.AlertFiring && v.clear:
 		a.State, a.ResolvedAt = steward.AlertResolved, &now
 		e.cfg.Logger.Info("alert resolved", "tenant", r.TenantID, "rule", r.Name, "device", dev, "summary", v.summary)
+		defer func() { *changed = append(*changed, a) }()
 	}
-	_, err := tx.PutAlert(ctx, a)
+	stored, err := tx.PutAlert(ctx, a)
+	a = stored
 	return err
 }
 

@@ -197,8 +197,8 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.Retention = telemetry.NewRetention(telemetry.RetentionConfig{Store: s.Store, Clock: cfg.Clock, Logger: log, Policy: cfg.Telemetry})
 	s.Intake = telemetry.New(telemetry.Config{Store: s.Store, Clock: cfg.Clock, Logger: log, Metrics: intakeMetrics, Policy: cfg.Telemetry, Rollup: s.Rollup}, s.Bus)
 	events.New(events.Config{Store: s.Store, Clock: cfg.Clock, Logger: log}, s.Bus)
-	s.Alerts = alerting.New(alerting.Config{Store: s.Store, Clock: cfg.Clock, Logger: log, Interval: cfg.AlertInterval})
 	s.Notifier = notify.New(notify.Config{Store: s.Store, Clock: cfg.Clock, Logger: log})
+	s.Alerts = alerting.New(alerting.Config{Store: s.Store, Clock: cfg.Clock, Logger: log, Interval: cfg.AlertInterval, Notifier: s.Notifier})
 
 	hosts := append([]string(nil), cfg.DeviceHosts...)
 	if _, err := s.Authority.ServerCertificate(ctx, hosts); err != nil {
