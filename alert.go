@@ -49,6 +49,27 @@ const (
 	// RuleRate fires when a device reports events of a type faster than a
 	// number per hour over a window.
 	RuleRate AlertRuleKind = "rate"
+	// RuleShare fires, once per rule, when the share of the scope's
+	// devices whose condition holds reaches a threshold.
+	RuleShare AlertRuleKind = "share"
+	// RuleSiteConnectivity fires one alert per site when many of the
+	// site's devices are offline at once (a network disruption); while it
+	// fires, the site's devices' offline alerts are inhibited.
+	RuleSiteConnectivity AlertRuleKind = "site_connectivity"
+)
+
+// BuiltinSiteRuleID and BuiltinSiteRuleName identify the site
+// connectivity rule the evaluator creates for a tenant on demand (the
+// first time one of its sites goes dark) when the tenant has none.
+const (
+	BuiltinSiteRuleID   = "ar-site-connectivity"
+	BuiltinSiteRuleName = "site connectivity"
+)
+
+// Defaults of a site connectivity condition.
+const (
+	DefaultSiteMinShare   = 0.5
+	DefaultSiteMinDevices = 3
 )
 
 // Duration is a time.Duration that reads and writes JSON as Go duration
@@ -150,6 +171,51 @@ type RateCondition struct {
 	ResolvePerHour *float64 `json:"resolve_per_hour,omitempty"`
 }
 
+// ShareCondition is a share rule's condition: the share of the scope's
+// devices on which the per-device condition holds — offline for at least
+// Window (Signal "offline"; devices in maintenance are left out), or
+// Threshold's comparison of its aggregate (Signal "threshold"; devices
+// without samples in the window are left out) — is at least Share (and
+// at least MinDevices devices). It resolves once the share is below
+// ResolveShare (Share when nil), so a share that hovers at the threshold
+// does not flap.
+type ShareCondition struct {
+	Signal       string              `json:"signal"`
+	Window       Duration            `json:"window,omitempty"`
+	Threshold    *ThresholdCondition `json:"threshold,omitempty"`
+	Share        float64             `json:"share"`
+	ResolveShare *float64            `json:"resolve_share,omitempty"`
+	MinDevices   int                 `json:"min_devices,omitempty"`
+}
+
+// Resolve returns the share below which the alert resolves.
+func (c *ShareCondition) Resolve() float64 {
+	if c.ResolveShare != nil {
+		return *c.ResolveShare
+	}
+	return c.Share
+}
+
+// SiteCondition is a site connectivity rule's condition: at least
+// MinShare of a site's devices and at least MinDevices of them are
+// offline (devices in maintenance, registered or decommissioned do not
+// count). Zero values take the defaults (50%, 3 devices).
+type SiteCondition struct {
+	MinShare   float64 `json:"min_share,omitempty"`
+	MinDevices int     `json:"min_devices,omitempty"`
+}
+
+// Effective returns c with its defaults filled in.
+func (c SiteCondition) Effective() SiteCondition {
+	if c.MinShare == 0 {
+		c.MinShare = DefaultSiteMinShare
+	}
+	if c.MinDevices == 0 {
+		c.MinDevices = DefaultSiteMinDevices
+	}
+	return c
+}
+
 // Limits on an alert rule.
 const (
 	MaxAlertRuleNameLen = 128
@@ -160,7 +226,8 @@ const (
 
 // AlertRule is a tenant's rule that raises alerts: one alert per device
 // of Scope (a fleet query; empty is every device) whose condition has
-// held for For. Exactly the condition of Kind is set.
+// held for For — one per rule for a share rule, one per site for a site
+// connectivity rule. Exactly the condition of Kind is set.
 type AlertRule struct {
 	ID       string            `json:"id"`
 	TenantID string            `json:"tenant_id"`
@@ -178,6 +245,8 @@ type AlertRule struct {
 	Absence   *AbsenceCondition   `json:"absence,omitempty"`
 	Event     *EventCondition     `json:"event,omitempty"`
 	Rate      *RateCondition      `json:"rate,omitempty"`
+	Share     *ShareCondition     `json:"share,omitempty"`
+	Site      *SiteCondition      `json:"site,omitempty"`
 
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
@@ -194,6 +263,10 @@ func (r *AlertRule) Window() time.Duration {
 		return r.Event.Window.D()
 	case r.Rate != nil:
 		return r.Rate.Window.D()
+	case r.Share != nil && r.Share.Threshold != nil:
+		return r.Share.Threshold.Window.D()
+	case r.Share != nil:
+		return r.Share.Window.D()
 	}
 	return 0
 }
@@ -222,16 +295,16 @@ func (r *AlertRule) Validate() error {
 		}
 	}
 	set := 0
-	for _, p := range []bool{r.Threshold != nil, r.Absence != nil, r.Event != nil, r.Rate != nil} {
+	for _, p := range []bool{r.Threshold != nil, r.Absence != nil, r.Event != nil, r.Rate != nil, r.Share != nil, r.Site != nil} {
 		if p {
 			set++
 		}
 	}
 	if set != 1 {
-		return Errorf(CodeInvalid, "alert rule of kind %q needs exactly its own condition (threshold, absence, event or rate), got %d", r.Kind, set)
+		return Errorf(CodeInvalid, "alert rule of kind %q needs exactly its own condition (threshold, absence, event, rate, share or site), got %d", r.Kind, set)
 	}
 	window := r.Window()
-	if window <= 0 || window > MaxAlertWindow {
+	if r.Kind != RuleSiteConnectivity && (window <= 0 || window > MaxAlertWindow) {
 		return Errorf(CodeInvalid, "alert rule window %s: want more than 0 and at most %s", window, MaxAlertWindow)
 	}
 	switch r.Kind {
@@ -286,8 +359,48 @@ func (r *AlertRule) Validate() error {
 		case c.ResolvePerHour != nil && (!(*c.ResolvePerHour >= 0) || *c.ResolvePerHour > c.PerHour):
 			return Errorf(CodeInvalid, "rate resolve_per_hour must be from 0 to per_hour (hysteresis)")
 		}
+	case RuleShare:
+		c := r.Share
+		switch {
+		case c == nil:
+			return Errorf(CodeInvalid, "a share rule needs a share condition")
+		case c.Signal != "offline" && c.Signal != "threshold":
+			return Errorf(CodeInvalid, "share signal %q: want offline or threshold", c.Signal)
+		case c.Signal == "threshold" && c.Threshold == nil, c.Signal == "offline" && c.Threshold != nil:
+			return Errorf(CodeInvalid, "a share rule has a threshold condition exactly when its signal is threshold")
+		case !(c.Share > 0 && c.Share <= 1):
+			return Errorf(CodeInvalid, "share %v: want more than 0 and at most 1", c.Share)
+		case !(c.Resolve() > 0 && c.Resolve() <= c.Share):
+			return Errorf(CodeInvalid, "resolve_share %v: want more than 0 and at most share (hysteresis)", c.Resolve())
+		case c.MinDevices < 0 || c.MinDevices > 1_000_000:
+			return Errorf(CodeInvalid, "share min_devices %d: want 0 to 1000000", c.MinDevices)
+		}
+		if t := c.Threshold; t != nil {
+			switch {
+			case !ValidMetricName(t.Metric):
+				return Errorf(CodeInvalid, "share threshold metric %q: use 1 to %d letters, digits, '_', '-', '.'", t.Metric, MaxMetricNameLen)
+			case t.Aggregation != AggAvg && t.Aggregation != AggMin && t.Aggregation != AggMax && t.Aggregation != AggLast:
+				return Errorf(CodeInvalid, "share threshold aggregation %q: want avg, min, max or last", t.Aggregation)
+			case t.Operator != ">" && t.Operator != ">=" && t.Operator != "<" && t.Operator != "<=":
+				return Errorf(CodeInvalid, "share threshold operator %q: want >, >=, < or <=", t.Operator)
+			case math.IsNaN(t.Value) || math.IsInf(t.Value, 0):
+				return Errorf(CodeInvalid, "share threshold value must be a finite number")
+			}
+		}
+	case RuleSiteConnectivity:
+		c := r.Site
+		switch {
+		case c == nil:
+			return Errorf(CodeInvalid, "a site_connectivity rule needs a site condition")
+		case c.MinShare < 0 || c.MinShare > 1 || math.IsNaN(c.MinShare):
+			return Errorf(CodeInvalid, "site min_share %v: want 0 (default 0.5) to 1", c.MinShare)
+		case c.MinDevices < 0 || c.MinDevices > 1_000_000:
+			return Errorf(CodeInvalid, "site min_devices %d: want 0 (default 3) to 1000000", c.MinDevices)
+		case r.Scope != "":
+			return Errorf(CodeInvalid, "a site_connectivity rule looks at every site: leave its scope empty")
+		}
 	default:
-		return Errorf(CodeInvalid, "alert rule kind %q: want threshold, absence, event or rate", r.Kind)
+		return Errorf(CodeInvalid, "alert rule kind %q: want threshold, absence, event, rate, share or site_connectivity", r.Kind)
 	}
 	return nil
 }
@@ -335,7 +448,22 @@ type Alert struct {
 	AcknowledgedBy  string     `json:"acknowledged_by,omitempty"`
 	AcknowledgedAt  *time.Time `json:"acknowledged_at,omitempty"`
 	Assignee        string     `json:"assignee,omitempty"`
+	// Subject tells apart the open alerts of one rule that are not about
+	// one device: the site of a site connectivity alert.
+	Subject string `json:"subject,omitempty"`
+	// InhibitedBy names the alert (a site connectivity alert) that kept
+	// this one from being notified when it fired: the device is offline
+	// because its site is. Cleared, and the alert notified, when the
+	// inhibiting alert resolves while this one still fires.
+	InhibitedBy string `json:"inhibited_by,omitempty"`
+	// Suppressed says why this alert was recorded but not notified when
+	// it fired (its device was in maintenance). Cleared, and the alert
+	// notified, when the reason ends while it still fires.
+	Suppressed string `json:"suppressed,omitempty"`
 }
+
+// Limits of the alert fields the evaluator sets.
+const MaxAlertSubjectLen = 256
 
 // Validate checks an alert before it is stored.
 func (a *Alert) Validate() error {
@@ -354,6 +482,8 @@ func (a *Alert) Validate() error {
 		return Errorf(CodeInvalid, "a firing alert needs its firing time")
 	case a.State == AlertResolved && a.ResolvedAt == nil:
 		return Errorf(CodeInvalid, "a resolved alert needs its resolution time")
+	case len(a.Subject) > MaxAlertSubjectLen || len(a.InhibitedBy) > MaxAlertSubjectLen || len(a.Suppressed) > MaxAlertSubjectLen:
+		return Errorf(CodeInvalid, "alert subject, inhibited_by and suppressed: at most %d characters each", MaxAlertSubjectLen)
 	}
 	return nil
 }
@@ -395,6 +525,8 @@ type AlertSignalQuery struct {
 // AlertSignal is one device's answer to an AlertSignalQuery.
 type AlertSignal struct {
 	DeviceID string
+	Site     string
+	State    State
 	Online   bool
 	// LastSeen is the device's last contact; LastSample the time of its
 	// newest sample of any metric. Zero when never.
@@ -405,4 +537,14 @@ type AlertSignal struct {
 	Samples int64
 	Value   float64
 	Events  int64
+}
+
+// SiteConnectivity is one site's devices, counted for the site
+// connectivity check: Devices counts those expected to be connected
+// (neither registered, in maintenance nor decommissioned), Offline those
+// of them not connected now.
+type SiteConnectivity struct {
+	Site    string `json:"site"`
+	Devices int    `json:"devices"`
+	Offline int    `json:"offline"`
 }

@@ -29,7 +29,7 @@ func TestAlertRuleValidate(t *testing.T) {
 		{"no name", func(r *AlertRule) { r.Name = "" }, "name"},
 		{"spaces around name", func(r *AlertRule) { r.Name = " hot" }, "name"},
 		{"severity", func(r *AlertRule) { r.Severity = "error" }, "severity"},
-		{"kind", func(r *AlertRule) { r.Kind = "share" }, "kind"},
+		{"kind", func(r *AlertRule) { r.Kind = "cohort" }, "kind"},
 		{"kind without its condition", func(r *AlertRule) { r.Kind = RuleAbsence }, "absence rule needs"},
 		{"two conditions", func(r *AlertRule) { r.Event = &EventCondition{Type: "x", Window: Duration(time.Minute)} }, "exactly"},
 		{"aggregation", func(r *AlertRule) { r.Threshold.Aggregation = "p99" }, "aggregation"},

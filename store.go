@@ -180,6 +180,9 @@ type Store interface {
 	// q.Scope (ordered by ID), what alert rules look at, in one grouped
 	// query. A bad scope is CodeInvalid.
 	AlertSignals(ctx context.Context, tenantID string, q AlertSignalQuery) ([]AlertSignal, error)
+	// SiteConnectivity counts, in one grouped query, the tenant's devices
+	// of each site (devices without a site left out), ordered by site.
+	SiteConnectivity(ctx context.Context, tenantID string) ([]SiteConnectivity, error)
 
 	// Notification channels (see notify.go). CreateChannel refuses
 	// (CodeConflict) a name already used in the tenant.
@@ -216,6 +219,9 @@ type Store interface {
 	RecordDelivery(ctx context.Context, d Delivery) error
 	// ListDeliveries returns the tenant's delivery log, newest first.
 	ListDeliveries(ctx context.Context, tenantID string, f DeliveryFilter) ([]Delivery, error)
+
+	// Notification policies, groups and alert actions (see routing.go).
+	PolicyStore
 }
 
 // DeviceSeen says a device was heard from at a time.

@@ -41,3 +41,39 @@ func BenchmarkEvaluateRule(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkEvaluateSites measures a whole pass of a tenant with an
+// offline rule over 1000 devices in 100 sites, ten of them dark: the
+// grouped site count, the site alerts, and the offline alerts inhibited.
+func BenchmarkEvaluateSites(b *testing.B) {
+	s := openStoreTB(b)
+	ctx := b.Context()
+	now := t0.Add(time.Hour)
+	for i := range 1000 {
+		site := i % 100
+		if err := s.CreateDevice(ctx, steward.Device{ID: fmt.Sprintf("d-s%04d", i), TenantID: tenant, Location: steward.Location{Site: fmt.Sprintf("site-%02d", site)},
+			State: steward.StateActive, StateChangedAt: t0, CreatedAt: t0, UpdatedAt: t0,
+			Presence: steward.Presence{Online: site >= 10, LastSeen: t0}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	r := rule(steward.RuleAbsence, 0)
+	r.Scope = ""
+	r.Absence = &steward.AbsenceCondition{Signal: "offline", Window: steward.Duration(time.Minute)}
+	if err := s.CreateAlertRule(ctx, r); err != nil {
+		b.Fatal(err)
+	}
+	ev := New(Config{Store: s, Clock: &testClock{now: now}})
+	if err := ev.Evaluate(ctx); err != nil {
+		b.Fatal(err)
+	}
+	if as, err := s.ListAlerts(ctx, tenant, steward.AlertFilter{RuleID: steward.BuiltinSiteRuleID}); err != nil || len(as) != 10 {
+		b.Fatalf("site alerts: %d %v", len(as), err)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		if err := ev.Evaluate(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

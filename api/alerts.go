@@ -22,6 +22,8 @@ type AlertRuleRequest struct {
 	Absence   *steward.AbsenceCondition   `json:"absence,omitempty"`
 	Event     *steward.EventCondition     `json:"event,omitempty"`
 	Rate      *steward.RateCondition      `json:"rate,omitempty"`
+	Share     *steward.ShareCondition     `json:"share,omitempty"`
+	Site      *steward.SiteCondition      `json:"site,omitempty"`
 }
 
 // rule builds the rule the request describes.
@@ -29,7 +31,7 @@ func (req *AlertRuleRequest) rule(tenantID, id string) steward.AlertRule {
 	enabled := req.Enabled == nil || *req.Enabled
 	return steward.AlertRule{ID: id, TenantID: tenantID, Name: req.Name, Kind: req.Kind, Severity: req.Severity,
 		Labels: req.Labels, Scope: req.Scope, For: req.For, Enabled: enabled,
-		Threshold: req.Threshold, Absence: req.Absence, Event: req.Event, Rate: req.Rate}
+		Threshold: req.Threshold, Absence: req.Absence, Event: req.Event, Rate: req.Rate, Share: req.Share, Site: req.Site}
 }
 
 // AlertAssignRequest is the body of POST /api/v1/alerts/{id}/assign; an

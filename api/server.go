@@ -159,6 +159,11 @@ func New(cfg Config) *Server {
 	s.handle("GET", "/api/v1/silences", tenant, s.listSilences)
 	s.handle("POST", "/api/v1/silences", tenant, s.createSilence)
 	s.handle("DELETE", "/api/v1/silences/{id}", tenant, s.expireSilence)
+	s.handle("GET", "/api/v1/notification-policies", tenant, s.listPolicies)
+	s.handle("POST", "/api/v1/notification-policies", tenant, s.createPolicy)
+	s.handle("GET", "/api/v1/notification-policies/{id}", tenant, s.getPolicy)
+	s.handle("PUT", "/api/v1/notification-policies/{id}", tenant, s.updatePolicy)
+	s.handle("DELETE", "/api/v1/notification-policies/{id}", tenant, s.deletePolicy)
 
 	s.registerFallbacks()
 	return s

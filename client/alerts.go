@@ -23,11 +23,14 @@ type alertRuleBody struct {
 	Absence   *steward.AbsenceCondition   `json:"absence,omitempty"`
 	Event     *steward.EventCondition     `json:"event,omitempty"`
 	Rate      *steward.RateCondition      `json:"rate,omitempty"`
+	Share     *steward.ShareCondition     `json:"share,omitempty"`
+	Site      *steward.SiteCondition      `json:"site,omitempty"`
 }
 
 func ruleBody(r steward.AlertRule) alertRuleBody {
 	return alertRuleBody{Name: r.Name, Kind: r.Kind, Severity: r.Severity, Labels: r.Labels, Scope: r.Scope, For: r.For,
-		Enabled: r.Enabled, Threshold: r.Threshold, Absence: r.Absence, Event: r.Event, Rate: r.Rate}
+		Enabled: r.Enabled, Threshold: r.Threshold, Absence: r.Absence, Event: r.Event, Rate: r.Rate,
+		Share: r.Share, Site: r.Site}
 }
 
 // CreateAlertRule creates an alert rule from r's operator-chosen fields

@@ -36,11 +36,18 @@ func (nt *Notifier) sendEmail(ctx context.Context, ch steward.NotificationChanne
 	if ec == nil {
 		return outcome{err: fmt.Errorf("email channel %s has no settings", ch.ID)}
 	}
-	var n steward.Notification
-	if err := json.Unmarshal(d.Payload, &n); err != nil {
-		return outcome{err: fmt.Errorf("decode notification: %w", err)}
+	var msg []byte
+	// A policy's group message has alerts; a lone notification has none.
+	var g steward.GroupMessage
+	if err := json.Unmarshal(d.Payload, &g); err == nil && len(g.Alerts) > 0 {
+		msg = nt.groupMessage(ec, d, g)
+	} else {
+		var n steward.Notification
+		if err := json.Unmarshal(d.Payload, &n); err != nil {
+			return outcome{err: fmt.Errorf("decode notification: %w", err)}
+		}
+		msg = nt.message(ec, d, n)
 	}
-	msg := nt.message(ec, d, n)
 	reply, err := nt.smtpSend(ctx, ec, msg)
 	o := outcome{smtpReply: reply}
 	if err != nil {
@@ -134,6 +141,25 @@ func (nt *Notifier) message(ec *steward.EmailConfig, d steward.Delivery, n stewa
 	if n.DeviceID != "" {
 		subject += " on " + n.DeviceID
 	}
+	b := nt.header(ec, d, subject, n.Key)
+	writeAlert(b, n)
+	return b.Bytes()
+}
+
+// groupMessage builds the message of a policy's group: one block per alert.
+func (nt *Notifier) groupMessage(ec *steward.EmailConfig, d steward.Delivery, g steward.GroupMessage) []byte {
+	subject := fmt.Sprintf("[%s:%d] %s %s", strings.ToUpper(g.Status), len(g.Alerts), g.Policy, g.GroupKey)
+	b := nt.header(ec, d, subject, d.NotificationKey)
+	for i, n := range g.Alerts {
+		if i > 0 {
+			b.WriteString("\r\n")
+		}
+		writeAlert(b, n)
+	}
+	return b.Bytes()
+}
+
+func (nt *Notifier) header(ec *steward.EmailConfig, d steward.Delivery, subject, key string) *bytes.Buffer {
 	var b bytes.Buffer
 	hdr := func(k, v string) { fmt.Fprintf(&b, "%s: %s\r\n", k, oneLine(v)) }
 	hdr("From", ec.From)
@@ -145,10 +171,15 @@ func (nt *Notifier) message(ec *steward.EmailConfig, d steward.Delivery, n stewa
 	hdr("Content-Type", "text/plain; charset=utf-8")
 	hdr("Content-Transfer-Encoding", "8bit")
 	hdr("X-Steward-Delivery", d.ID)
-	hdr("X-Steward-Notification", n.Key)
+	hdr("X-Steward-Notification", key)
 	b.WriteString("\r\n")
-	fmt.Fprintf(&b, "%s\r\n\r\n", n.Summary)
-	line := func(k, v string) { fmt.Fprintf(&b, "%-10s %s\r\n", k+":", v) }
+	return &b
+}
+
+// writeAlert writes one notification's block of text.
+func writeAlert(b *bytes.Buffer, n steward.Notification) {
+	fmt.Fprintf(b, "%s\r\n\r\n", n.Summary)
+	line := func(k, v string) { fmt.Fprintf(b, "%-10s %s\r\n", k+":", v) }
 	line("State", n.State)
 	line("Severity", string(n.Severity))
 	line("Rule", n.Rule)
@@ -170,7 +201,6 @@ func (nt *Notifier) message(ec *steward.EmailConfig, d steward.Delivery, n stewa
 	for _, k := range keys {
 		line("Label", k+"="+n.Labels[k])
 	}
-	return b.Bytes()
 }
 
 // oneLine keeps a header value on its line.

@@ -12,6 +12,11 @@
 // so a receiver recomputes the HMAC over the timestamp, a dot and the raw
 // body with the channel's secret, compares in constant time, and refuses
 // a timestamp too far from its clock (five minutes, say) to stop replays.
+//
+// Notification policies (routing.go) route, group, escalate and act on
+// notifications: a matching policy's groups are kept in the store and
+// sent by the same worker (FlushDue) after group_wait, group_interval and
+// repeat_interval.
 package notify
 
 import (
@@ -65,6 +70,9 @@ type Config struct {
 	Poll time.Duration
 	// Jitter returns a number in [0, 1); nil uses math/rand/v2.
 	Jitter func() float64
+	// Quarantiner runs the "quarantine" action of notification policies
+	// (nil: the action is recorded as skipped).
+	Quarantiner Quarantiner
 }
 
 // Notifier enqueues notifications and sends them.
@@ -170,15 +178,20 @@ func (nt *Notifier) existing(ctx context.Context, tenantID, channelID, key strin
 	return steward.Delivery{}, steward.Errorf(steward.CodeConflict, "notification %q is already queued for channel %s", key, channelID)
 }
 
-// Notify enqueues n for every enabled channel of its tenant, unless an
-// active silence matches its labels; it returns the deliveries enqueued
-// and the silence that muted it, if one did.
+// Notify routes n, unless an active silence matches its labels: to the
+// tenant's notification policies that match it (see routing.go), which
+// group it and send the group later, or, when none matches, at once to
+// every enabled channel of its tenant. It returns the deliveries enqueued
+// at once and the silence that muted it, if one did.
 func (nt *Notifier) Notify(ctx context.Context, n steward.Notification) ([]steward.Delivery, *steward.Silence, error) {
 	if err := n.Validate(); err != nil {
 		return nil, nil, err
 	}
 	if s, ok, err := nt.Silenced(ctx, n.TenantID, n.Labels, nt.clock.Now()); err != nil || ok {
 		return nil, s, err
+	}
+	if routed, err := nt.route(ctx, n); err != nil || routed {
+		return nil, nil, err
 	}
 	chs, err := nt.cfg.Store.ListChannels(ctx, n.TenantID)
 	if err != nil {
@@ -252,6 +265,9 @@ func (nt *Notifier) Run(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		case <-nt.wake:
+		}
+		if _, err := nt.FlushDue(ctx); err != nil && ctx.Err() == nil {
+			nt.log.Warn("notify: flush notification groups", "err", err)
 		}
 		for {
 			n, err := nt.SendDue(ctx)

@@ -25,6 +25,8 @@ type ruleCondition struct {
 	Absence   *steward.AbsenceCondition   `json:"absence,omitempty"`
 	Event     *steward.EventCondition     `json:"event,omitempty"`
 	Rate      *steward.RateCondition      `json:"rate,omitempty"`
+	Share     *steward.ShareCondition     `json:"share,omitempty"`
+	Site      *steward.SiteCondition      `json:"site,omitempty"`
 }
 
 // ruleRow scans a rule; done fills the rule from what was scanned.
@@ -44,6 +46,7 @@ func (rr *ruleRow) rule() steward.AlertRule {
 	r := rr.r
 	r.For = steward.Duration(rr.forN)
 	r.Threshold, r.Absence, r.Event, r.Rate = rr.cond.Threshold, rr.cond.Absence, rr.cond.Event, rr.cond.Rate
+	r.Share, r.Site = rr.cond.Share, rr.cond.Site
 	if r.Labels == nil {
 		r.Labels = map[string]string{}
 	}
@@ -63,7 +66,7 @@ func (s *Store) ruleArgs(r steward.AlertRule) ([]any, error) {
 	if err != nil {
 		return nil, invalid("alert rule labels: %v", err)
 	}
-	cond, err := json.Marshal(ruleCondition{r.Threshold, r.Absence, r.Event, r.Rate})
+	cond, err := json.Marshal(ruleCondition{r.Threshold, r.Absence, r.Event, r.Rate, r.Share, r.Site})
 	if err != nil {
 		return nil, invalid("alert rule condition: %v", err)
 	}
@@ -161,12 +164,12 @@ func (s *Store) DeleteAlertRule(ctx context.Context, tenantID, id string) error 
 }
 
 const alertCols = `tenant_id, id, rule_id, device_id, state, severity, labels, summary, value, started_at, fired_at, resolved_at,
-	last_evaluated_at, acknowledged_by, acknowledged_at, assignee`
+	last_evaluated_at, acknowledged_by, acknowledged_at, assignee, subject, inhibited_by, suppressed`
 
 func scanAlert(a *steward.Alert) []any {
 	return []any{&a.TenantID, &a.ID, &a.RuleID, &a.DeviceID, &a.State, &a.Severity, jsonCol{&a.Labels}, &a.Summary, &a.Value,
 		timeCol{&a.StartedAt}, timePtrCol{&a.FiredAt}, timePtrCol{&a.ResolvedAt}, timeCol{&a.LastEvaluatedAt},
-		&a.AcknowledgedBy, timePtrCol{&a.AcknowledgedAt}, &a.Assignee}
+		&a.AcknowledgedBy, timePtrCol{&a.AcknowledgedAt}, &a.Assignee, &a.Subject, &a.InhibitedBy, &a.Suppressed}
 }
 
 func normAlert(a steward.Alert) steward.Alert {
@@ -195,10 +198,10 @@ func (s *Store) PutAlert(ctx context.Context, a steward.Alert) (steward.Alert, e
 		// A resolved row is outside the partial index, so the upsert below
 		// would not find the open alert it closes: update that one.
 		err = s.w.QueryRowContext(ctx, s.q(`UPDATE alerts SET state = ?, severity = ?, labels = ?, summary = ?, value = ?,
-				resolved_at = ?, last_evaluated_at = ?
-			WHERE tenant_id = ? AND rule_id = ? AND device_id = ? AND state <> 'resolved' RETURNING `+alertCols),
+				resolved_at = ?, last_evaluated_at = ?, inhibited_by = ?, suppressed = ?
+			WHERE tenant_id = ? AND rule_id = ? AND device_id = ? AND subject = ? AND state <> 'resolved' RETURNING `+alertCols),
 			string(a.State), string(a.Severity), labels, a.Summary, a.Value, nullTSPtr(a.ResolvedAt), ts(a.LastEvaluatedAt),
-			a.TenantID, a.RuleID, a.DeviceID).Scan(scanAlert(&out)...)
+			a.InhibitedBy, a.Suppressed, a.TenantID, a.RuleID, a.DeviceID, a.Subject).Scan(scanAlert(&out)...)
 		if err == nil {
 			return normAlert(out), nil
 		}
@@ -206,15 +209,15 @@ func (s *Store) PutAlert(ctx context.Context, a steward.Alert) (steward.Alert, e
 			return steward.Alert{}, s.fail(err, "resolve alert of rule %s", a.RuleID)
 		}
 	}
-	err = s.w.QueryRowContext(ctx, s.q(`INSERT INTO alerts (`+alertCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (tenant_id, rule_id, device_id) WHERE state <> 'resolved' DO UPDATE SET
+	err = s.w.QueryRowContext(ctx, s.q(`INSERT INTO alerts (`+alertCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (tenant_id, rule_id, device_id, subject) WHERE state <> 'resolved' DO UPDATE SET
 			state = excluded.state, severity = excluded.severity, labels = excluded.labels, summary = excluded.summary,
 			value = excluded.value, fired_at = COALESCE(alerts.fired_at, excluded.fired_at), resolved_at = excluded.resolved_at,
-			last_evaluated_at = excluded.last_evaluated_at
+			last_evaluated_at = excluded.last_evaluated_at, inhibited_by = excluded.inhibited_by, suppressed = excluded.suppressed
 		RETURNING `+alertCols),
 		a.TenantID, a.ID, a.RuleID, a.DeviceID, string(a.State), string(a.Severity), labels, a.Summary, a.Value,
 		ts(a.StartedAt), nullTSPtr(a.FiredAt), nullTSPtr(a.ResolvedAt), ts(a.LastEvaluatedAt),
-		a.AcknowledgedBy, nullTSPtr(a.AcknowledgedAt), a.Assignee).Scan(scanAlert(&out)...)
+		a.AcknowledgedBy, nullTSPtr(a.AcknowledgedAt), a.Assignee, a.Subject, a.InhibitedBy, a.Suppressed).Scan(scanAlert(&out)...)
 	if err != nil && s.d.IsForeignKeyViolation(err) {
 		return steward.Alert{}, steward.WrapError(steward.CodeNotFound, err, "alert rule %s not found", a.RuleID)
 	}
@@ -356,7 +359,7 @@ func (s *Store) AlertSignals(ctx context.Context, tenantID string, q steward.Ale
 	from, to := ts(q.From), ts(q.To)
 	var head strings.Builder
 	var args []any
-	head.WriteString(`SELECT d.id, d.online, d.last_seen,
+	head.WriteString(`SELECT d.id, d.site, d.state, d.online, d.last_seen,
 		(SELECT MAX(l.at) FROM metric_latest l WHERE l.tenant_id = d.tenant_id AND l.device_id = d.id), `)
 	join := false
 	switch {
@@ -397,7 +400,7 @@ func (s *Store) AlertSignals(ctx context.Context, tenantID string, q steward.Ale
 	} else {
 		head.WriteString(`0`)
 	}
-	head.WriteString(` FROM (SELECT id, tenant_id, online, last_seen FROM devices WHERE tenant_id = ?`)
+	head.WriteString(` FROM (SELECT id, tenant_id, site, state, online, last_seen FROM devices WHERE tenant_id = ?`)
 	args = append(args, tenantID)
 	stmt := s.d.Rebind(head.String(), 1)
 	cond, condArgs, err := s.deviceFilter(steward.DeviceQuery{Query: q.Scope}, len(args)+1)
@@ -413,13 +416,28 @@ func (s *Store) AlertSignals(ctx context.Context, tenantID string, q steward.Ale
 		tail += ` LEFT JOIN samples s ON s.tenant_id = d.tenant_id AND s.device_id = d.id AND s.metric = ? AND s.at >= ? AND s.at < ?`
 		args = append(args, q.Metric, from, to)
 	}
-	tail += ` GROUP BY d.id, d.tenant_id, d.online, d.last_seen ORDER BY d.id`
+	tail += ` GROUP BY d.id, d.tenant_id, d.site, d.state, d.online, d.last_seen ORDER BY d.id`
 	stmt += s.d.Rebind(tail, len(args)-countArgs(tail)+1)
 	rows, err := s.r.QueryContext(ctx, stmt, args...)
 	if err != nil {
 		return nil, s.fail(err, "alert signals")
 	}
 	return collect(rows, func(a *steward.AlertSignal) []any {
-		return []any{&a.DeviceID, &a.Online, timeCol{&a.LastSeen}, timeCol{&a.LastSample}, &a.Samples, nullFloat{&a.Value}, &a.Events}
+		return []any{&a.DeviceID, &a.Site, &a.State, &a.Online, timeCol{&a.LastSeen}, timeCol{&a.LastSample}, &a.Samples, nullFloat{&a.Value}, &a.Events}
 	}, s, "alert signals")
+}
+
+// SiteConnectivity implements steward.Store with one grouped count over
+// the tenant's devices that have a site.
+func (s *Store) SiteConnectivity(ctx context.Context, tenantID string) ([]steward.SiteConnectivity, error) {
+	if tenantID == "" {
+		return nil, invalid("tenant id is required")
+	}
+	rows, err := s.query(ctx, `SELECT site, COUNT(*), SUM(CASE WHEN online THEN 0 ELSE 1 END) FROM devices
+		WHERE tenant_id = ? AND site <> '' AND state NOT IN ('registered', 'maintenance', 'decommissioned')
+		GROUP BY site ORDER BY site`, tenantID)
+	if err != nil {
+		return nil, s.fail(err, "site connectivity")
+	}
+	return collect(rows, func(c *steward.SiteConnectivity) []any { return []any{&c.Site, &c.Devices, &c.Offline} }, s, "site connectivity")
 }

@@ -109,6 +109,11 @@ func RunMigrations(t *testing.T, fresh func(t *testing.T) func() *sql.DB, d *sql
 		}
 	})
 
+	t.Run("0008 keeps alerts", func(t *testing.T) {
+		t.Parallel()
+		testAlertMigration(t, fresh, d, migrations)
+	})
+
 	t.Run("bad names", func(t *testing.T) {
 		t.Parallel()
 		tests := []fstest.MapFS{

@@ -81,6 +81,11 @@ func Run(t *testing.T, open func(t *testing.T) steward.Store) {
 		{"Alerts", testAlerts},
 		{"AlertsIsolation", testAlertsIsolation},
 		{"AlertSignals", testAlertSignals},
+		{"AlertSubjects", testAlertSubjects},
+		{"SiteConnectivity", testSiteConnectivity},
+		{"NotificationPolicies", testPolicies},
+		{"NotificationPoliciesInvalid", testPoliciesInvalid},
+		{"NotificationGroups", testNotificationGroups},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -27,11 +27,14 @@ type ruleFile struct {
 	Absence   *steward.AbsenceCondition   `json:"absence,omitempty"`
 	Event     *steward.EventCondition     `json:"event,omitempty"`
 	Rate      *steward.RateCondition      `json:"rate,omitempty"`
+	Share     *steward.ShareCondition     `json:"share,omitempty"`
+	Site      *steward.SiteCondition      `json:"site,omitempty"`
 }
 
 func (f ruleFile) rule() steward.AlertRule {
 	return steward.AlertRule{Name: f.Name, Kind: f.Kind, Severity: f.Severity, Labels: f.Labels, Scope: f.Scope, For: f.For,
-		Enabled: f.Enabled == nil || *f.Enabled, Threshold: f.Threshold, Absence: f.Absence, Event: f.Event, Rate: f.Rate}
+		Enabled: f.Enabled == nil || *f.Enabled, Threshold: f.Threshold, Absence: f.Absence, Event: f.Event, Rate: f.Rate,
+		Share: f.Share, Site: f.Site}
 }
 
 // readRules reads one rule (a JSON object) or several (an array, or an
@@ -237,7 +240,9 @@ func ruleTable(w io.Writer, r steward.AlertRule) error {
 		A *steward.AbsenceCondition   `json:"absence,omitempty"`
 		E *steward.EventCondition     `json:"event,omitempty"`
 		R *steward.RateCondition      `json:"rate,omitempty"`
-	}{r.Threshold, r.Absence, r.Event, r.Rate})
+		S *steward.ShareCondition     `json:"share,omitempty"`
+		C *steward.SiteCondition      `json:"site,omitempty"`
+	}{r.Threshold, r.Absence, r.Event, r.Rate, r.Share, r.Site})
 	k.add("Condition", string(cond))
 	k.add("Updated", when(r.UpdatedAt))
 	return k.flush()
@@ -270,9 +275,10 @@ func (e *env) alertsCommand() *cobra.Command {
 				alerts = []steward.Alert{}
 			}
 			return e.emit(alerts, func(w io.Writer) error {
-				t := newTable(w, "ID", "STATE", "SEVERITY", "DEVICE", "STARTED", "ACK", "ASSIGNEE", "SUMMARY")
+				t := newTable(w, "ID", "STATE", "SEVERITY", "DEVICE", "STARTED", "ACK", "ASSIGNEE", "INHIBITED", "SUPPRESSED", "SUMMARY")
 				for _, a := range alerts {
-					t.row(a.ID, string(a.State), string(a.Severity), a.DeviceID, when(a.StartedAt), a.AcknowledgedBy, a.Assignee, a.Summary)
+					t.row(a.ID, string(a.State), string(a.Severity), orText(a.DeviceID, a.Subject), when(a.StartedAt), a.AcknowledgedBy, a.Assignee,
+						a.InhibitedBy, a.Suppressed, a.Summary)
 				}
 				return t.flush()
 			})
@@ -325,6 +331,9 @@ func alertTable(w io.Writer, a steward.Alert) error {
 	k.add("ID", a.ID)
 	k.add("Rule", a.RuleID)
 	k.add("Device", a.DeviceID)
+	if a.Subject != "" {
+		k.add("Subject", a.Subject)
+	}
 	k.add("State", string(a.State))
 	k.add("Severity", string(a.Severity))
 	k.add("Summary", a.Summary)
@@ -334,6 +343,12 @@ func alertTable(w io.Writer, a steward.Alert) error {
 	k.add("Resolved", whenPtr(a.ResolvedAt))
 	k.add("Acknowledged", orText(a.AcknowledgedBy, "no"))
 	k.add("Assignee", a.Assignee)
+	if a.InhibitedBy != "" {
+		k.add("Inhibited by", a.InhibitedBy)
+	}
+	if a.Suppressed != "" {
+		k.add("Suppressed", a.Suppressed)
+	}
 	return k.flush()
 }
 
