@@ -89,6 +89,10 @@ type Fleet interface {
 	// Quarantine isolates a device by hand; Release returns it to active.
 	Quarantine(ctx context.Context, tenantID, id, reason, actor string) (Device, error)
 	Release(ctx context.Context, tenantID, id, actor string) (Device, error)
+	// Maintenance takes an active device out of service on purpose;
+	// EndMaintenance returns it to active.
+	Maintenance(ctx context.Context, tenantID, id, reason, actor string) (Device, error)
+	EndMaintenance(ctx context.Context, tenantID, id, actor string) (Device, error)
 	// Revoke revokes every certificate of the device and closes its session.
 	Revoke(ctx context.Context, tenantID, id, actor string) (Device, error)
 	ListSecurityEvents(ctx context.Context, tenantID string, f SecurityEventFilter) ([]SecurityEvent, error)

@@ -47,6 +47,11 @@ type QuarantineRequest struct {
 	Reason string `json:"reason"`
 }
 
+// MaintenanceRequest is the body of POST /api/v1/devices/{id}/maintenance.
+type MaintenanceRequest struct {
+	Reason string `json:"reason"`
+}
+
 // CommandRequest is the body of POST /api/v1/devices/{id}/commands.
 type CommandRequest struct {
 	Name string         `json:"name"`
@@ -241,6 +246,29 @@ func (s *Server) quarantineDevice(w http.ResponseWriter, r *http.Request, p prin
 
 func (s *Server) releaseDevice(w http.ResponseWriter, r *http.Request, p principal) error {
 	d, err := s.cfg.Fleet.Release(r.Context(), p.tenantID, r.PathValue("id"), p.actor())
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, d)
+}
+
+func (s *Server) startMaintenance(w http.ResponseWriter, r *http.Request, p principal) error {
+	var req MaintenanceRequest
+	if err := decodeJSON(w, r, &req); err != nil {
+		return err
+	}
+	if err := checkName("reason", req.Reason); err != nil {
+		return err
+	}
+	d, err := s.cfg.Fleet.Maintenance(r.Context(), p.tenantID, r.PathValue("id"), req.Reason, p.actor())
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, d)
+}
+
+func (s *Server) endMaintenance(w http.ResponseWriter, r *http.Request, p principal) error {
+	d, err := s.cfg.Fleet.EndMaintenance(r.Context(), p.tenantID, r.PathValue("id"), p.actor())
 	if err != nil {
 		return err
 	}

@@ -114,6 +114,8 @@ func New(cfg Config) *Server {
 	s.handle("PATCH", "/api/v1/devices/{id}", tenant, s.patchDevice)
 	s.handle("POST", "/api/v1/devices/{id}/quarantine", tenant, s.quarantineDevice)
 	s.handle("POST", "/api/v1/devices/{id}/release", tenant, s.releaseDevice)
+	s.handle("POST", "/api/v1/devices/{id}/maintenance", tenant, s.startMaintenance)
+	s.handle("POST", "/api/v1/devices/{id}/maintenance/end", tenant, s.endMaintenance)
 	s.handle("POST", "/api/v1/devices/{id}/revoke", tenant, s.revokeDevice)
 	s.handle("POST", "/api/v1/devices/{id}/commands", tenant, s.sendCommand)
 	s.handle("GET", "/api/v1/devices/{id}/telemetry/latest", tenant, s.latestTelemetry)

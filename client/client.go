@@ -310,6 +310,20 @@ func (c *Client) Release(ctx context.Context, id string) (steward.Device, error)
 	return out, err
 }
 
+// StartMaintenance takes an active device into maintenance.
+func (c *Client) StartMaintenance(ctx context.Context, id, reason string) (steward.Device, error) {
+	var out steward.Device
+	err := c.do(ctx, http.MethodPost, "/api/v1/devices/"+seg(id)+"/maintenance", nil, map[string]string{"reason": reason}, &out)
+	return out, err
+}
+
+// EndMaintenance returns a device in maintenance to active.
+func (c *Client) EndMaintenance(ctx context.Context, id string) (steward.Device, error) {
+	var out steward.Device
+	err := c.do(ctx, http.MethodPost, "/api/v1/devices/"+seg(id)+"/maintenance/end", nil, nil, &out)
+	return out, err
+}
+
 // Revoke revokes every certificate of a device and closes its session.
 func (c *Client) Revoke(ctx context.Context, id string) (steward.Device, error) {
 	var out steward.Device

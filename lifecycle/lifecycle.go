@@ -219,6 +219,25 @@ func (s *Service) Release(ctx context.Context, tenantID, id, actor string) (stew
 	})
 }
 
+// Maintenance implements steward.Fleet.
+func (s *Service) Maintenance(ctx context.Context, tenantID, id, reason, actor string) (steward.Device, error) {
+	if reason == "" {
+		return steward.Device{}, steward.Errorf(steward.CodeInvalid, "maintenance needs a reason")
+	}
+	return s.Apply(ctx, tenantID, id, s.transitionTo(steward.StateMaintenance, reason, actor))
+}
+
+// EndMaintenance implements steward.Fleet: a device in maintenance goes back
+// to active.
+func (s *Service) EndMaintenance(ctx context.Context, tenantID, id, actor string) (steward.Device, error) {
+	return s.Apply(ctx, tenantID, id, func(d *steward.Device) ([]steward.LifecycleEvent, error) {
+		if d.State != steward.StateMaintenance {
+			return nil, steward.Errorf(steward.CodeFailedPrecondition, "device %s is %s, not in maintenance", id, d.State)
+		}
+		return s.transitionTo(steward.StateActive, "maintenance ended", actor)(d)
+	})
+}
+
 // Revoke implements steward.Fleet: every certificate of the device is
 // revoked and its live session closed at once. The device must enroll again
 // with its factory identity to come back (which an operator may refuse by

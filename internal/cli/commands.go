@@ -3,6 +3,7 @@ package cli
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/steward-iot/steward"
+	"github.com/steward-iot/steward/client"
 )
 
 // --- enrollment groups
@@ -284,40 +286,10 @@ func (e *env) devicesCommand() *cobra.Command {
 	sf.StringVar(&labels, "labels", "", "replace the labels with `k=v,...` (\"\" clears them)")
 	sf.StringVar(&warranty, "warranty-end", "", "end of warranty, `YYYY-MM-DD`")
 
-	var reason string
-	quarantine := &cobra.Command{
-		Use: "quarantine ID --reason R", Short: "Isolate a device", Args: exactArgs("ID"),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			if strings.TrimSpace(reason) == "" {
-				return usagef("--reason is required: say why the device is quarantined")
-			}
-			c, err := e.client(0)
-			if err != nil {
-				return err
-			}
-			d, err := c.Quarantine(cmd.Context(), args[0], reason)
-			if err != nil {
-				return err
-			}
-			return e.emit(d, func(w io.Writer) error { return deviceTable(w, d) })
-		}),
-	}
-	quarantine.Flags().StringVar(&reason, "reason", "", "why the device is quarantined")
-
-	release := &cobra.Command{
-		Use: "release ID", Short: "Return a quarantined device to active", Args: exactArgs("ID"),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			c, err := e.client(0)
-			if err != nil {
-				return err
-			}
-			d, err := c.Release(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			return e.emit(d, func(w io.Writer) error { return deviceTable(w, d) })
-		}),
-	}
+	quarantine := e.deviceReasonCommand("quarantine ID --reason R", "Isolate a device", "quarantined", (*client.Client).Quarantine)
+	release := e.deviceStateCommand("release ID", "Return a quarantined device to active", (*client.Client).Release)
+	maintenance := e.deviceReasonCommand("maintenance ID --reason R", "Take an active device into maintenance (alerts recorded, not notified)", "in maintenance", (*client.Client).StartMaintenance)
+	maintenanceEnd := e.deviceStateCommand("maintenance-end ID", "Return a device in maintenance to active", (*client.Client).EndMaintenance)
 	revoke := &cobra.Command{
 		Use: "revoke ID", Short: "Revoke a device's certificates and close its session", Args: exactArgs("ID"),
 		RunE: run(func(cmd *cobra.Command, args []string) error {
@@ -408,7 +380,7 @@ func (e *env) devicesCommand() *cobra.Command {
 		}),
 	}
 	series.register(telemetry)
-	g.AddCommand(list, get, set, quarantine, release, revoke, command, telemetry, e.deviceEventsCommand(), e.devicePresenceCommand(), e.deviceHealthCommand())
+	g.AddCommand(list, get, set, quarantine, release, maintenance, maintenanceEnd, revoke, command, telemetry, e.deviceEventsCommand(), e.devicePresenceCommand(), e.deviceHealthCommand())
 	return g
 }
 
@@ -619,4 +591,48 @@ func (e *env) tenantsCommand() *cobra.Command {
 	}
 	g.AddCommand(create, list)
 	return g
+}
+
+// deviceReasonCommand is a lifecycle change that needs a reason
+// (quarantine, maintenance).
+func (e *env) deviceReasonCommand(use, short, what string, call func(*client.Client, context.Context, string, string) (steward.Device, error)) *cobra.Command {
+	var reason string
+	cmd := &cobra.Command{
+		Use: use, Short: short, Args: exactArgs("ID"),
+		RunE: run(func(cmd *cobra.Command, args []string) error {
+			if strings.TrimSpace(reason) == "" {
+				return usagef("--reason is required: say why the device is %s", what)
+			}
+			c, err := e.client(0)
+			if err != nil {
+				return err
+			}
+			d, err := call(c, cmd.Context(), args[0], reason)
+			if err != nil {
+				return err
+			}
+			return e.emit(d, func(w io.Writer) error { return deviceTable(w, d) })
+		}),
+	}
+	cmd.Flags().StringVar(&reason, "reason", "", "why the device is "+what)
+	return cmd
+}
+
+// deviceStateCommand is a lifecycle change back to active (release, end
+// of maintenance).
+func (e *env) deviceStateCommand(use, short string, call func(*client.Client, context.Context, string) (steward.Device, error)) *cobra.Command {
+	return &cobra.Command{
+		Use: use, Short: short, Args: exactArgs("ID"),
+		RunE: run(func(cmd *cobra.Command, args []string) error {
+			c, err := e.client(0)
+			if err != nil {
+				return err
+			}
+			d, err := call(c, cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return e.emit(d, func(w io.Writer) error { return deviceTable(w, d) })
+		}),
+	}
 }
