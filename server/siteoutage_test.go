@@ -16,6 +16,7 @@ import (
 	"github.com/steward-iot/steward"
 	"github.com/steward-iot/steward/client"
 	"github.com/steward-iot/steward/internal/testpki"
+	"github.com/steward-iot/steward/notify"
 )
 
 // TestSiteOutageEndToEnd connects four devices of one site over MQTT with
@@ -34,6 +35,11 @@ func TestSiteOutageEndToEnd(t *testing.T) {
 	)
 	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
+		if !notify.Verify("webhook-secret-for-the-test", r.Header.Get("X-Steward-Signature"), r.Header.Get("X-Steward-Timestamp"), body, time.Now(), time.Minute) {
+			t.Errorf("webhook delivery with a bad signature: %s", body)
+			http.Error(w, "bad signature", http.StatusUnauthorized)
+			return
+		}
 		mu.Lock()
 		bodies = append(bodies, string(body))
 		mu.Unlock()
