@@ -16,6 +16,13 @@
 // read through the REST API, must be its last acknowledged sample. A run
 // that fails the check ends with an error and no summary.
 //
+// With -metrics n each message carries n metrics (n samples); with
+// -store a postgres:// URL the node stores into a fresh PostgreSQL schema,
+// dropped at the end. The acknowledgement latency of every message (from
+// its write to its PUBACK) is reported as p50 and p99. For a fleet:
+//
+//	go run ./bench/telemetry -clients 10000 -inflight 1 -metrics 10 -messages 300000 -targets steward
+//
 // Mosquitto: the same publisher, the same topics and payloads, against the
 // machine's Mosquitto (plain TCP, -mosquitto) and, unless -targets says
 // otherwise, against a Mosquitto this command starts with mutual TLS
@@ -41,6 +48,7 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -54,7 +62,8 @@ import (
 	"text/template"
 	"time"
 
-	_ "modernc.org/sqlite" // the "sqlite" database/sql driver, to count stored samples
+	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver, to count stored samples
+	_ "modernc.org/sqlite"             // the "sqlite" database/sql driver, to count stored samples
 
 	"github.com/steward-iot/steward"
 	"github.com/steward-iot/steward/bench/internal/fleet"
@@ -68,12 +77,16 @@ var mosquittoConf string
 
 type config struct {
 	clients, inflight, messages int
+	metrics                     int
 	targets                     []string
 	mosquittoAddr               string
 	mosquittoPID                int
 	mosquittoBin                string
 	cpuprofile                  string
 	keep                        bool
+	// store is a PostgreSQL URL (empty: SQLite); storeURL the same with
+	// search_path set to a fresh schema, which the command drops after.
+	store, storeURL string
 }
 
 func main() {
@@ -82,12 +95,14 @@ func main() {
 	flag.IntVar(&cfg.clients, "clients", 50, "publishing devices (connections)")
 	flag.IntVar(&cfg.inflight, "inflight", 64, "unacknowledged QoS 1 messages per connection (Steward's receive maximum is 64)")
 	flag.IntVar(&cfg.messages, "messages", 400000, "QoS 1 messages in all, per target")
+	flag.IntVar(&cfg.metrics, "metrics", 1, "metrics per message (samples per message): cpu, m1, m2 …")
 	targets := flag.String("targets", "steward,mosquitto,mosquitto-tls", "comma-separated: steward, mosquitto (plain TCP, -mosquitto), mosquitto-tls (started by this command)")
 	flag.StringVar(&cfg.mosquittoAddr, "mosquitto", "127.0.0.1:1883", "the machine's Mosquitto (plain TCP)")
 	flag.IntVar(&cfg.mosquittoPID, "mosquitto-pid", 0, "its process ID, for its CPU time (default: from /run/mosquitto/mosquitto.pid)")
 	flag.StringVar(&cfg.mosquittoBin, "mosquitto-bin", "mosquitto", "the Mosquitto binary for mosquitto-tls")
 	flag.StringVar(&cfg.cpuprofile, "cpuprofile", "", "write a CPU profile of the Steward server during its timed part to this file")
-	flag.BoolVar(&cfg.keep, "keep", false, "keep the Steward server's data directory")
+	flag.BoolVar(&cfg.keep, "keep", false, "keep the Steward server's data directory (and the PostgreSQL schema)")
+	flag.StringVar(&cfg.store, "store", "", "empty: SQLite in the data directory; or a postgres:// URL, in which the command makes a fresh schema and drops it at the end")
 	timeout := flag.Duration("timeout", 20*time.Minute, "give up after this long")
 	flag.Parse()
 	cfg.targets = strings.Split(*targets, ",")
@@ -97,8 +112,9 @@ func main() {
 			os.Exit(2)
 		}
 	}
-	if cfg.clients < 1 || cfg.clients > 5000 || cfg.inflight < 1 || cfg.inflight > 65535 || cfg.messages < cfg.clients || cfg.messages > 50_000_000 {
-		fmt.Fprintln(os.Stderr, "telemetry: want 1 ≤ clients ≤ 5000, 1 ≤ inflight ≤ 65535, clients ≤ messages ≤ 50,000,000")
+	// 19,000 clients: one process may open 20,000 files here.
+	if cfg.clients < 1 || cfg.clients > 19000 || cfg.inflight < 1 || cfg.inflight > 65535 || cfg.messages < cfg.clients || cfg.messages > 50_000_000 || cfg.metrics < 1 || cfg.metrics > 100 {
+		fmt.Fprintln(os.Stderr, "telemetry: want 1 ≤ clients ≤ 19000, 1 ≤ inflight ≤ 65535, clients ≤ messages ≤ 50,000,000, 1 ≤ metrics ≤ 100")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -117,16 +133,27 @@ type result struct {
 	rate   float64
 	split  node.Split
 	note   string
+	// p50, p99: acknowledgement latency, from a PUBLISH's write to its PUBACK.
+	p50, p99 time.Duration
 }
 
 func run(ctx context.Context, cfg config) error {
 	fmt.Println(machine.Describe())
-	fmt.Printf("command: telemetry -clients %d -inflight %d -messages %d -targets %s\n", cfg.clients, cfg.inflight, cfg.messages, strings.Join(cfg.targets, ","))
-	fmt.Printf("payload: %d bytes, e.g. %s\n", len(mqttraw.Telemetry), mqttraw.Telemetry)
+	fmt.Printf("command: telemetry -clients %d -inflight %d -messages %d -metrics %d -targets %s\n", cfg.clients, cfg.inflight, cfg.messages, cfg.metrics, strings.Join(cfg.targets, ","))
+	payload := mqttraw.TelemetryN(cfg.metrics)
+	fmt.Printf("payload: %d bytes, %d metrics, e.g. %s\n", len(payload), cfg.metrics, payload)
 
+	if cfg.store != "" {
+		url, drop, err := pgSchema(ctx, cfg.store, cfg.keep)
+		if err != nil {
+			return err
+		}
+		defer drop()
+		cfg.storeURL = url
+	}
 	// The devices enroll with Steward even when it is not a target: the
 	// TLS Mosquitto authenticates their Steward certificates.
-	nd, err := node.Start(ctx, node.Options{Keep: cfg.keep})
+	nd, err := node.Start(ctx, node.Options{Keep: cfg.keep, StoreURL: cfg.storeURL})
 	if err != nil {
 		return err
 	}
@@ -146,7 +173,9 @@ func run(ctx context.Context, cfg config) error {
 	if err != nil {
 		return err
 	}
-	enrolled := f.EnrollAll(ctx, ids, min(cfg.clients, 32), nil, nil)
+	enrolled := f.EnrollAll(ctx, ids, min(cfg.clients, 32), func(i int) net.IP { return mqttraw.Source(2, i) }, func(done int) {
+		fmt.Printf("  … %d enrolled\n", done)
+	})
 	if enrolled.Errors > 0 {
 		return fmt.Errorf("enrollment: %d errors, first: %w", enrolled.Errors, enrolled.FirstErr)
 	}
@@ -171,9 +200,9 @@ func run(ctx context.Context, cfg config) error {
 		results = append(results, r)
 	}
 	fmt.Println()
-	fmt.Printf("summary (%d clients, %d in flight each, %d QoS 1 messages per target):\n", cfg.clients, cfg.inflight, cfg.messages)
+	fmt.Printf("summary (%d clients, %d in flight each, %d QoS 1 messages of %d metrics per target):\n", cfg.clients, cfg.inflight, cfg.messages, cfg.metrics)
 	for _, r := range results {
-		fmt.Printf("  %-14s %8.0f msg/s  server %.2f cores, load generator %.2f cores, others %.2f  %s\n", r.target, r.rate,
+		fmt.Printf("  %-14s %8.0f msg/s = %8.0f samples/s, ack p50 %s p99 %s  server %.2f cores, load generator %.2f cores, others %.2f  %s\n", r.target, r.rate, r.rate*float64(cfg.metrics), r.p50, r.p99,
 			r.split.Server.Seconds()/r.split.Wall.Seconds(), r.split.Client.Seconds()/r.split.Wall.Seconds(),
 			max(r.split.MachineBusy-r.split.Server-r.split.Client, 0).Seconds()/r.split.Wall.Seconds(), r.note)
 	}
@@ -228,6 +257,7 @@ func publishAll(ctx context.Context, cfg config, conns []*mqttraw.Conn, ts int64
 	start := time.Now()
 	var wg sync.WaitGroup
 	for i, cn := range conns {
+		cn.Payload, cn.RecordLatency, cn.Latencies = mqttraw.TelemetryN(cfg.metrics), true, nil
 		wg.Go(func() {
 			topic := steward.Topic(cn.ClientID, steward.ChannelTelemetry)
 			acked[i], errs[i] = cn.Publish(ctx, topic, share(cfg.messages, len(conns), i), cfg.inflight, ts, &total)
@@ -259,32 +289,64 @@ func closeAll(conns []*mqttraw.Conn) {
 // dialAll connects one session per device.
 func dialAll(ctx context.Context, addr string, tlsFor func(fleet.Device) *tls.Config, devices []fleet.Device) ([]*mqttraw.Conn, error) {
 	conns := make([]*mqttraw.Conn, len(devices))
-	for i, d := range devices {
-		var tc *tls.Config
-		if tlsFor != nil {
-			tc = tlsFor(d)
-		}
-		c, err := mqttraw.Dial(ctx, addr, tc, mqttraw.Source(1, i), d.ID, 300)
-		if err != nil {
-			closeAll(conns)
-			return nil, err
-		}
-		conns[i] = c
+	errs := make([]error, len(devices))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	// 32 at a time: thousands of sequential handshakes would make setup slow.
+	for range min(32, len(devices)) {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				i := int(next.Add(1)) - 1
+				if i >= len(devices) {
+					return
+				}
+				var tc *tls.Config
+				if tlsFor != nil {
+					tc = tlsFor(devices[i])
+				}
+				conns[i], errs[i] = mqttraw.Dial(ctx, addr, tc, mqttraw.Source(1, i), devices[i].ID, 600)
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(append(errs, ctx.Err())...); err != nil {
+		closeAll(conns)
+		return nil, err
 	}
 	return conns, nil
 }
 
 func runSteward(ctx context.Context, cfg config, f *fleet.Fleet, devices []fleet.Device) (result, error) {
-	fmt.Println("\n== steward: MQTT over mTLS into the store (SQLite, synchronous=FULL)")
+	backend := "SQLite, synchronous=FULL"
+	if cfg.store != "" {
+		backend = "PostgreSQL"
+	}
+	fmt.Printf("\n== steward: MQTT over mTLS into the store (%s)\n", backend)
 	conns, err := dialAll(ctx, f.Node.MQTTAddr, func(d fleet.Device) *tls.Config { return f.TLS(d.Cert) }, devices)
 	if err != nil {
 		return result{}, err
 	}
 	defer closeAll(conns)
-	for _, c := range conns {
-		if err := c.PublishWait(ctx, steward.Topic(c.ClientID, steward.ChannelAttributes), fleet.Attributes); err != nil {
-			return result{}, fmt.Errorf("attributes of %s: %w", c.ClientID, err)
-		}
+	attrErrs := make([]error, len(conns))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(32, len(conns)) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(conns) {
+					return
+				}
+				c := conns[i]
+				if err := c.PublishWait(ctx, steward.Topic(c.ClientID, steward.ChannelAttributes), fleet.Attributes); err != nil {
+					attrErrs[i] = fmt.Errorf("attributes of %s: %w", c.ClientID, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(attrErrs...); err != nil {
+		return result{}, err
 	}
 	if err := waitActive(ctx, f, len(devices)); err != nil {
 		return result{}, err
@@ -307,17 +369,36 @@ func runSteward(ctx context.Context, cfg config, f *fleet.Fleet, devices []fleet
 	}
 	total := sum(acked)
 	rate := float64(total) / elapsed.Seconds()
-	fmt.Printf("steward: %d of %d messages acknowledged in %s: %.0f msg/s\n", total, cfg.messages, elapsed.Round(time.Millisecond), rate)
+	p50, p99 := latencies(conns)
+	fmt.Printf("steward: %d of %d messages acknowledged in %s: %.0f msg/s, %.0f samples/s; acknowledgement p50 %s, p99 %s\n",
+		total, cfg.messages, elapsed.Round(time.Millisecond), rate, rate*float64(cfg.metrics), p50, p99)
 	fmt.Println(split)
 	fmt.Println(split.PerOp(total, "message"))
 	// Check even after an error: what was acknowledged must be stored.
-	if err := verifyStored(ctx, f, conns, acked, ts); err != nil {
+	if err := verifyStored(ctx, cfg, f, conns, acked, ts); err != nil {
 		return result{}, errors.Join(pubErr, err)
 	}
 	if pubErr != nil {
 		return result{}, pubErr
 	}
-	return result{target: "steward", rate: rate, split: split, note: "mTLS, every message committed to SQLite before its PUBACK (checked)"}, nil
+	return result{target: "steward", rate: rate, split: split, p50: p50, p99: p99, note: "mTLS, every message committed to " + backend + " before its PUBACK (checked)"}, nil
+}
+
+// latencies gives the 50th and 99th percentiles of all connections'
+// acknowledgement latencies.
+func latencies(conns []*mqttraw.Conn) (p50, p99 time.Duration) {
+	var all []time.Duration
+	for _, c := range conns {
+		all = append(all, c.Latencies...)
+	}
+	if len(all) == 0 {
+		return 0, 0
+	}
+	slices.Sort(all)
+	at := func(p float64) time.Duration {
+		return all[min(int(float64(len(all))*p), len(all)-1)].Round(10 * time.Microsecond)
+	}
+	return at(0.50), at(0.99)
 }
 
 func sum(xs []int) int {
@@ -330,7 +411,7 @@ func sum(xs []int) int {
 
 // waitActive waits until the registry shows n active devices.
 func waitActive(ctx context.Context, f *fleet.Fleet, n int) error {
-	deadline := time.Now().Add(time.Minute)
+	deadline := time.Now().Add(time.Minute + time.Duration(n)*time.Millisecond)
 	for {
 		ds, err := f.Node.Admin.AllDevices(ctx, "state = active")
 		if err != nil {
@@ -340,9 +421,9 @@ func waitActive(ctx context.Context, f *fleet.Fleet, n int) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%d of %d devices active after a minute", len(ds), n)
+			return fmt.Errorf("%d of %d devices active after %s", len(ds), n, time.Minute+time.Duration(n)*time.Millisecond)
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(500 * time.Millisecond)
 	}
 }
 
@@ -350,45 +431,113 @@ func waitActive(ctx context.Context, f *fleet.Fleet, n int) error {
 // store: acknowledgements come in order, so connection i's first acked[i]
 // messages (timestamps ts … ts+acked[i]-1) must all be rows of samples,
 // and its latest value (REST API) the last of them.
-func verifyStored(ctx context.Context, f *fleet.Fleet, conns []*mqttraw.Conn, acked []int, ts int64) error {
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(f.Node.DataDir, "steward.db")+"?mode=ro&_pragma=busy_timeout(10000)")
+func verifyStored(ctx context.Context, cfg config, f *fleet.Fleet, conns []*mqttraw.Conn, acked []int, ts int64) error {
+	metrics := cfg.metrics
+	// Times are stored as Unix microseconds in SQLite, timestamptz in PostgreSQL.
+	count := `SELECT count(*) FROM samples WHERE tenant_id = ? AND device_id = ? AND at BETWEEN ? AND ?`
+	at := func(ms int64) any { return ms * 1000 }
+	var db *sql.DB
+	var err error
+	if cfg.store == "" {
+		db, err = sql.Open("sqlite", "file:"+filepath.Join(f.Node.DataDir, "steward.db")+"?mode=ro&_pragma=busy_timeout(10000)")
+	} else {
+		db, err = sql.Open("pgx", cfg.storeURL)
+		count = `SELECT count(*) FROM samples WHERE tenant_id = $1 AND device_id = $2 AND at BETWEEN $3 AND $4`
+		at = func(ms int64) any { return time.UnixMilli(ms) }
+	}
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	var missing, stored int
+	var missing, stored, latestChecked int
 	for i, c := range conns {
 		if acked[i] == 0 {
 			continue
 		}
 		var n int
 		// Times are stored as Unix microseconds.
-		err := db.QueryRowContext(ctx, `SELECT count(*) FROM samples WHERE tenant_id = ? AND device_id = ? AND metric = 'cpu' AND at BETWEEN ? AND ?`,
-			f.Group.TenantID, c.ClientID, ts*1000, (ts+int64(acked[i])-1)*1000).Scan(&n)
+		// Every metric of every acknowledged message: acked[i] × metrics rows.
+		err := db.QueryRowContext(ctx, count, f.Group.TenantID, c.ClientID, at(ts), at(ts+int64(acked[i])-1)).Scan(&n)
 		if err != nil {
 			return fmt.Errorf("count samples of %s: %w", c.ClientID, err)
 		}
 		stored += n
-		missing += acked[i] - n
-		latest, err := f.Node.Admin.LatestTelemetry(ctx, c.ClientID)
+		missing += acked[i]*metrics - n
+		// The REST API allows an admin token 50 requests/s: with many
+		// devices, the latest values of 200 of them spread over the fleet.
+		if stride := max(len(conns)/200, 1); i%stride != 0 {
+			continue
+		}
+		latestChecked++
+		latest, err := latestTelemetry(ctx, f, c.ClientID)
 		if err != nil {
 			return fmt.Errorf("latest telemetry of %s: %w", c.ClientID, err)
 		}
 		want := time.UnixMilli(ts + int64(acked[i]) - 1)
-		if len(latest) != 1 || latest[0].Metric != "cpu" || latest[0].Value != 0.31 || !latest[0].At.Equal(want) {
-			return fmt.Errorf("latest telemetry of %s: %+v, want cpu=0.31 at %s", c.ClientID, latest, want.UTC().Format(time.RFC3339Nano))
+		cpu := slices.IndexFunc(latest, func(s steward.Sample) bool { return s.Metric == "cpu" })
+		if len(latest) != metrics || cpu < 0 || latest[cpu].Value != 0.31 || !latest[cpu].At.Equal(want) {
+			return fmt.Errorf("latest telemetry of %s: %+v, want %d metrics, cpu=0.31 at %s", c.ClientID, latest, metrics, want.UTC().Format(time.RFC3339Nano))
 		}
 	}
 	var rows int
 	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM samples`).Scan(&rows); err != nil {
 		return err
 	}
-	fmt.Printf("check: %d acknowledged messages, %d of them found in the samples table (%d rows in all), latest values right for %d devices\n",
-		sum(acked), stored, rows, len(conns))
+	fmt.Printf("check: %d acknowledged messages × %d metrics, %d of those samples found in the samples table (%d rows in all), latest values (REST) right for %d of %d devices\n",
+		sum(acked), metrics, stored, rows, latestChecked, len(conns))
 	if missing != 0 {
-		return fmt.Errorf("%d acknowledged messages are not in the store", missing)
+		return fmt.Errorf("%d samples of acknowledged messages are not in the store", missing)
 	}
 	return nil
+}
+
+// pgSchema makes a fresh schema in the PostgreSQL database at base and
+// returns base with search_path set to it, and a function that drops it.
+func pgSchema(ctx context.Context, base string, keep bool) (string, func(), error) {
+	if !strings.HasPrefix(base, "postgres://") && !strings.HasPrefix(base, "postgresql://") {
+		return "", nil, errors.New("-store: want a postgres:// URL")
+	}
+	u, err := url.Parse(base)
+	if err != nil {
+		return "", nil, err
+	}
+	db, err := sql.Open("pgx", base)
+	if err != nil {
+		return "", nil, err
+	}
+	schema := fmt.Sprintf("bench_telemetry_%d", time.Now().UnixNano())
+	if _, err := db.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
+		_ = db.Close()
+		return "", nil, fmt.Errorf("create schema: %w", err)
+	}
+	v := u.Query()
+	v.Set("search_path", schema)
+	u.RawQuery = v.Encode()
+	fmt.Println("store: PostgreSQL, schema", schema)
+	return u.String(), func() {
+		if keep {
+			fmt.Println("schema kept:", schema)
+		} else if _, err := db.ExecContext(context.Background(), "DROP SCHEMA "+schema+" CASCADE"); err != nil {
+			fmt.Fprintln(os.Stderr, "telemetry: drop schema:", err)
+		}
+		_ = db.Close()
+	}, nil
+}
+
+// latestTelemetry reads a device's latest values through the REST API,
+// waiting when the API's rate limit answers 429.
+func latestTelemetry(ctx context.Context, f *fleet.Fleet, id string) ([]steward.Sample, error) {
+	for {
+		latest, err := f.Node.Admin.LatestTelemetry(ctx, id)
+		if steward.ErrorCode(err) != "rate_limited" {
+			return latest, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, errors.Join(err, ctx.Err())
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 func mosquittoPID(cfg config) (int, error) {
@@ -427,10 +576,11 @@ func measureMosquitto(ctx context.Context, cfg config, target, note string, conn
 	}
 	total := sum(acked)
 	rate := float64(total) / elapsed.Seconds()
-	fmt.Printf("%s: %d of %d messages acknowledged in %s: %.0f msg/s\n", target, total, cfg.messages, elapsed.Round(time.Millisecond), rate)
+	p50, p99 := latencies(conns)
+	fmt.Printf("%s: %d of %d messages acknowledged in %s: %.0f msg/s; acknowledgement p50 %s, p99 %s\n", target, total, cfg.messages, elapsed.Round(time.Millisecond), rate, p50, p99)
 	fmt.Println(split)
 	fmt.Println(split.PerOp(total, "message"))
-	return result{target: target, rate: rate, split: split, note: note}, nil
+	return result{target: target, rate: rate, split: split, p50: p50, p99: p99, note: note}, nil
 }
 
 // runMosquittoTLS starts a Mosquitto with mutual TLS on a free loopback

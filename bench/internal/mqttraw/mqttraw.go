@@ -31,6 +31,14 @@ type Conn struct {
 	ClientID string
 	br       *bufio.Reader
 	nextID   uint16
+
+	// Payload is what Publish sends (default Telemetry); it must begin
+	// with {"ts": and a 13-digit timestamp, as Telemetry and TelemetryN do.
+	Payload string
+	// Latencies, when RecordLatency is set, receives each acknowledged
+	// message's time from its write into the send buffer to its PUBACK.
+	Latencies     []time.Duration
+	RecordLatency bool
 }
 
 // Source returns the local address to dial from for client i: loopback
@@ -201,6 +209,18 @@ const Telemetry = `{"ts":1764237600000,"metrics":{"cpu":0.31}}`
 
 const tsDigits = 13
 
+// TelemetryN is a telemetry payload with n metrics: cpu, then m1 … m(n-1).
+func TelemetryN(n int) string {
+	var b []byte
+	b = append(b, `{"ts":1764237600000,"metrics":{"cpu":0.31`...)
+	for i := 1; i < n; i++ {
+		b = append(b, `,"m`...)
+		b = strconv.AppendInt(b, int64(i), 10)
+		b = append(b, `":0.31`...)
+	}
+	return string(append(b, "}}"...))
+}
+
 // Publish sends n QoS 1 PUBLISH packets of Telemetry to topic, the k-th
 // (from 0) with ts = firstTS+k, keeping at most inflight unacknowledged.
 // Every PUBACK must name the packet IDs in the order they were sent (the
@@ -211,8 +231,12 @@ func (c *Conn) Publish(ctx context.Context, topic string, n, inflight int, first
 	if firstTS < 1e12 || firstTS+int64(n) >= 1e13 {
 		return 0, errors.New("timestamps must have 13 digits")
 	}
-	pk := publishPacket(topic, []byte(Telemetry), 0)
-	payloadAt := len(pk) - len(Telemetry)
+	payload := c.Payload
+	if payload == "" {
+		payload = Telemetry
+	}
+	pk := publishPacket(topic, []byte(payload), 0)
+	payloadAt := len(pk) - len(payload)
 	idAt := payloadAt - 2
 	tsAt := payloadAt + len(`{"ts":`)
 
@@ -223,6 +247,16 @@ func (c *Conn) Publish(ctx context.Context, topic string, n, inflight int, first
 	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Now()) })
 	defer stop()
 	want := c.nextID
+	// Send times in a ring: at most inflight are outstanding and PUBACKs
+	// come in order, so message k's slot is k mod inflight.
+	var sent []atomic.Int64
+	if c.RecordLatency {
+		sent = make([]atomic.Int64, inflight)
+		if c.Latencies == nil {
+			c.Latencies = make([]time.Duration, 0, n)
+		}
+	}
+	base := time.Now()
 	go func() {
 		defer close(readDone)
 		fail := func(err error) {
@@ -230,7 +264,7 @@ func (c *Conn) Publish(ctx context.Context, topic string, n, inflight int, first
 			readErr <- err
 		}
 		var hdr [4]byte
-		for range n {
+		for j := range n {
 			if _, err := io.ReadFull(c.br, hdr[:]); err != nil {
 				fail(fmt.Errorf("read PUBACK: %w", err))
 				return
@@ -241,6 +275,9 @@ func (c *Conn) Publish(ctx context.Context, topic string, n, inflight int, first
 			if hdr[0] != 0x40 || hdr[1] != 2 || binary.BigEndian.Uint16(hdr[2:]) != want {
 				fail(fmt.Errorf("want PUBACK %d, got % x", want, hdr))
 				return
+			}
+			if sent != nil {
+				c.Latencies = append(c.Latencies, time.Since(base)-time.Duration(sent[j%inflight].Load()))
 			}
 			got.Add(1)
 			if acked != nil {
@@ -270,6 +307,9 @@ send:
 		}
 		binary.BigEndian.PutUint16(pk[idAt:], c.packetID())
 		copy(pk[tsAt:tsAt+tsDigits], strconv.AppendInt(digits[:0], firstTS+int64(k), 10))
+		if sent != nil {
+			sent[k%inflight].Store(int64(time.Since(base)))
+		}
 		if _, writeErr = bw.Write(pk); writeErr != nil {
 			break
 		}

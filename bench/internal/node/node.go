@@ -48,6 +48,9 @@ const envChild = "STEWARD_BENCH_NODE_DIR"
 // envLogLevel is the child's log level (debug, info, warn, error).
 const envLogLevel = "STEWARD_BENCH_NODE_LOG"
 
+// envStore is the child's server.Config.StoreURL (empty: SQLite).
+const envStore = "STEWARD_BENCH_NODE_STORE"
+
 // hello is what the child writes on its standard output once it serves.
 type hello struct {
 	API         string `json:"api"`
@@ -92,6 +95,7 @@ func serve(dir string) error {
 		APIAddr:    "127.0.0.1:0",
 		MQTTAddr:   "127.0.0.1:0",
 		DeviceAddr: "127.0.0.1:0",
+		StoreURL:   os.Getenv(envStore),
 		Logger:     log,
 	})
 	if err != nil {
@@ -271,6 +275,9 @@ type Options struct {
 	Keep bool
 	// LogLevel is the server's log level (default info, as `steward serve`).
 	LogLevel string
+	// StoreURL is the server's store (server.Config.StoreURL): empty for
+	// SQLite in the data directory, or a postgres:// URL.
+	StoreURL string
 }
 
 // Node is a running node in a child process.
@@ -308,7 +315,7 @@ func Start(ctx context.Context, opts Options) (_ *Node, err error) {
 		return nil, err
 	}
 	cmd := exec.Command(self)
-	cmd.Env = append(os.Environ(), envChild+"="+dir, envLogLevel+"="+cmpOr(opts.LogLevel, "info"))
+	cmd.Env = append(os.Environ(), envChild+"="+dir, envLogLevel+"="+cmpOr(opts.LogLevel, "info"), envStore+"="+opts.StoreURL)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
