@@ -22,6 +22,7 @@ const (
 	CodeTooLarge           Code = "too_large"           // a body or payload over its limit
 	CodeUnsupported        Code = "unsupported"         // e.g. a wrong content type
 	CodeUnavailable        Code = "unavailable"         // try again later
+	CodeRateLimited        Code = "rate_limited"        // too many requests; try again after a while
 	CodeInternal           Code = "internal"            // a bug or a failed dependency; details are logged, not sent
 )
 
@@ -107,6 +108,8 @@ func (c Code) HTTPStatus() int {
 		return http.StatusUnsupportedMediaType
 	case CodeUnavailable:
 		return http.StatusServiceUnavailable
+	case CodeRateLimited:
+		return http.StatusTooManyRequests
 	default:
 		return http.StatusInternalServerError
 	}
@@ -115,7 +118,7 @@ func (c Code) HTTPStatus() int {
 // CodeOfHTTPStatus is the reverse of Code.HTTPStatus, for clients reading
 // an answer: 409 reads as a conflict (the server also uses it for failed
 // preconditions), and the statuses a proxy or a busy server sends (202
-// pending, 429, 502, 503, 504) read as unavailable.
+// pending, 502, 503, 504) read as unavailable.
 func CodeOfHTTPStatus(status int) Code {
 	switch status {
 	case http.StatusBadRequest:
@@ -132,7 +135,9 @@ func CodeOfHTTPStatus(status int) Code {
 		return CodeTooLarge
 	case http.StatusUnsupportedMediaType:
 		return CodeUnsupported
-	case http.StatusAccepted, http.StatusTooManyRequests, http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusGatewayTimeout:
+	case http.StatusTooManyRequests:
+		return CodeRateLimited
+	case http.StatusAccepted, http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusGatewayTimeout:
 		return CodeUnavailable
 	default:
 		return CodeInternal

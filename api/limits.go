@@ -15,10 +15,6 @@ import (
 	"github.com/steward-iot/steward"
 )
 
-// codeRateLimited is the code of a 429 answer. Like codeMethodNotAllowed it
-// is the API's own: the services never produce it.
-const codeRateLimited steward.Code = "rate_limited"
-
 // Limits bounds what one caller can make the management plane do. Zero
 // fields take the defaults.
 type Limits struct {
@@ -83,7 +79,7 @@ func (e *rateLimitedError) Unwrap() error { return e.err }
 // same number as Retry-After.
 func tooMany(after time.Duration, what string) error {
 	return &rateLimitedError{
-		err:   steward.Errorf(codeRateLimited, "%s; try again in %ds", what, retryAfterSeconds(after)),
+		err:   steward.Errorf(steward.CodeRateLimited, "%s; try again in %ds", what, retryAfterSeconds(after)),
 		after: after,
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/steward-iot/steward"
 )
 
 // stoppedClock stands still until a test moves it: the limiters read only
@@ -73,7 +75,7 @@ func mustLimited(t *testing.T, r response, want string) {
 	if r.status != http.StatusTooManyRequests {
 		t.Fatalf("status %d, want 429: %s", r.status, r.body)
 	}
-	if p := r.problem(t); p.Code != codeRateLimited || !strings.Contains(p.Detail, "try again in "+want+"s") {
+	if p := r.problem(t); p.Code != steward.CodeRateLimited || !strings.Contains(p.Detail, "try again in "+want+"s") {
 		t.Fatalf("problem %+v", p)
 	}
 	if got := r.header.Get("Retry-After"); got != want {

@@ -35,13 +35,10 @@ type Problem struct {
 }
 
 // statusOf maps an error code to its HTTP status: the root package's one
-// mapping, plus the router's 405 and the limiters' 429.
+// mapping, plus the router's 405.
 func statusOf(c steward.Code) int {
 	if c == codeMethodNotAllowed {
 		return http.StatusMethodNotAllowed
-	}
-	if c == codeRateLimited {
-		return http.StatusTooManyRequests
 	}
 	return c.HTTPStatus()
 }

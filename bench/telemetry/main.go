@@ -529,7 +529,7 @@ func pgSchema(ctx context.Context, base string, keep bool) (string, func(), erro
 func latestTelemetry(ctx context.Context, f *fleet.Fleet, id string) ([]steward.Sample, error) {
 	for {
 		latest, err := f.Node.Admin.LatestTelemetry(ctx, id)
-		if steward.ErrorCode(err) != "rate_limited" {
+		if steward.ErrorCode(err) != steward.CodeRateLimited {
 			return latest, err
 		}
 		select {
