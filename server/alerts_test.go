@@ -2,19 +2,12 @@ package server
 
 import (
 	"context"
-	"encoding/json"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/steward-iot/steward"
-	"github.com/steward-iot/steward/client"
 	"github.com/steward-iot/steward/internal/testpki"
-	"github.com/steward-iot/steward/notify"
 )
 
 // TestAlertEndToEnd creates a threshold rule through the API, sends
@@ -27,37 +20,9 @@ func TestAlertEndToEnd(t *testing.T) {
 	n := startNode(t, func(c *Config) { c.AlertInterval = 20 * time.Millisecond })
 	ctx := context.Background()
 
-	// A webhook receiver that checks each signature.
-	const secret = "webhook-secret-for-the-test"
-	var (
-		mu       sync.Mutex
-		received []steward.Notification
-	)
-	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		if !notify.Verify(secret, r.Header.Get("X-Steward-Signature"), r.Header.Get("X-Steward-Timestamp"), body, time.Now(), time.Minute) {
-			http.Error(w, "bad signature", http.StatusUnauthorized)
-			return
-		}
-		var got steward.Notification
-		if err := json.Unmarshal(body, &got); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		mu.Lock()
-		received = append(received, got)
-		mu.Unlock()
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	t.Cleanup(hook.Close)
-	if _, err := n.admin.CreateChannel(ctx, client.ChannelRequest{Name: "ops", Kind: steward.ChannelWebhook,
-		Webhook: &steward.WebhookConfig{URL: hook.URL, Secret: secret}}); err != nil {
-		t.Fatal(err)
-	}
+	hook, _ := n.newWebhook(t, "ops", "webhook-secret-for-the-test")
 	notified := func(state steward.AlertState) bool {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, got := range received {
+		for _, got := range hook.notifications() {
 			if got.State == string(state) && got.Rule == "hot" {
 				return true
 			}
@@ -120,7 +85,7 @@ func TestAlertEndToEnd(t *testing.T) {
 	pub(`{"metrics":{"temperature":65}}`)
 	eventually(t, "alert resolved", func() bool { a, ok := alertOf(); return ok && a.State == steward.AlertResolved })
 	eventually(t, "resolved notification on the webhook", func() bool { return notified(steward.AlertResolved) })
-	mu.Lock()
+	received := hook.notifications()
 	for _, got := range received {
 		if got.DeviceID != id || got.Labels["device"] != id || got.Severity != string(steward.AlertMajor) {
 			t.Errorf("notification: %+v", got)
@@ -129,7 +94,6 @@ func TestAlertEndToEnd(t *testing.T) {
 	if len(received) != 2 {
 		t.Errorf("%d notifications, want firing and resolved once each: %+v", len(received), received)
 	}
-	mu.Unlock()
 	a, _ := alertOf()
 	if a.FiredAt == nil || a.ResolvedAt == nil || !strings.Contains(a.Summary, "temperature") {
 		t.Fatalf("resolved alert: %+v", a)

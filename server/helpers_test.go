@@ -14,10 +14,14 @@ import (
 	"testing"
 	"time"
 
+	"encoding/json"
 	"github.com/steward-iot/steward"
 	"github.com/steward-iot/steward/client"
 	"github.com/steward-iot/steward/estclient"
 	"github.com/steward-iot/steward/internal/testpki"
+	"github.com/steward-iot/steward/notify"
+	"io"
+	"net/http/httptest"
 )
 
 // testClock is the wall clock, moved forward by hand when a test needs to
@@ -153,4 +157,60 @@ func (n *node) deviceCount(t *testing.T) int {
 		t.Fatal(err)
 	}
 	return len(ds)
+}
+
+// webhook is a loopback receiver of notification deliveries that checks
+// every request's signature (a bad one fails the test) and keeps the bodies.
+type webhook struct {
+	t      *testing.T
+	secret string
+	mu     sync.Mutex
+	bodies [][]byte
+}
+
+// newWebhook starts a receiver and registers it as a webhook channel of the
+// admin's tenant.
+func (n *node) newWebhook(t *testing.T, name, secret string) (*webhook, client.Channel) {
+	t.Helper()
+	w := &webhook{t: t, secret: secret}
+	srv := httptest.NewServer(http.HandlerFunc(w.serve))
+	t.Cleanup(srv.Close)
+	ch, err := n.admin.CreateChannel(context.Background(), client.ChannelRequest{Name: name, Kind: steward.ChannelWebhook,
+		Webhook: &steward.WebhookConfig{URL: srv.URL, Secret: secret}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w, ch
+}
+
+func (w *webhook) serve(rw http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	if !notify.Verify(w.secret, r.Header.Get("X-Steward-Signature"), r.Header.Get("X-Steward-Timestamp"), body, time.Now(), time.Minute) {
+		w.t.Errorf("webhook delivery with a bad signature: %s", body)
+		http.Error(rw, "bad signature", http.StatusUnauthorized)
+		return
+	}
+	w.mu.Lock()
+	w.bodies = append(w.bodies, body)
+	w.mu.Unlock()
+	rw.WriteHeader(http.StatusNoContent)
+}
+
+// received returns the bodies delivered so far.
+func (w *webhook) received() [][]byte {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([][]byte(nil), w.bodies...)
+}
+
+// notifications decodes the single-notification bodies delivered so far.
+func (w *webhook) notifications() []steward.Notification {
+	var out []steward.Notification
+	for _, b := range w.received() {
+		var n steward.Notification
+		if json.Unmarshal(b, &n) == nil && n.AlertID != "" {
+			out = append(out, n)
+		}
+	}
+	return out
 }

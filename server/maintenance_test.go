@@ -2,18 +2,11 @@ package server
 
 import (
 	"context"
-	"encoding/json"
-	"io"
-	"net/http"
-	"net/http/httptest"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/steward-iot/steward"
-	"github.com/steward-iot/steward/client"
 	"github.com/steward-iot/steward/internal/testpki"
-	"github.com/steward-iot/steward/notify"
 )
 
 // TestMaintenanceSuppressesNotifications puts a device into maintenance
@@ -25,31 +18,7 @@ func TestMaintenanceSuppressesNotifications(t *testing.T) {
 	n := startNode(t, func(c *Config) { c.AlertInterval = 20 * time.Millisecond })
 	ctx := context.Background()
 
-	const secret = "maintenance-webhook-secret"
-	var (
-		mu       sync.Mutex
-		received []steward.Notification
-		badSig   int
-	)
-	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		mu.Lock()
-		defer mu.Unlock()
-		if !notify.Verify(secret, r.Header.Get("X-Steward-Signature"), r.Header.Get("X-Steward-Timestamp"), body, time.Now(), time.Minute) {
-			badSig++
-			http.Error(w, "bad signature", http.StatusUnauthorized)
-			return
-		}
-		var got steward.Notification
-		_ = json.Unmarshal(body, &got)
-		received = append(received, got)
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	t.Cleanup(hook.Close)
-	if _, err := n.admin.CreateChannel(ctx, client.ChannelRequest{Name: "ops", Kind: steward.ChannelWebhook,
-		Webhook: &steward.WebhookConfig{URL: hook.URL, Secret: secret}}); err != nil {
-		t.Fatal(err)
-	}
+	hook, _ := n.newWebhook(t, "ops", "maintenance-webhook-secret")
 	rule, err := n.admin.CreateAlertRule(ctx, steward.AlertRule{Name: "hot", Kind: steward.RuleThreshold, Severity: steward.AlertMajor, Enabled: true,
 		Threshold: &steward.ThresholdCondition{Metric: steward.MetricTemperature, Aggregation: steward.AggLast,
 			Window: steward.Duration(time.Minute), Operator: ">", Value: 80}})
@@ -98,11 +67,9 @@ func TestMaintenanceSuppressesNotifications(t *testing.T) {
 		a, err := n.admin.GetAlert(ctx, alert.ID)
 		return err == nil && a.LastEvaluatedAt.After(after.Add(100*time.Millisecond))
 	})
-	mu.Lock()
-	if len(received) != 0 {
-		t.Fatalf("notified during maintenance: %+v", received)
+	if got := hook.received(); len(got) != 0 {
+		t.Fatalf("notified during maintenance: %s", got)
 	}
-	mu.Unlock()
 
 	if d, err := n.admin.EndMaintenance(ctx, id); err != nil || d.State != steward.StateActive {
 		t.Fatalf("end maintenance: %+v %v", d, err)
@@ -112,20 +79,13 @@ func TestMaintenanceSuppressesNotifications(t *testing.T) {
 	}
 	pub(steward.ChannelTelemetry, `{"metrics":{"temperature":96}}`)
 	eventually(t, "notification after maintenance", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, got := range received {
+		for _, got := range hook.notifications() {
 			if got.AlertID == alert.ID && got.State == string(steward.AlertFiring) {
 				return true
 			}
 		}
 		return false
 	})
-	mu.Lock()
-	defer mu.Unlock()
-	if badSig != 0 {
-		t.Errorf("%d deliveries with a bad signature", badSig)
-	}
 	hist, err := n.admin.GetDevice(ctx, id)
 	if err != nil {
 		t.Fatal(err)

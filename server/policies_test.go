@@ -3,17 +3,12 @@ package server
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"net/http"
-	"net/http/httptest"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/steward-iot/steward"
 	"github.com/steward-iot/steward/client"
 	"github.com/steward-iot/steward/internal/testpki"
-	"github.com/steward-iot/steward/notify"
 )
 
 // TestPolicyQuarantineEndToEnd: a threshold alert on a device whose
@@ -25,32 +20,17 @@ func TestPolicyQuarantineEndToEnd(t *testing.T) {
 	n := startNode(t, func(c *Config) { c.AlertInterval = 20 * time.Millisecond })
 	ctx := context.Background()
 
-	const secret = "policy-hook-secret"
-	var (
-		mu       sync.Mutex
-		received []steward.GroupMessage
-	)
-	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		if !notify.Verify(secret, r.Header.Get("X-Steward-Signature"), r.Header.Get("X-Steward-Timestamp"), body, time.Now(), time.Minute) {
-			http.Error(w, "bad signature", http.StatusUnauthorized)
-			return
+	hook, ch := n.newWebhook(t, "security", "policy-hook-secret")
+	// groups decodes the group messages delivered so far.
+	groups := func() []steward.GroupMessage {
+		var out []steward.GroupMessage
+		for _, b := range hook.received() {
+			var m steward.GroupMessage
+			if json.Unmarshal(b, &m) == nil && m.GroupKey != "" {
+				out = append(out, m)
+			}
 		}
-		var m steward.GroupMessage
-		if err := json.Unmarshal(body, &m); err != nil || m.GroupKey == "" {
-			http.Error(w, "not a group message", http.StatusBadRequest)
-			return
-		}
-		mu.Lock()
-		received = append(received, m)
-		mu.Unlock()
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	t.Cleanup(hook.Close)
-	ch, err := n.admin.CreateChannel(ctx, client.ChannelRequest{Name: "security", Kind: steward.ChannelWebhook,
-		Webhook: &steward.WebhookConfig{URL: hook.URL, Secret: secret}})
-	if err != nil {
-		t.Fatal(err)
+		return out
 	}
 	if _, err := n.admin.CreatePolicy(ctx, client.PolicyRequest{Name: "compromise", Channels: []string{ch.ID},
 		Matchers:  []steward.Matcher{{Name: "rule", Op: steward.MatchEqual, Value: "tamper"}},
@@ -91,13 +71,9 @@ func TestPolicyQuarantineEndToEnd(t *testing.T) {
 	n.clock.Add(2 * time.Second)
 	eventually(t, "group message on the webhook", func() bool {
 		n.Notifier.Wake()
-		mu.Lock()
-		defer mu.Unlock()
-		return len(received) > 0
+		return len(groups()) > 0
 	})
-	mu.Lock()
-	defer mu.Unlock()
-	m := received[0]
+	m := groups()[0]
 	if m.Policy != "compromise" || m.Status != "firing" || m.GroupKey != `{rule="tamper"}` || len(m.Alerts) != 1 ||
 		m.Alerts[0].DeviceID != id || m.Alerts[0].State != "firing" {
 		t.Fatalf("group message: %+v", m)

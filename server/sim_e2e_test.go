@@ -2,17 +2,10 @@ package server
 
 import (
 	"context"
-	"encoding/json"
-	"io"
-	"net/http"
-	"net/http/httptest"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/steward-iot/steward"
-	"github.com/steward-iot/steward/client"
-	"github.com/steward-iot/steward/notify"
 	"github.com/steward-iot/steward/sim"
 )
 
@@ -24,31 +17,16 @@ func TestSimulatedFleetAlerts(t *testing.T) {
 	t.Parallel()
 	n := startNode(t, func(c *Config) { c.AlertInterval = 20 * time.Millisecond })
 	ctx := context.Background()
-	const secret = "sim-webhook-secret"
-	var (
-		mu      sync.Mutex
-		devices = map[string]bool{}
-		badSig  int
-	)
-	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		mu.Lock()
-		defer mu.Unlock()
-		if !notify.Verify(secret, r.Header.Get("X-Steward-Signature"), r.Header.Get("X-Steward-Timestamp"), body, time.Now(), time.Minute) {
-			badSig++
-			http.Error(w, "bad signature", http.StatusUnauthorized)
-			return
+	hook, _ := n.newWebhook(t, "ops", "sim-webhook-secret")
+	// devices are those with a firing notification of the rule.
+	devices := func() map[string]bool {
+		out := map[string]bool{}
+		for _, got := range hook.notifications() {
+			if got.Rule == "cpu-seen" && got.State == string(steward.AlertFiring) {
+				out[got.DeviceID] = true
+			}
 		}
-		var got steward.Notification
-		if err := json.Unmarshal(body, &got); err == nil && got.Rule == "cpu-seen" && got.State == string(steward.AlertFiring) {
-			devices[got.DeviceID] = true
-		}
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	t.Cleanup(hook.Close)
-	if _, err := n.admin.CreateChannel(ctx, client.ChannelRequest{Name: "ops", Kind: steward.ChannelWebhook,
-		Webhook: &steward.WebhookConfig{URL: hook.URL, Secret: secret}}); err != nil {
-		t.Fatal(err)
+		return out
 	}
 	// Every reporting device has a CPU load of at least zero: the rule
 	// fires once per device that reports.
@@ -76,16 +54,9 @@ func TestSimulatedFleetAlerts(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-done })
 
 	eventually(t, "a firing notification for each of the three simulated devices", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(devices) == 3
+		return len(devices()) == 3
 	})
-	mu.Lock()
-	defer mu.Unlock()
-	if badSig != 0 {
-		t.Fatalf("%d webhook requests with a bad signature", badSig)
-	}
-	for id := range devices {
+	for id := range devices() {
 		if _, err := n.admin.GetDevice(ctx, id); err != nil {
 			t.Fatalf("notified device %s: %v", id, err)
 		}

@@ -3,9 +3,6 @@ package server
 import (
 	"context"
 	"crypto/tls"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -14,9 +11,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/steward-iot/steward"
-	"github.com/steward-iot/steward/client"
 	"github.com/steward-iot/steward/internal/testpki"
-	"github.com/steward-iot/steward/notify"
 )
 
 // TestSiteOutageEndToEnd connects four devices of one site over MQTT with
@@ -29,34 +24,12 @@ func TestSiteOutageEndToEnd(t *testing.T) {
 	n := startNode(t, func(c *Config) { c.AlertInterval = 20 * time.Millisecond })
 	ctx := context.Background()
 
-	var (
-		mu     sync.Mutex
-		bodies []string
-	)
-	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		if !notify.Verify("webhook-secret-for-the-test", r.Header.Get("X-Steward-Signature"), r.Header.Get("X-Steward-Timestamp"), body, time.Now(), time.Minute) {
-			t.Errorf("webhook delivery with a bad signature: %s", body)
-			http.Error(w, "bad signature", http.StatusUnauthorized)
-			return
-		}
-		mu.Lock()
-		bodies = append(bodies, string(body))
-		mu.Unlock()
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	t.Cleanup(hook.Close)
-	if _, err := n.admin.CreateChannel(ctx, client.ChannelRequest{Name: "ops", Kind: steward.ChannelWebhook,
-		Webhook: &steward.WebhookConfig{URL: hook.URL, Secret: "webhook-secret-for-the-test"}}); err != nil {
-		t.Fatal(err)
-	}
+	hook, _ := n.newWebhook(t, "ops", "webhook-secret-for-the-test")
 	// mentions counts the webhook bodies that mention s.
 	mentions := func(s string) int {
-		mu.Lock()
-		defer mu.Unlock()
 		k := 0
-		for _, b := range bodies {
-			if strings.Contains(b, s) {
+		for _, b := range hook.received() {
+			if strings.Contains(string(b), s) {
 				k++
 			}
 		}
@@ -154,8 +127,7 @@ func TestSiteOutageEndToEnd(t *testing.T) {
 	eventually(t, "site notification on the webhook", func() bool { return mentions(site.ID) > 0 })
 	for _, id := range ids {
 		if k := mentions(id); k != 0 {
-			mu.Lock()
-			t.Fatalf("an inhibited alert of %s was notified (%d webhook bodies): %q", id, k, bodies)
+			t.Fatalf("an inhibited alert of %s was notified (%d webhook bodies): %q", id, k, hook.received())
 		}
 	}
 
