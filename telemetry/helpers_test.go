@@ -16,7 +16,6 @@ import (
 
 	"github.com/steward-iot/steward"
 	"github.com/steward-iot/steward/postgres"
-	"github.com/steward-iot/steward/sqlite"
 )
 
 // testClock is a clock the test sets.
@@ -89,17 +88,6 @@ func backends(t *testing.T) []backend {
 		t.Cleanup(func() { _ = st.Close() })
 		return st
 	}})
-}
-
-// openStoreAt opens a SQLite store on path.
-func openStoreAt(t testing.TB, path string) steward.Store {
-	t.Helper()
-	st, err := sqlite.Open(context.Background(), path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return st
 }
 
 // tempDB returns a new database path in the test's directory.
