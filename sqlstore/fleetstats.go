@@ -32,7 +32,7 @@ func (s *Store) FleetAggregates(ctx context.Context, tenantID string, q steward.
 	var args []any
 	head.WriteString(`SELECT d.id, d.firmware, d.model, d.site, d.state, d.labels, d.online, `)
 	if q.Metric != "" {
-		head.WriteString(`COUNT(s.value), AVG(s.value), `)
+		head.WriteString(`COALESCE(s.n, 0), s.mean, `)
 	} else {
 		head.WriteString(`0, NULL, `)
 	}
@@ -59,12 +59,15 @@ func (s *Store) FleetAggregates(ctx context.Context, tenantID string, q steward.
 	}
 	tail := `) d`
 	if q.Metric != "" {
-		tail += ` LEFT JOIN samples s ON s.tenant_id = d.tenant_id AND s.device_id = d.id AND s.metric = ? AND s.at >= ? AND s.at < ?`
-		args = append(args, q.Metric, from, to)
+		// The samples are aggregated per device before they meet the
+		// devices, so nothing groups millions of joined rows by the device
+		// columns (PostgreSQL sorted them on disk: 7.7 s → 2.7 s by hand
+		// for 30 days of 10,000 devices, docs/benchmarks.md).
+		tail += ` LEFT JOIN (SELECT device_id, COUNT(value) AS n, AVG(value) AS mean FROM samples
+			WHERE tenant_id = ? AND metric = ? AND at >= ? AND at < ? GROUP BY device_id) s ON s.device_id = d.id`
+		args = append(args, tenantID, q.Metric, from, to)
 	}
-	// Every selected device column is grouped: PostgreSQL does not infer
-	// them from the key of a derived table.
-	tail += ` GROUP BY d.id, d.tenant_id, d.firmware, d.model, d.site, d.state, d.labels, d.online ORDER BY d.id`
+	tail += ` ORDER BY d.id`
 	stmt += s.d.Rebind(tail, len(args)-countArgs(tail)+1)
 
 	rows, err := s.r.QueryContext(ctx, stmt, args...)
