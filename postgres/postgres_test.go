@@ -2,11 +2,7 @@ package postgres
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
-	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/steward-iot/steward"
+	"github.com/steward-iot/steward/internal/pgtest"
 	"github.com/steward-iot/steward/sqlstore"
 	"github.com/steward-iot/steward/storetest"
 )
@@ -23,8 +20,8 @@ import (
 // serverURL returns the test server's URL, or skips the test.
 func serverURL(t testing.TB) string {
 	t.Helper()
-	u := os.Getenv("STEWARD_TEST_POSTGRES")
-	if u == "" {
+	u, ok := pgtest.URL()
+	if !ok {
 		t.Skip("STEWARD_TEST_POSTGRES is not set (e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable): skipping the PostgreSQL store tests")
 	}
 	return u
@@ -34,36 +31,8 @@ func serverURL(t testing.TB) string {
 // ends, and returns a URL whose connections use it.
 func freshSchema(t testing.TB) string {
 	t.Helper()
-	base := serverURL(t)
-	b := make([]byte, 8)
-	_, _ = rand.Read(b)
-	schema := "storetest_" + hex.EncodeToString(b)
-
-	admin, err := sql.Open("pgx", base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = admin.Close() })
-	if _, err := admin.ExecContext(t.Context(), "CREATE SCHEMA "+schema); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		// Cleanups run last-registered first: the pools opened on the
-		// schema after this are closed before it is dropped.
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if _, err := admin.ExecContext(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil || u.Scheme == "" {
-		t.Fatalf("STEWARD_TEST_POSTGRES must be a postgres:// URL: %v", err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
+	_, u := pgtest.Schema(t, serverURL(t), "storetest_")
+	return u
 }
 
 // open opens a store on a fresh schema.

@@ -2,9 +2,7 @@ package query
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -17,6 +15,7 @@ import (
 	_ "modernc.org/sqlite"             // driver "sqlite"
 
 	steward "github.com/steward-iot/steward"
+	"github.com/steward-iot/steward/internal/pgtest"
 )
 
 // fixtureDevice is one row of testdata/devices.json; nil means NULL.
@@ -271,28 +270,16 @@ func TestSemanticsSQLite(t *testing.T) {
 
 func TestSemanticsPostgres(t *testing.T) {
 	t.Parallel()
-	url := os.Getenv("STEWARD_TEST_POSTGRES")
-	if url == "" {
+	base, ok := pgtest.URL()
+	if !ok {
 		t.Skip("STEWARD_TEST_POSTGRES is not set: set it to a PostgreSQL URL (e.g. postgres://postgres@127.0.0.1:5432/test) to run the query semantics on PostgreSQL")
 	}
-	db, err := sql.Open("pgx", url)
+	schema, _ := pgtest.Schema(t, base, "query_test_")
+	db, err := sql.Open("pgx", base)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	var r [6]byte
-	if _, err := rand.Read(r[:]); err != nil {
-		t.Fatal(err)
-	}
-	schema := "query_test_" + hex.EncodeToString(r[:])
-	if _, err := db.ExecContext(t.Context(), "CREATE SCHEMA "+schema); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		if _, err := db.ExecContext(context.Background(), "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
 	tdb := &testDB{db: db, dialect: Postgres, table: schema + ".devices"}
 	tdb.fill(t)
 	runSemantics(t, tdb)

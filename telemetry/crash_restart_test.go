@@ -3,13 +3,9 @@ package telemetry
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
-	"database/sql"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"os"
 	"os/exec"
 	"strconv"
@@ -21,6 +17,7 @@ import (
 
 	"github.com/steward-iot/steward"
 	"github.com/steward-iot/steward/inproc"
+	"github.com/steward-iot/steward/internal/pgtest"
 	"github.com/steward-iot/steward/postgres"
 	"github.com/steward-iot/steward/sqlite"
 )
@@ -48,8 +45,8 @@ func crashStores(t *testing.T) map[string]func(t *testing.T) string {
 	out := map[string]func(t *testing.T) string{
 		"sqlite": func(t *testing.T) string { return "sqlite:" + tempDB(t) },
 	}
-	base := os.Getenv("STEWARD_TEST_POSTGRES")
-	if base == "" {
+	base, ok := pgtest.URL()
+	if !ok {
 		out["postgres"] = func(t *testing.T) string {
 			t.Skip("STEWARD_TEST_POSTGRES is not set: no PostgreSQL to crash a writer on")
 			return ""
@@ -58,28 +55,8 @@ func crashStores(t *testing.T) map[string]func(t *testing.T) string {
 	}
 	out["postgres"] = func(t *testing.T) string {
 		t.Helper()
-		b := make([]byte, 8)
-		_, _ = rand.Read(b)
-		schema := "telemetrycrash_" + hex.EncodeToString(b)
-		admin, err := sql.Open("pgx", base)
-		must(t, err)
-		t.Cleanup(func() { _ = admin.Close() })
-		if _, err := admin.ExecContext(t.Context(), "CREATE SCHEMA "+schema); err != nil {
-			t.Fatalf("create schema: %v", err)
-		}
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			if _, err := admin.ExecContext(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-				t.Errorf("drop schema %s: %v", schema, err)
-			}
-		})
-		u, err := url.Parse(base)
-		must(t, err)
-		q := u.Query()
-		q.Set("search_path", schema)
-		u.RawQuery = q.Encode()
-		return "postgres:" + u.String()
+		_, u := pgtest.Schema(t, base, "telemetrycrash_")
+		return "postgres:" + u
 	}
 	return out
 }

@@ -1,12 +1,6 @@
 package telemetry
 
 import (
-	"context"
-	"crypto/rand"
-	"database/sql"
-	"encoding/hex"
-	"net/url"
-	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -15,6 +9,7 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib" // the pgx database/sql driver, for the schema of a test
 
 	"github.com/steward-iot/steward"
+	"github.com/steward-iot/steward/internal/pgtest"
 	"github.com/steward-iot/steward/postgres"
 )
 
@@ -49,39 +44,15 @@ type backend struct {
 func backends(t *testing.T) []backend {
 	t.Helper()
 	out := []backend{{"sqlite", func(t *testing.T) steward.Store { return openStore(t) }}}
-	base := os.Getenv("STEWARD_TEST_POSTGRES")
-	if base == "" {
+	base, ok := pgtest.URL()
+	if !ok {
 		t.Log("STEWARD_TEST_POSTGRES is not set: testing on SQLite only")
 		return out
 	}
 	return append(out, backend{"postgres", func(t *testing.T) steward.Store {
 		t.Helper()
-		b := make([]byte, 8)
-		_, _ = rand.Read(b)
-		schema := "telemetrytest_" + hex.EncodeToString(b)
-		admin, err := sql.Open("pgx", base)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = admin.Close() })
-		if _, err := admin.ExecContext(t.Context(), "CREATE SCHEMA "+schema); err != nil {
-			t.Fatalf("create schema: %v", err)
-		}
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			if _, err := admin.ExecContext(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-				t.Errorf("drop schema %s: %v", schema, err)
-			}
-		})
-		u, err := url.Parse(base)
-		if err != nil {
-			t.Fatal(err)
-		}
-		q := u.Query()
-		q.Set("search_path", schema)
-		u.RawQuery = q.Encode()
-		st, err := postgres.Open(t.Context(), u.String(), nil)
+		_, u := pgtest.Schema(t, base, "telemetrytest_")
+		st, err := postgres.Open(t.Context(), u, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
