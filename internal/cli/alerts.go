@@ -182,10 +182,7 @@ not in the file are left alone.`,
 			if err != nil {
 				return err
 			}
-			if rules == nil {
-				rules = []steward.AlertRule{}
-			}
-			return e.emit(rules, func(w io.Writer) error {
+			return emitList(e, rules, func(w io.Writer, rules []steward.AlertRule) error {
 				t := newTable(w, "NAME", "KIND", "SEVERITY", "FOR", "ENABLED", "SCOPE")
 				for _, r := range rules {
 					t.row(r.Name, string(r.Kind), string(r.Severity), r.For.D().String(), yesNo(r.Enabled), orText(r.Scope, "(all)"))
@@ -271,10 +268,7 @@ func (e *env) alertsCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if alerts == nil {
-				alerts = []steward.Alert{}
-			}
-			return e.emit(alerts, func(w io.Writer) error {
+			return emitList(e, alerts, func(w io.Writer, alerts []steward.Alert) error {
 				t := newTable(w, "ID", "STATE", "SEVERITY", "DEVICE", "STARTED", "ACK", "ASSIGNEE", "INHIBITED", "SUPPRESSED", "SUMMARY")
 				for _, a := range alerts {
 					t.row(a.ID, string(a.State), string(a.Severity), orText(a.DeviceID, a.Subject), when(a.StartedAt), a.AcknowledgedBy, a.Assignee,

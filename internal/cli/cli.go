@@ -231,6 +231,15 @@ func (e *env) client(extra time.Duration) (*client.Client, error) {
 
 // emit writes v as JSON, or as a table through table when the output is
 // table.
+// emitList prints a list as JSON (an empty list as [], never null) or as
+// the table the caller draws.
+func emitList[T any](e *env, items []T, table func(w io.Writer, items []T) error) error {
+	if items == nil {
+		items = []T{}
+	}
+	return e.emit(items, func(w io.Writer) error { return table(w, items) })
+}
+
 func (e *env) emit(v any, table func(w io.Writer) error) error {
 	if e.output == "json" {
 		enc := json.NewEncoder(e.stdout)

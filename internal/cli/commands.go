@@ -187,10 +187,7 @@ func (e *env) devicesCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if ds == nil {
-				ds = []steward.Device{}
-			}
-			return e.emit(ds, func(w io.Writer) error {
+			return emitList(e, ds, func(w io.Writer, ds []steward.Device) error {
 				t := newTable(w, "ID", "STATE", "MODEL", "SERIAL", "FIRMWARE", "SITE", "ONLINE", "LAST SEEN", "LABELS")
 				for _, d := range ds {
 					t.row(d.ID, string(d.State), d.Model, d.Serial, d.Firmware, d.Location.Site, yesNo(d.Presence.Online), when(d.Presence.LastSeen), labelText(d.Labels))
@@ -367,10 +364,7 @@ func (e *env) devicesCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if ss == nil {
-				ss = []steward.Sample{}
-			}
-			return e.emit(ss, func(w io.Writer) error {
+			return emitList(e, ss, func(w io.Writer, ss []steward.Sample) error {
 				t := newTable(w, "METRIC", "VALUE", "AT")
 				for _, s := range ss {
 					t.row(s.Metric, fmt.Sprint(s.Value), when(s.At))
@@ -404,10 +398,7 @@ func (e *env) securityEventsCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if evs == nil {
-				evs = []steward.SecurityEvent{}
-			}
-			return e.emit(evs, func(w io.Writer) error {
+			return emitList(e, evs, func(w io.Writer, evs []steward.SecurityEvent) error {
 				t := newTable(w, "AT", "KIND", "DEVICE", "REMOTE", "DETAIL")
 				for _, ev := range evs {
 					t.row(when(ev.At), string(ev.Kind), ev.DeviceID, ev.Remote, ev.Detail)
@@ -509,10 +500,7 @@ func (e *env) tokensCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if toks == nil {
-				toks = []steward.APIToken{}
-			}
-			return e.emit(toks, func(w io.Writer) error {
+			return emitList(e, toks, func(w io.Writer, toks []steward.APIToken) error {
 				t := newTable(w, "ID", "NAME", "ROLE", "CREATED")
 				for _, tok := range toks {
 					t.row(tok.ID, tok.Name, string(tok.Role), when(tok.CreatedAt))
@@ -577,10 +565,7 @@ func (e *env) tenantsCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if ts == nil {
-				ts = []steward.Tenant{}
-			}
-			return e.emit(ts, func(w io.Writer) error {
+			return emitList(e, ts, func(w io.Writer, ts []steward.Tenant) error {
 				t := newTable(w, "ID", "NAME", "CREATED")
 				for _, tn := range ts {
 					t.row(tn.ID, tn.Name, when(tn.CreatedAt))

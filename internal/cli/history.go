@@ -83,10 +83,7 @@ func (e *env) deviceEventsCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if evs == nil {
-				evs = []steward.DeviceEvent{}
-			}
-			return e.emit(evs, func(w io.Writer) error {
+			return emitList(e, evs, func(w io.Writer, evs []steward.DeviceEvent) error {
 				tb := newTable(w, "AT", "SEVERITY", "TYPE", "MESSAGE", "FIELDS")
 				for _, ev := range evs {
 					fields := ""

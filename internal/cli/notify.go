@@ -112,10 +112,7 @@ them again.`,
 			if err != nil {
 				return err
 			}
-			if chs == nil {
-				chs = []client.Channel{}
-			}
-			return e.emit(chs, func(w io.Writer) error {
+			return emitList(e, chs, func(w io.Writer, chs []client.Channel) error {
 				t := newTable(w, "ID", "NAME", "KIND", "TARGET", "ENABLED", "CREATED")
 				for _, ch := range chs {
 					t.row(ch.ID, ch.Name, string(ch.Kind), channelTarget(ch), strconv.FormatBool(ch.Enabled), when(ch.CreatedAt))
@@ -249,10 +246,7 @@ func (e *env) deliveriesCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if ds == nil {
-				ds = []steward.Delivery{}
-			}
-			return e.emit(ds, func(w io.Writer) error {
+			return emitList(e, ds, func(w io.Writer, ds []steward.Delivery) error {
 				t := newTable(w, "ID", "CHANNEL", "STATUS", "ATTEMPTS", "REPLY", "CREATED", "ERROR")
 				for _, d := range ds {
 					t.row(d.ID, d.ChannelID, string(d.Status), strconv.Itoa(d.Attempt), deliveryReply(d), when(d.CreatedAt), short(d.Error, 60))
@@ -333,10 +327,7 @@ label has the empty value.`,
 			if err != nil {
 				return err
 			}
-			if ss == nil {
-				ss = []steward.Silence{}
-			}
-			return e.emit(ss, func(w io.Writer) error {
+			return emitList(e, ss, func(w io.Writer, ss []steward.Silence) error {
 				t := newTable(w, "ID", "MATCHERS", "STARTS", "ENDS", "BY", "COMMENT")
 				for _, s := range ss {
 					t.row(s.ID, matchersText(s.Matchers), when(s.StartsAt), when(s.EndsAt), s.CreatedBy, short(s.Comment, 40))

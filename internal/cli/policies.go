@@ -71,10 +71,7 @@ and escalation"). Channels may be given by ID or by name.`,
 			if err != nil {
 				return err
 			}
-			if ps == nil {
-				ps = []steward.NotificationPolicy{}
-			}
-			return e.emit(ps, func(w io.Writer) error {
+			return emitList(e, ps, func(w io.Writer, ps []steward.NotificationPolicy) error {
 				t := newTable(w, "ORDER", "NAME", "ID", "MATCHERS", "CHANNELS", "GROUP BY", "ACTIONS")
 				for _, p := range ps {
 					t.row(strconv.Itoa(p.Order), p.Name, p.ID, short(matchersText(p.Matchers), 40), strconv.Itoa(len(p.Channels)),

@@ -87,10 +87,7 @@ docs/metrics.md.`,
 			if err != nil {
 				return err
 			}
-			if scs == nil {
-				scs = []steward.TelemetrySchema{}
-			}
-			return e.emit(scs, func(w io.Writer) error {
+			return emitList(e, scs, func(w io.Writer, scs []steward.TelemetrySchema) error {
 				t := newTable(w, "MODEL", "ALLOW", "UPDATED")
 				for _, sc := range scs {
 					t.row(sc.Model, allowText(sc.Allow), when(sc.UpdatedAt))
