@@ -28,6 +28,9 @@ type principal struct {
 	role     steward.Role
 }
 
+// can reports whether the caller holds permission perm.
+func (p principal) can(perm steward.Permission) bool { return steward.RoleHas(p.role, perm) }
+
 // actor names the caller in lifecycle events and audit records.
 func (p principal) actor() string { return "token:" + p.tokenID }
 

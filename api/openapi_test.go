@@ -254,14 +254,20 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 			op, _ := doc.at(ptr("paths", r.path, strings.ToLower(r.method)))
 			sec, hasSec := op.(map[string]any)["security"]
 			isPublic := hasSec && len(sec.([]any)) == 0
-			if isPublic != (r.access == public) {
-				t.Errorf("documented as public=%v, served with access %v", isPublic, r.access)
+			if isPublic != (r.perm == public) {
+				t.Errorf("documented as public=%v, served with permission %q", isPublic, r.perm)
 			}
-			if _, ok := doc.at(ptr("paths", r.path, strings.ToLower(r.method), "responses", "401")); !ok && r.access != public {
+			if r.perm == public {
+				return
+			}
+			if _, ok := doc.at(ptr("paths", r.path, strings.ToLower(r.method), "responses", "401")); !ok {
 				t.Errorf("an authenticated route must document 401")
 			}
-			if _, ok := doc.at(ptr("paths", r.path, strings.ToLower(r.method), "responses", "403")); !ok && r.access == system {
-				t.Errorf("a system-only route must document 403")
+			if _, ok := doc.at(ptr("paths", r.path, strings.ToLower(r.method), "responses", "403")); !ok {
+				t.Errorf("a route that needs a permission must document 403")
+			}
+			if got, _ := doc.at(ptr("paths", r.path, strings.ToLower(r.method), "x-permission")); got != string(r.perm) {
+				t.Errorf("x-permission is %v, the route needs %q", got, r.perm)
 			}
 		})
 	}

@@ -65,21 +65,16 @@ type Server struct {
 	tokens   *tokenLimiter   // requests per token
 }
 
-// access says who may call a route.
-type access int
+// public is the permission of a route that needs no token.
+const public steward.Permission = ""
 
-const (
-	public access = iota // no token
-	tenant               // any valid token, within its tenant
-	system               // a token with the system role
-)
-
-// route is one registered (method, path) pair, kept so that the OpenAPI
-// document can be checked against what is really served.
+// route is one registered (method, path) pair with the permission it
+// needs, kept so that the OpenAPI document and the permission walk can be
+// checked against what is really served.
 type route struct {
 	method string
 	path   string
-	access access
+	perm   steward.Permission
 }
 
 // handlerFunc serves one authenticated request; an error it returns becomes
@@ -104,68 +99,68 @@ func New(cfg Config) *Server {
 	s.handle("GET", "/readyz", public, s.readyz)
 	s.handle("GET", "/api/v1/openapi.json", public, s.openAPI)
 
-	s.handle("GET", "/api/v1/enrollment-groups", tenant, s.listGroups)
-	s.handle("POST", "/api/v1/enrollment-groups", tenant, s.createGroup)
-	s.handle("GET", "/api/v1/enrollment-groups/{id}", tenant, s.getGroup)
-	s.handle("DELETE", "/api/v1/enrollment-groups/{id}", tenant, s.deleteGroup)
+	s.handle("GET", "/api/v1/enrollment-groups", steward.PermEnrollmentRead, s.listGroups)
+	s.handle("POST", "/api/v1/enrollment-groups", steward.PermEnrollmentWrite, s.createGroup)
+	s.handle("GET", "/api/v1/enrollment-groups/{id}", steward.PermEnrollmentRead, s.getGroup)
+	s.handle("DELETE", "/api/v1/enrollment-groups/{id}", steward.PermEnrollmentWrite, s.deleteGroup)
 
-	s.handle("GET", "/api/v1/devices", tenant, s.listDevices)
-	s.handle("GET", "/api/v1/devices/{id}", tenant, s.getDevice)
-	s.handle("PATCH", "/api/v1/devices/{id}", tenant, s.patchDevice)
-	s.handle("POST", "/api/v1/devices/{id}/quarantine", tenant, s.quarantineDevice)
-	s.handle("POST", "/api/v1/devices/{id}/release", tenant, s.releaseDevice)
-	s.handle("POST", "/api/v1/devices/{id}/maintenance", tenant, s.startMaintenance)
-	s.handle("POST", "/api/v1/devices/{id}/maintenance/end", tenant, s.endMaintenance)
-	s.handle("POST", "/api/v1/devices/{id}/revoke", tenant, s.revokeDevice)
-	s.handle("POST", "/api/v1/devices/{id}/commands", tenant, s.sendCommand)
-	s.handle("GET", "/api/v1/devices/{id}/telemetry/latest", tenant, s.latestTelemetry)
-	s.handle("GET", "/api/v1/devices/{id}/telemetry", tenant, s.deviceTelemetry)
-	s.handle("GET", "/api/v1/devices/{id}/events", tenant, s.listDeviceEvents)
-	s.handle("GET", "/api/v1/devices/{id}/presence", tenant, s.devicePresence)
-	s.handle("GET", "/api/v1/devices/{id}/health", tenant, s.deviceHealth)
-	s.handle("GET", "/api/v1/security-events", tenant, s.listSecurityEvents)
-	s.handle("GET", "/api/v1/fleet/stats", tenant, s.fleetStats)
-	s.handle("GET", "/api/v1/fleet/outliers", tenant, s.fleetOutliers)
+	s.handle("GET", "/api/v1/devices", steward.PermDevicesRead, s.listDevices)
+	s.handle("GET", "/api/v1/devices/{id}", steward.PermDevicesRead, s.getDevice)
+	s.handle("PATCH", "/api/v1/devices/{id}", steward.PermDevicesWrite, s.patchDevice)
+	s.handle("POST", "/api/v1/devices/{id}/quarantine", steward.PermDevicesQuarantine, s.quarantineDevice)
+	s.handle("POST", "/api/v1/devices/{id}/release", steward.PermDevicesQuarantine, s.releaseDevice)
+	s.handle("POST", "/api/v1/devices/{id}/maintenance", steward.PermDevicesWrite, s.startMaintenance)
+	s.handle("POST", "/api/v1/devices/{id}/maintenance/end", steward.PermDevicesWrite, s.endMaintenance)
+	s.handle("POST", "/api/v1/devices/{id}/revoke", steward.PermDevicesRevoke, s.revokeDevice)
+	s.handle("POST", "/api/v1/devices/{id}/commands", steward.PermDevicesCommand, s.sendCommand)
+	s.handle("GET", "/api/v1/devices/{id}/telemetry/latest", steward.PermTelemetryRead, s.latestTelemetry)
+	s.handle("GET", "/api/v1/devices/{id}/telemetry", steward.PermTelemetryRead, s.deviceTelemetry)
+	s.handle("GET", "/api/v1/devices/{id}/events", steward.PermDevicesRead, s.listDeviceEvents)
+	s.handle("GET", "/api/v1/devices/{id}/presence", steward.PermDevicesRead, s.devicePresence)
+	s.handle("GET", "/api/v1/devices/{id}/health", steward.PermDevicesRead, s.deviceHealth)
+	s.handle("GET", "/api/v1/security-events", steward.PermDevicesRead, s.listSecurityEvents)
+	s.handle("GET", "/api/v1/fleet/stats", steward.PermDevicesRead, s.fleetStats)
+	s.handle("GET", "/api/v1/fleet/outliers", steward.PermDevicesRead, s.fleetOutliers)
 
-	s.handle("GET", "/api/v1/telemetry-schemas", tenant, s.listTelemetrySchemas)
-	s.handle("GET", "/api/v1/telemetry-schemas/{model}", tenant, s.getTelemetrySchema)
-	s.handle("PUT", "/api/v1/telemetry-schemas/{model}", tenant, s.putTelemetrySchema)
-	s.handle("DELETE", "/api/v1/telemetry-schemas/{model}", tenant, s.deleteTelemetrySchema)
+	s.handle("GET", "/api/v1/telemetry-schemas", steward.PermTelemetryRead, s.listTelemetrySchemas)
+	s.handle("GET", "/api/v1/telemetry-schemas/{model}", steward.PermTelemetryRead, s.getTelemetrySchema)
+	s.handle("PUT", "/api/v1/telemetry-schemas/{model}", steward.PermTelemetryWrite, s.putTelemetrySchema)
+	s.handle("DELETE", "/api/v1/telemetry-schemas/{model}", steward.PermTelemetryWrite, s.deleteTelemetrySchema)
 
-	s.handle("GET", "/api/v1/alert-rules", tenant, s.listAlertRules)
-	s.handle("POST", "/api/v1/alert-rules", tenant, s.createAlertRule)
-	s.handle("GET", "/api/v1/alert-rules/{id}", tenant, s.getAlertRule)
-	s.handle("PUT", "/api/v1/alert-rules/{id}", tenant, s.putAlertRule)
-	s.handle("DELETE", "/api/v1/alert-rules/{id}", tenant, s.deleteAlertRule)
-	s.handle("GET", "/api/v1/alerts", tenant, s.listAlerts)
-	s.handle("GET", "/api/v1/alerts/{id}", tenant, s.getAlert)
-	s.handle("POST", "/api/v1/alerts/{id}/ack", tenant, s.ackAlert)
-	s.handle("POST", "/api/v1/alerts/{id}/assign", tenant, s.assignAlert)
+	s.handle("GET", "/api/v1/alert-rules", steward.PermAlertsRead, s.listAlertRules)
+	s.handle("POST", "/api/v1/alert-rules", steward.PermAlertsWrite, s.createAlertRule)
+	s.handle("GET", "/api/v1/alert-rules/{id}", steward.PermAlertsRead, s.getAlertRule)
+	s.handle("PUT", "/api/v1/alert-rules/{id}", steward.PermAlertsWrite, s.putAlertRule)
+	s.handle("DELETE", "/api/v1/alert-rules/{id}", steward.PermAlertsWrite, s.deleteAlertRule)
+	s.handle("GET", "/api/v1/alerts", steward.PermAlertsRead, s.listAlerts)
+	s.handle("GET", "/api/v1/alerts/{id}", steward.PermAlertsRead, s.getAlert)
+	s.handle("POST", "/api/v1/alerts/{id}/ack", steward.PermAlertsWrite, s.ackAlert)
+	s.handle("POST", "/api/v1/alerts/{id}/assign", steward.PermAlertsWrite, s.assignAlert)
 
-	s.handle("GET", "/api/v1/ca/device", tenant, s.deviceCA)
-	s.handle("GET", "/api/v1/ca/server", tenant, s.serverCA)
+	s.handle("GET", "/api/v1/ca/device", steward.PermPKIRead, s.deviceCA)
+	s.handle("GET", "/api/v1/ca/server", steward.PermPKIRead, s.serverCA)
 
-	s.handle("GET", "/api/v1/tokens", tenant, s.listTokens)
-	s.handle("POST", "/api/v1/tokens", tenant, s.createToken)
-	s.handle("DELETE", "/api/v1/tokens/{id}", tenant, s.deleteToken)
+	s.handle("GET", "/api/v1/tokens", steward.PermTokensAdmin, s.listTokens)
+	s.handle("POST", "/api/v1/tokens", steward.PermTokensAdmin, s.createToken)
+	s.handle("DELETE", "/api/v1/tokens/{id}", steward.PermTokensAdmin, s.deleteToken)
 
-	s.handle("GET", "/api/v1/tenants", system, s.listTenants)
-	s.handle("POST", "/api/v1/tenants", system, s.createTenant)
+	s.handle("GET", "/api/v1/tenants", steward.PermTenantsAdmin, s.listTenants)
+	s.handle("POST", "/api/v1/tenants", steward.PermTenantsAdmin, s.createTenant)
 
-	s.handle("GET", "/api/v1/notification-channels", tenant, s.listChannels)
-	s.handle("POST", "/api/v1/notification-channels", tenant, s.createChannel)
-	s.handle("GET", "/api/v1/notification-channels/{id}", tenant, s.getChannel)
-	s.handle("DELETE", "/api/v1/notification-channels/{id}", tenant, s.deleteChannel)
-	s.handle("POST", "/api/v1/notification-channels/{id}/test", tenant, s.testChannel)
-	s.handle("GET", "/api/v1/deliveries", tenant, s.listDeliveries)
-	s.handle("GET", "/api/v1/silences", tenant, s.listSilences)
-	s.handle("POST", "/api/v1/silences", tenant, s.createSilence)
-	s.handle("DELETE", "/api/v1/silences/{id}", tenant, s.expireSilence)
-	s.handle("GET", "/api/v1/notification-policies", tenant, s.listPolicies)
-	s.handle("POST", "/api/v1/notification-policies", tenant, s.createPolicy)
-	s.handle("GET", "/api/v1/notification-policies/{id}", tenant, s.getPolicy)
-	s.handle("PUT", "/api/v1/notification-policies/{id}", tenant, s.updatePolicy)
-	s.handle("DELETE", "/api/v1/notification-policies/{id}", tenant, s.deletePolicy)
+	s.handle("GET", "/api/v1/notification-channels", steward.PermNotificationsRead, s.listChannels)
+	s.handle("POST", "/api/v1/notification-channels", steward.PermNotificationsWrite, s.createChannel)
+	s.handle("GET", "/api/v1/notification-channels/{id}", steward.PermNotificationsRead, s.getChannel)
+	s.handle("DELETE", "/api/v1/notification-channels/{id}", steward.PermNotificationsWrite, s.deleteChannel)
+	s.handle("POST", "/api/v1/notification-channels/{id}/test", steward.PermNotificationsWrite, s.testChannel)
+	s.handle("GET", "/api/v1/deliveries", steward.PermNotificationsRead, s.listDeliveries)
+	s.handle("GET", "/api/v1/silences", steward.PermNotificationsRead, s.listSilences)
+	s.handle("POST", "/api/v1/silences", steward.PermNotificationsWrite, s.createSilence)
+	s.handle("DELETE", "/api/v1/silences/{id}", steward.PermNotificationsWrite, s.expireSilence)
+	s.handle("GET", "/api/v1/notification-policies", steward.PermNotificationsRead, s.listPolicies)
+	s.handle("POST", "/api/v1/notification-policies", steward.PermNotificationsWrite, s.createPolicy)
+	s.handle("GET", "/api/v1/notification-policies/{id}", steward.PermNotificationsRead, s.getPolicy)
+	s.handle("PUT", "/api/v1/notification-policies/{id}", steward.PermNotificationsWrite, s.updatePolicy)
+	s.handle("DELETE", "/api/v1/notification-policies/{id}", steward.PermNotificationsWrite, s.deletePolicy)
 
 	s.registerFallbacks()
 	return s
@@ -195,20 +190,24 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(rec, r)
 }
 
-// handle registers a route; every handler runs behind authentication (for
-// non-public routes) and turns its error into a problem document.
-func (s *Server) handle(method, path string, a access, h handlerFunc) {
-	s.routes = append(s.routes, route{method: method, path: path, access: a})
+// handle registers a route that needs permission perm (public for none);
+// every handler runs behind authentication and the permission check, and
+// turns its error into a problem document.
+func (s *Server) handle(method, path string, perm steward.Permission, h handlerFunc) {
+	if perm != public && !perm.Valid() {
+		panic(fmt.Sprintf("api: route %s %s declares unknown permission %q", method, path, perm))
+	}
+	s.routes = append(s.routes, route{method: method, path: path, perm: perm})
 	s.mux.HandleFunc(method+" "+path, func(w http.ResponseWriter, r *http.Request) {
 		var p principal
-		if a != public {
+		if perm != public {
 			var err error
 			if p, err = s.authenticateLimited(r); err != nil {
 				s.writeError(w, r, err)
 				return
 			}
-			if a == system && p.role != steward.RoleSystem {
-				s.writeError(w, r, steward.Errorf(steward.CodePermissionDenied, "this operation needs a token with the system role"))
+			if !p.can(perm) {
+				s.writeError(w, r, steward.Errorf(steward.CodePermissionDenied, "this operation needs the permission %s", perm))
 				return
 			}
 		}
