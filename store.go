@@ -222,6 +222,7 @@ type Store interface {
 
 	// Notification policies, groups and alert actions (see routing.go).
 	PolicyStore
+	CredentialStore // CA generations, revocation reasons, CRLs, revoked manufacturer CAs, decommissioning records (credentials.go)
 }
 
 // DeviceSeen says a device was heard from at a time.

@@ -10,7 +10,6 @@
 package pki
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -97,6 +96,8 @@ type Authority struct {
 
 	tlsMu sync.Mutex            // guards tls; held while a server certificate is loaded or issued
 	tls   map[string]*serverTLS // host set → current certificate
+
+	rot rotation // device CA generations (rotation.go)
 }
 
 var _ steward.Authority = (*Authority)(nil)
@@ -107,6 +108,7 @@ type signer struct {
 	cert     *x509.Certificate
 	key      crypto.Signer
 	tenantID string         // device CAs only
+	gen      int            // device CAs: the generation (see rotation.go)
 	roots    *x509.CertPool // this CA alone, for verification
 }
 
@@ -187,12 +189,26 @@ func (a *Authority) DeviceCA(ctx context.Context, tenantID string) (*x509.Certif
 	return ca.cert, nil
 }
 
-// deviceCA returns a tenant's device CA from the cache or the store, and
-// creates it when create is set and there is none.
+// deviceCA returns the tenant's device CA that issues: the active
+// generation after a rotation, else generation 0, created when create is set
+// and there is none.
 func (a *Authority) deviceCA(ctx context.Context, tenantID string, create bool) (*signer, error) {
 	if err := checkTenantID(tenantID); err != nil {
 		return nil, err
 	}
+	gens, err := a.generations(ctx, tenantID, false)
+	if err != nil {
+		return nil, err
+	}
+	if gen := activeGeneration(gens); gen > 0 {
+		return a.generationCA(ctx, tenantID, gen)
+	}
+	return a.deviceCA0(ctx, tenantID, create)
+}
+
+// deviceCA0 returns a tenant's first device CA (generation 0) from the
+// cache or the store, and creates it when create is set and there is none.
+func (a *Authority) deviceCA0(ctx context.Context, tenantID string, create bool) (*signer, error) {
 	a.mu.Lock()
 	ca := a.cas[tenantID]
 	a.mu.Unlock()
@@ -272,6 +288,9 @@ func (a *Authority) IssueDevice(ctx context.Context, tenantID, deviceID string, 
 	if err := checkCSR(csr); err != nil {
 		return nil, err
 	}
+	if _, err := a.generations(ctx, tenantID, true); err != nil { // issue with the CA active now, not the one cached
+		return nil, err
+	}
 	ca, err := a.deviceCA(ctx, tenantID, true)
 	if err != nil {
 		return nil, err
@@ -317,15 +336,8 @@ func (a *Authority) VerifyDevice(ctx context.Context, cert *x509.Certificate) (s
 			return "", foreign
 		}
 		var err error
-		ca, err = a.deviceCA(ctx, ou[0], false)
-		if steward.IsNotFound(err) {
-			return "", foreign
-		}
-		if err != nil {
+		if ca, err = a.caByKeyID(ctx, ou[0], cert.AuthorityKeyId, cert); err != nil {
 			return "", err
-		}
-		if !bytes.Equal(ca.cert.SubjectKeyId, cert.AuthorityKeyId) {
-			return "", foreign
 		}
 	}
 	now := a.clock.Now()
@@ -336,6 +348,9 @@ func (a *Authority) VerifyDevice(ctx context.Context, cert *x509.Certificate) (s
 	})
 	if err != nil {
 		return "", verifyError(cert, now, err)
+	}
+	if err := a.checkGeneration(ctx, ca, cert, now); err != nil {
+		return "", err
 	}
 	if !slices.Equal(cert.Subject.OrganizationalUnit, []string{ca.tenantID}) {
 		return "", steward.Errorf(steward.CodeUnauthenticated, "certificate %s names another tenant than its issuing CA", describe(cert))
