@@ -32,7 +32,8 @@ type Agent struct {
 	reconnect chan struct{} // a renewed certificate wants a new connection
 	flush     chan struct{} // a new connection can take the buffered samples
 
-	tele telemetryBuffer
+	tele    telemetryBuffer
+	updates *updater
 
 	connects, renewals, commands, telemetrySent, telemetryDropped atomic.Int64
 }
@@ -53,6 +54,7 @@ func New(cfg Config) (*Agent, error) {
 		flush:     make(chan struct{}, 1),
 		tele:      telemetryBuffer{max: cfg.TelemetryBuffer},
 	}
+	a.updates = newUpdater(a)
 	return a, nil
 }
 
@@ -127,6 +129,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	wg.Go(func() { a.renewLoop(ctx) })
 	wg.Go(func() { a.telemetryLoop(ctx) })
 	wg.Go(func() { a.inboxLoop(ctx, inbox) })
+	wg.Go(func() { a.updates.run(ctx) })
 	wg.Wait()
 	a.log.Info("agent stopped", "device", id.DeviceID)
 	return nil

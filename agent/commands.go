@@ -32,6 +32,8 @@ func (a *Agent) inboxLoop(ctx context.Context, inbox <-chan inbound) {
 			switch m.ch {
 			case steward.ChannelCmdReq:
 				a.command(ctx, m.payload)
+			case steward.ChannelUpdateJob:
+				a.updates.offer(m.payload)
 			default:
 				if a.cfg.OnMessage != nil {
 					a.cfg.OnMessage(m.ch, m.payload)

@@ -6,6 +6,7 @@
 package agent
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -65,6 +66,22 @@ type Config struct {
 	// Reboot is called after a reboot command has been answered. Nil means
 	// the device refuses reboot commands.
 	Reboot func() error
+	// Installer and Fetcher carry out update jobs (update/job): Fetcher
+	// downloads and verifies a target (the TUF client), Installer installs
+	// it A/B (abslots.Slots by default in cmd/steward-agent). Without both,
+	// the device answers every job "skipped: incompatible".
+	Installer Installer
+	Fetcher   Fetcher
+	// HealthCheck decides whether a newly installed version may stay; it
+	// runs after the restart into the new slot, once the device has
+	// reached the server again. Nil: reaching the server is enough.
+	HealthCheck func(ctx context.Context) error
+	// HealthCheckTimeout bounds HealthCheck (default 2 min).
+	HealthCheckTimeout time.Duration
+	// Restart restarts the device (or the application in the slot) after
+	// an install switched slots, and after a rollback. Nil means the new
+	// slot is live at once, and the health check runs straight away.
+	Restart func() error
 	// OnMessage, when set, receives the server's messages on the channels
 	// the agent does not handle itself (twin/desired, update/job).
 	OnMessage func(ch steward.Channel, payload []byte)
@@ -154,6 +171,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.ResubscribeInterval == 0 {
 		cfg.ResubscribeInterval = DefaultResubscribeInterval
+	}
+	if cfg.HealthCheckTimeout <= 0 {
+		cfg.HealthCheckTimeout = 2 * time.Minute
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = steward.SystemClock{}
