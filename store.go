@@ -222,6 +222,7 @@ type Store interface {
 
 	// Notification policies, groups and alert actions (see routing.go).
 	PolicyStore
+	ArtifactStore // artifacts, download grants, uploads, TUF metadata (artifact.go)
 	CredentialStore // CA generations, revocation reasons, CRLs, revoked manufacturer CAs, decommissioning records (credentials.go)
 }
 

@@ -86,6 +86,12 @@ func Run(t *testing.T, open func(t *testing.T) steward.Store) {
 		{"NotificationPolicies", testPolicies},
 		{"NotificationPoliciesInvalid", testPoliciesInvalid},
 		{"NotificationGroups", testNotificationGroups},
+		{"Artifacts", testArtifacts},
+		{"ArtifactsInvalid", testArtifactsInvalid},
+		{"ArtifactsIsolation", testArtifactsIsolation},
+		{"ArtifactGrants", testArtifactGrants},
+		{"Uploads", testUploads},
+		{"TUFMetadata", testTUFMetadata},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
