@@ -92,6 +92,12 @@ func Run(t *testing.T, open func(t *testing.T) steward.Store) {
 		{"ArtifactGrants", testArtifactGrants},
 		{"Uploads", testUploads},
 		{"TUFMetadata", testTUFMetadata},
+		{"Users", testUsers},
+		{"ServiceAccounts", testServiceAccounts},
+		{"CustomRoles", testCustomRoles},
+		{"CustomRolesInvalid", testCustomRolesInvalid},
+		{"Sessions", testSessions},
+		{"AccountTokens", testAccountTokens},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
