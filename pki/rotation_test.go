@@ -2,8 +2,8 @@ package pki
 
 import (
 	"context"
-	"encoding/hex"
 	"crypto/x509"
+	"encoding/hex"
 	"math/big"
 	"testing"
 	"time"

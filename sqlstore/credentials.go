@@ -148,8 +148,8 @@ func (s *Store) ListCAGenerations(ctx context.Context, tenantID string) ([]stewa
 // nodes never get the same number.
 func (s *Store) NextCRLNumber(ctx context.Context, tenantID string) (int64, error) {
 	var n int64
-	err := s.queryRow(ctx, `INSERT INTO crl_numbers (tenant_id, number) VALUES (?, 1)
-		ON CONFLICT (tenant_id) DO UPDATE SET number = crl_numbers.number + 1 RETURNING number`, tenantID).Scan(&n)
+	err := s.w.QueryRowContext(ctx, s.q(`INSERT INTO crl_numbers (tenant_id, number) VALUES (?, 1)
+		ON CONFLICT (tenant_id) DO UPDATE SET number = crl_numbers.number + 1 RETURNING number`), tenantID).Scan(&n)
 	if err != nil && s.d.IsForeignKeyViolation(err) {
 		return 0, steward.WrapError(steward.CodeNotFound, err, "tenant %s not found", tenantID)
 	}

@@ -86,6 +86,8 @@ func Run(t *testing.T, open func(t *testing.T) steward.Store) {
 		{"NotificationPolicies", testPolicies},
 		{"NotificationPoliciesInvalid", testPoliciesInvalid},
 		{"NotificationGroups", testNotificationGroups},
+		{"Credentials", testCredentials},
+		{"Decommissions", testDecommissions},
 		{"ConfigTemplates", testConfigTemplates},
 		{"ConfigVersions", testConfigVersions},
 		{"Twins", testTwins},
