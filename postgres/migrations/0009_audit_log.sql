@@ -1,0 +1,44 @@
+-- The tamper-evident audit log (see audit/ and docs/security.md). One
+-- append-only log per tenant, and the system log under tenant_id ''.
+-- The logs are not tied to the tenants table: they outlive a tenant.
+--
+-- audit_logs holds each log's size; an append locks its row (an upsert
+-- that changes nothing) so that appends to one log run one at a time, on
+-- every node. audit_records keeps each record's canonical JSON (data, the
+-- exact bytes the Merkle tree hashes: BYTEA, never JSONB, which would
+-- rewrite them) and the tree hashes its append stored (hashes, 32-byte
+-- hashes concatenated, in tlog.StoredHashes order); the other columns are
+-- copies of the record's fields for search, which the verifier checks
+-- against data. audit_checkpoints keeps the signed note of each size the
+-- log had.
+
+CREATE TABLE audit_logs (
+	tenant_id TEXT COLLATE "C" PRIMARY KEY,
+	size      BIGINT NOT NULL CHECK (size >= 0)
+);
+
+CREATE TABLE audit_records (
+	tenant_id  TEXT COLLATE "C" NOT NULL,
+	idx        BIGINT NOT NULL CHECK (idx >= 0),
+	actor      TEXT COLLATE "C" NOT NULL,
+	action     TEXT COLLATE "C" NOT NULL,
+	target     TEXT COLLATE "C" NOT NULL DEFAULT '',
+	outcome    TEXT COLLATE "C" NOT NULL,
+	request_id TEXT COLLATE "C" NOT NULL DEFAULT '',
+	at         TIMESTAMPTZ NOT NULL,
+	data       BYTEA NOT NULL,
+	hashes     BYTEA NOT NULL,
+	PRIMARY KEY (tenant_id, idx)
+);
+CREATE INDEX audit_records_actor ON audit_records (tenant_id, actor, idx);
+CREATE INDEX audit_records_action ON audit_records (tenant_id, action, idx);
+CREATE INDEX audit_records_target ON audit_records (tenant_id, target, idx);
+CREATE INDEX audit_records_at ON audit_records (tenant_id, at);
+
+CREATE TABLE audit_checkpoints (
+	tenant_id  TEXT COLLATE "C" NOT NULL,
+	size       BIGINT NOT NULL CHECK (size > 0),
+	note       TEXT NOT NULL,
+	created_at TIMESTAMPTZ NOT NULL,
+	PRIMARY KEY (tenant_id, size)
+);
