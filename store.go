@@ -222,11 +222,12 @@ type Store interface {
 
 	// Notification policies, groups and alert actions (see routing.go).
 	PolicyStore
-	AuditStore // the tamper-evident audit log (auditlog.go)
-	TwinStore // configuration templates, versions and device twins (twin.go)
-	ArtifactStore // artifacts, download grants, uploads, TUF metadata (artifact.go)
-	UserStore // operators, service accounts, custom roles, sessions, account tokens (operator.go)
+	AuditStore      // the tamper-evident audit log (auditlog.go)
+	TwinStore       // configuration templates, versions and device twins (twin.go)
+	ArtifactStore   // artifacts, download grants, uploads, TUF metadata (artifact.go)
+	UserStore       // operators, service accounts, custom roles, sessions, account tokens (operator.go)
 	CredentialStore // CA generations, revocation reasons, CRLs, revoked manufacturer CAs, decommissioning records (credentials.go)
+	DeploymentStore // deployments, their devices and each device's history (deployment.go)
 }
 
 // DeviceSeen says a device was heard from at a time.

@@ -109,6 +109,7 @@ func Run(t *testing.T, open func(t *testing.T) steward.Store) {
 		{"CustomRolesInvalid", testCustomRolesInvalid},
 		{"Sessions", testSessions},
 		{"AccountTokens", testAccountTokens},
+		{"Deployments", testDeployments}, {"DeploymentsInvalid", testDeploymentsInvalid}, {"DeploymentDevices", testDeploymentDevices}, {"DeploymentsClaimConcurrent", testDeploymentsClaimConcurrent},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
