@@ -77,6 +77,9 @@ type SessionControl struct {
 	State    State
 	Close    bool
 	Reason   string
+	// Serial, when set, limits Close to a session authenticated with that
+	// certificate (one certificate revoked, the device's newer one kept).
+	Serial string
 }
 
 // PresenceChange is a device connecting or disconnecting.

@@ -256,3 +256,15 @@ type CARotator interface {
 	// active device CA.
 	SignRecord(ctx context.Context, tenantID string, data []byte) ([]byte, error)
 }
+
+// Commands of the credential lifecycle, answered by the agent.
+const (
+	// CommandRotateCredentials asks a device to make a new key, renew its
+	// certificate for it over EST with its current one, put the new one
+	// in use and answer over the connection made with it; the result
+	// carries "serial" (the new certificate's, hex) and "previous_serial".
+	CommandRotateCredentials = "rotate-credentials"
+	// CommandWipe asks a device to erase its operational key, certificate
+	// and state, answer, and stop.
+	CommandWipe = "wipe"
+)

@@ -324,6 +324,9 @@ func (b *Broker) control(_ context.Context, c steward.SessionControl) {
 	if s == nil || s.TenantID != c.TenantID {
 		return
 	}
+	if c.Serial != "" && s.CertSerial != c.Serial {
+		return // the live session uses another certificate
+	}
 	if c.State.Valid() {
 		s.setState(c.State)
 	}

@@ -170,6 +170,13 @@ func (s *Service) CACerts(ctx context.Context, label string, peer []*x509.Certif
 	if _, err := s.cfg.Store.GetTenant(ctx, tenant); err != nil {
 		return nil, err
 	}
+	if r, ok := s.cfg.Authority.(steward.CARotator); ok { // during a CA rotation, both device CAs
+		cas, err := r.TrustedDeviceCAs(ctx, tenant)
+		if err != nil {
+			return nil, err
+		}
+		return append(cas, s.cfg.Authority.ServerCA()), nil
+	}
 	ca, err := s.cfg.Authority.DeviceCA(ctx, tenant)
 	if err != nil {
 		return nil, err
@@ -247,6 +254,13 @@ func (s *Service) Enroll(ctx context.Context, r steward.EnrollRequest) ([]*x509.
 	}
 	if r.Label != "" && r.Label != g.TenantID {
 		return nil, steward.Errorf(steward.CodeUnauthenticated, "the factory certificate is not registered with tenant %q", r.Label)
+	}
+	if rc, err := s.cfg.Store.GetRevokedCA(ctx, g.TenantID, g.CAFingerprint); err == nil {
+		s.security(ctx, steward.SecurityEvent{TenantID: g.TenantID, Kind: steward.SecEnrollRefused, Remote: r.Remote,
+			Detail: fmt.Sprintf("manufacturer CA of enrollment group %q was revoked (%s)", g.Name, rc.Reason)})
+		return nil, steward.Errorf(steward.CodePermissionDenied, "the manufacturer CA of this factory certificate was revoked")
+	} else if !steward.IsNotFound(err) {
+		return nil, err
 	}
 	serial := factorySerial(leaf)
 	if !g.SerialAllowed(serial) {
