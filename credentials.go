@@ -268,3 +268,11 @@ const (
 	// and state, answer, and stop.
 	CommandWipe = "wipe"
 )
+
+// DeviceAccessRemover is a part of Steward that holds something a device
+// can reach from the cloud (desired configuration, deployment jobs,
+// subscriptions) and lets go of it when the device is decommissioned. It
+// returns what it removed, for the decommissioning record.
+type DeviceAccessRemover interface {
+	RemoveDeviceAccess(ctx context.Context, tenantID, deviceID string) (string, error)
+}

@@ -34,6 +34,10 @@ type Agent struct {
 
 	tele    telemetryBuffer
 	updates *updater
+	twin    *twinAgent // the device twin (twin.go)
+
+	stop  context.CancelFunc // ends Run (after a wipe); set by Run
+	wiped atomic.Bool        // the credentials were erased on command (credentials.go)
 
 	connects, renewals, commands, telemetrySent, telemetryDropped atomic.Int64
 }
@@ -55,6 +59,7 @@ func New(cfg Config) (*Agent, error) {
 		tele:      telemetryBuffer{max: cfg.TelemetryBuffer},
 	}
 	a.updates = newUpdater(a)
+	a.twin = newTwinAgent(a)
 	return a, nil
 }
 
@@ -120,6 +125,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	a.setIdentity(id)
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	a.mu.Lock()
+	a.stop = stop
+	a.mu.Unlock()
 
 	// Room for bursts: a full inbox holds up paho (and so its acknowledgements)
 	// until the command in hand is answered or times out.
@@ -130,6 +140,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	wg.Go(func() { a.telemetryLoop(ctx) })
 	wg.Go(func() { a.inboxLoop(ctx, inbox) })
 	wg.Go(func() { a.updates.run(ctx) })
+	wg.Go(func() { a.twin.run(ctx) })
 	wg.Wait()
 	a.log.Info("agent stopped", "device", id.DeviceID)
 	return nil

@@ -34,6 +34,8 @@ func (a *Agent) inboxLoop(ctx context.Context, inbox <-chan inbound) {
 				a.command(ctx, m.payload)
 			case steward.ChannelUpdateJob:
 				a.updates.offer(m.payload)
+			case steward.ChannelTwinDesired:
+				a.twin.offer(m.payload)
 			default:
 				if a.cfg.OnMessage != nil {
 					a.cfg.OnMessage(m.ch, m.payload)
@@ -48,7 +50,7 @@ func (a *Agent) inboxLoop(ctx context.Context, inbox <-chan inbound) {
 // command answers one command and then does what must come after the
 // answer (a reboot).
 func (a *Agent) command(ctx context.Context, payload []byte) {
-	res, after := a.handleCommand(payload)
+	res, after := a.credentialCommand(ctx, payload) // rotate-credentials and wipe, else handleCommand
 	if res.ID == "" {
 		// Without an ID nobody waits for the answer.
 		a.log.Warn("command without an ID ignored", "error", res.Error)
