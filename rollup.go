@@ -6,10 +6,14 @@ import "time"
 const (
 	RollupMinute = time.Minute
 	RollupHour   = time.Hour
+	// RollupDay buckets are UTC days, summed from the day's hours: long
+	// ranges (fleet analytics over a month) read one row per device-day.
+	RollupDay = 24 * time.Hour
 )
 
 // Rollup summarises a device's samples of one metric over one bucket of
-// time: a minute or an hour starting at At (UTC, on a whole minute or hour).
+// time: a minute, an hour or a UTC day starting at At (on a whole minute,
+// hour or day).
 type Rollup struct {
 	TenantID string    `json:"tenant_id"`
 	DeviceID string    `json:"device_id"`
@@ -18,7 +22,7 @@ type Rollup struct {
 	Min      float64   `json:"min"`
 	Max      float64   `json:"max"`
 	// Sum and Count rather than an average, so that buckets add up: an
-	// hour is the sum of its minutes.
+	// hour is the sum of its minutes, a day of its hours.
 	Sum   float64 `json:"sum"`
 	Count int64   `json:"count"`
 }

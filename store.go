@@ -90,8 +90,9 @@ type Store interface {
 	// default (1000, at most 10000).
 	ListSamples(ctx context.Context, tenantID, deviceID, metric string, from, to time.Time, limit int) ([]Sample, error)
 	// RollupSamples recomputes from the raw samples, in one transaction,
-	// the minute rollups of every device and metric in [from, to) and,
-	// from those, the hour rollups of every hour [from, to) touches, then
+	// the minute rollups of every device and metric in [from, to), from
+	// those the hour rollups of every hour [from, to) touches and from
+	// those the day rollups of every day it touches, then
 	// moves the rollup watermark forward to to (never back). from and to
 	// are whole minutes (CodeInvalid otherwise). Whole buckets are
 	// upserted and two calls are serialised, so running it again, or on
@@ -101,7 +102,7 @@ type Store interface {
 	// zero time when nothing was.
 	RollupWatermark(ctx context.Context) (time.Time, error)
 	// ListRollups returns a device's rollups of one metric at resolution
-	// RollupMinute or RollupHour (CodeInvalid otherwise) whose buckets
+	// RollupMinute, RollupHour or RollupDay (CodeInvalid otherwise) whose buckets
 	// start in [from, to), oldest first; limit as in ListSamples.
 	ListRollups(ctx context.Context, tenantID, deviceID, metric string, resolution time.Duration, from, to time.Time, limit int) ([]Rollup, error)
 	// DeleteSamplesBefore deletes at most limit (1 to 100000) raw samples

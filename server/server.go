@@ -59,7 +59,8 @@ type Config struct {
 	NoMetrics bool
 	// Telemetry is the telemetry acceptance window and retention; zero
 	// fields take telemetry's defaults (7 days late, 5 minutes ahead; raw
-	// 7 days, minute rollups 30 days, hour rollups 400 days).
+	// 7 days, minute rollups 30 days, hour rollups 400 days, day rollups
+	// 5 years).
 	Telemetry telemetry.Policy
 	// AlertInterval is how often alert rules are evaluated, default 15 s.
 	AlertInterval time.Duration

@@ -20,8 +20,10 @@ func rollupTable(resolution time.Duration) (string, error) {
 		return "samples_1m", nil
 	case steward.RollupHour:
 		return "samples_1h", nil
+	case steward.RollupDay:
+		return "samples_1d", nil
 	}
-	return "", invalid("rollup resolution %s: want 1m or 1h", resolution)
+	return "", invalid("rollup resolution %s: want 1m, 1h or 24h", resolution)
 }
 
 // onRollup replaces a whole bucket: it is recomputed from all its inputs.
@@ -29,7 +31,7 @@ const onRollup = ` ON CONFLICT (tenant_id, device_id, metric, at) DO UPDATE SET
 	min_value = excluded.min_value, max_value = excluded.max_value,
 	sum_value = excluded.sum_value, sample_count = excluded.sample_count`
 
-// RollupSamples implements steward.Store. Both upserts are one INSERT …
+// RollupSamples implements steward.Store. The three upserts are one INSERT …
 // SELECT each, so the database does the arithmetic next to the rows; the
 // dialect's lock (PostgreSQL) or the single writer (SQLite) makes
 // concurrent calls run one after the other, and each statement reads the
@@ -46,8 +48,11 @@ func (s *Store) RollupSamples(ctx context.Context, from, to time.Time) error {
 	if s.d.TimeBucket == nil {
 		return steward.Errorf(steward.CodeInternal, "the %s dialect has no time buckets", s.d.Name)
 	}
-	minute, hour := s.d.TimeBucket("at", time.Minute), s.d.TimeBucket("at", time.Hour)
+	minute, hour, day := s.d.TimeBucket("at", time.Minute), s.d.TimeBucket("at", time.Hour), s.d.TimeBucket("at", steward.RollupDay)
 	hourFrom, hourTo := from.Truncate(time.Hour), to.Add(time.Hour-1).Truncate(time.Hour)
+	// Days are recomputed from their hours: at most 24 rows per series,
+	// fewer than the 60 minutes an hour is recomputed from.
+	dayFrom, dayTo := from.Truncate(steward.RollupDay), to.Add(steward.RollupDay-1).Truncate(steward.RollupDay)
 	return s.InTx(ctx, func(st steward.Store) error {
 		tx := st.(*Store)
 		if s.d.LockRollups != "" {
@@ -64,6 +69,11 @@ func (s *Store) RollupSamples(ctx context.Context, from, to time.Time) error {
 			SELECT tenant_id, device_id, metric, `+hour+`, MIN(min_value), MAX(max_value), SUM(sum_value), SUM(sample_count)
 			FROM samples_1m WHERE at >= ? AND at < ? GROUP BY 1, 2, 3, 4`+onRollup, ts(hourFrom), ts(hourTo)); err != nil {
 			return s.fail(err, "roll up samples by hour")
+		}
+		if _, err := tx.exec(ctx, `INSERT INTO samples_1d (tenant_id, device_id, metric, at, min_value, max_value, sum_value, sample_count)
+			SELECT tenant_id, device_id, metric, `+day+`, MIN(min_value), MAX(max_value), SUM(sum_value), SUM(sample_count)
+			FROM samples_1h WHERE at >= ? AND at < ? GROUP BY 1, 2, 3, 4`+onRollup, ts(dayFrom), ts(dayTo)); err != nil {
+			return s.fail(err, "roll up samples by day")
 		}
 		if _, err := tx.exec(ctx, `INSERT INTO rollup_watermark (id, at) VALUES (1, ?)
 			ON CONFLICT (id) DO UPDATE SET at = excluded.at WHERE excluded.at > rollup_watermark.at`, ts(to)); err != nil {

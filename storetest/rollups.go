@@ -88,7 +88,7 @@ func checkRollups(t *testing.T, s steward.Store, samples []steward.Sample, from,
 		{tenantA, "d-1", "cpu"}, {tenantA, "d-1", "mem"}, {tenantA, "d-2", "cpu"}, {tenantB, "d-1", "cpu"},
 	}
 	for _, sr := range series {
-		for _, width := range []time.Duration{steward.RollupMinute, steward.RollupHour} {
+		for _, width := range []time.Duration{steward.RollupMinute, steward.RollupHour, steward.RollupDay} {
 			got, err := s.ListRollups(ctx(t), sr.tenant, sr.device, sr.metric, width, from.Add(-24*time.Hour), to.Add(24*time.Hour), 0)
 			must(t, err)
 			want := expectRollups(sr.tenant, sr.device, sr.metric, width, from.Truncate(width), to, samples)

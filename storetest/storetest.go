@@ -64,6 +64,7 @@ func Run(t *testing.T, open func(t *testing.T) steward.Store) {
 		{"PresenceEventsInvalid", testPresenceEventsInvalid},
 		{"PresenceEventsIsolation", testPresenceEventsIsolation},
 		{"FleetAggregates", testFleetAggregates},
+		{"FleetAggregatesRollups", testFleetAggregatesRollups},
 		{"InTxCommit", testInTxCommit},
 		{"InTxRollback", testInTxRollback},
 		{"InTxNested", testInTxNested},

@@ -12,12 +12,13 @@ type Policy struct {
 	// MaxAhead is how far in the future a sample may be (default 5
 	// minutes): a little clock skew is tolerated, a wrong clock is not.
 	MaxAhead time.Duration
-	// Raw, Minute and Hour are how long raw samples, minute rollups and
-	// hour rollups are kept (defaults 7, 30 and 400 days). Raw samples
-	// are kept at least MaxAge plus a quarter of an hour, minute rollups
-	// at least MaxAge plus two hours, whatever is set: late samples'
-	// buckets are recomputed from them.
-	Raw, Minute, Hour time.Duration
+	// Raw, Minute, Hour and Day are how long raw samples and minute, hour
+	// and day rollups are kept (defaults 7, 30, 400 days and 5 years). Raw
+	// samples are kept at least MaxAge plus a quarter of an hour, minute
+	// rollups at least MaxAge plus two hours, hour rollups at least MaxAge
+	// plus two days, whatever is set: late samples' buckets are recomputed
+	// from them.
+	Raw, Minute, Hour, Day time.Duration
 }
 
 // The defaults of Policy.
@@ -27,6 +28,7 @@ const (
 	DefaultRawRetention    = 7 * 24 * time.Hour
 	DefaultMinuteRetention = 30 * 24 * time.Hour
 	DefaultHourRetention   = 400 * 24 * time.Hour
+	DefaultDayRetention    = 5 * 365 * 24 * time.Hour
 )
 
 // WithDefaults returns p with its zero fields set to their defaults.
@@ -41,6 +43,7 @@ func (p Policy) WithDefaults() Policy {
 	def(&p.Raw, DefaultRawRetention)
 	def(&p.Minute, DefaultMinuteRetention)
 	def(&p.Hour, DefaultHourRetention)
+	def(&p.Day, DefaultDayRetention)
 	return p
 }
 

@@ -25,7 +25,7 @@ type RetentionConfig struct {
 
 // Pruned counts what one run of the retention job deleted.
 type Pruned struct {
-	Samples, Minutes, Hours int
+	Samples, Minutes, Hours, Days int
 }
 
 // Retention is the job that deletes telemetry past its retention period
@@ -61,7 +61,7 @@ func (j *Retention) Run(ctx context.Context) {
 		if err != nil && ctx.Err() == nil {
 			j.cfg.Logger.Error("telemetry retention", "err", err)
 		} else if p != (Pruned{}) {
-			j.cfg.Logger.Info("telemetry retention", "samples", p.Samples, "minute_rollups", p.Minutes, "hour_rollups", p.Hours)
+			j.cfg.Logger.Info("telemetry retention", "samples", p.Samples, "minute_rollups", p.Minutes, "hour_rollups", p.Hours, "day_rollups", p.Days)
 		}
 		select {
 		case <-ctx.Done():
@@ -71,13 +71,14 @@ func (j *Retention) Run(ctx context.Context) {
 	}
 }
 
-// Cutoffs returns the times before which raw samples, minute rollups and
-// hour rollups are deleted at now, given the rollup watermark wm. Raw
+// Cutoffs returns the times before which raw samples and minute, hour and
+// day rollups are deleted at now, given the rollup watermark wm. Raw
 // samples are kept until rolled up (a zero wm keeps them all) and for the
 // acceptance window plus pruneSlack, since the rollup job recomputes the
 // minutes of late samples from them; minute rollups for the window plus
-// two hours, since hours are recomputed from them.
-func (j *Retention) Cutoffs(now, wm time.Time) (raw, minute, hour time.Time) {
+// two hours, since hours are recomputed from them; hour rollups for the
+// window plus two days, since days are recomputed from them.
+func (j *Retention) Cutoffs(now, wm time.Time) (raw, minute, hour, day time.Time) {
 	p := j.cfg.Policy
 	raw = now.Add(-p.Raw)
 	if keep := p.horizon(now).Add(rollupSlack - pruneSlack); keep.Before(raw) {
@@ -90,7 +91,11 @@ func (j *Retention) Cutoffs(now, wm time.Time) (raw, minute, hour time.Time) {
 	if keep := p.horizon(now).Truncate(time.Hour).Add(-time.Hour); keep.Before(minute) {
 		minute = keep
 	}
-	return raw, minute, now.Add(-p.Hour)
+	hour = now.Add(-p.Hour)
+	if keep := p.horizon(now).Truncate(steward.RollupDay).Add(-steward.RollupDay); keep.Before(hour) {
+		hour = keep
+	}
+	return raw, minute, hour, now.Add(-p.Day)
 }
 
 // RunOnce deletes everything past its period now, chunk by chunk.
@@ -101,7 +106,7 @@ func (j *Retention) RunOnce(ctx context.Context) (Pruned, error) {
 	if err != nil {
 		return p, err
 	}
-	raw, minute, hour := j.Cutoffs(now, wm)
+	raw, minute, hour, day := j.Cutoffs(now, wm)
 	if !raw.IsZero() {
 		if p.Samples, err = j.drain(ctx, func() (int, error) {
 			return j.cfg.Store.DeleteSamplesBefore(ctx, raw, j.cfg.Chunk)
@@ -114,8 +119,13 @@ func (j *Retention) RunOnce(ctx context.Context) (Pruned, error) {
 	}); err != nil {
 		return p, err
 	}
-	p.Hours, err = j.drain(ctx, func() (int, error) {
+	if p.Hours, err = j.drain(ctx, func() (int, error) {
 		return j.cfg.Store.DeleteRollupsBefore(ctx, steward.RollupHour, hour, j.cfg.Chunk)
+	}); err != nil {
+		return p, err
+	}
+	p.Days, err = j.drain(ctx, func() (int, error) {
+		return j.cfg.Store.DeleteRollupsBefore(ctx, steward.RollupDay, day, j.cfg.Chunk)
 	})
 	return p, err
 }

@@ -245,10 +245,13 @@ func TestRetentionJob(t *testing.T) {
 			must(t, err)
 			wm, err := st.RollupWatermark(c)
 			must(t, err)
-			rawCut, minuteCut, hourCut := j.Cutoffs(now, wm)
+			rawCut, minuteCut, hourCut, dayCut := j.Cutoffs(now, wm)
 			// The defaults: 7 days (plus the slack), 30 days, 400 days.
 			if !rawCut.Equal(now.Add(-7*day).Truncate(time.Minute).Add(-pruneSlack)) || !minuteCut.Equal(now.Add(-30*day)) || !hourCut.Equal(now.Add(-400*day)) {
 				t.Fatalf("cutoffs %v %v %v", rawCut, minuteCut, hourCut)
+			}
+			if !dayCut.Equal(now.Add(-5 * 365 * day)) {
+				t.Fatalf("day cutoff %v, want 5 years back", dayCut)
 			}
 			var wantRaw, wantMin, wantHour int
 			for _, a := range ages {
@@ -314,10 +317,10 @@ func TestRetentionJob(t *testing.T) {
 	})
 	t.Run("raw kept for the late window", func(t *testing.T) {
 		t.Parallel()
-		j := NewRetention(RetentionConfig{Policy: Policy{Raw: time.Hour, Minute: time.Hour}})
-		raw, minute, _ := j.Cutoffs(now, now)
-		if !raw.Before(now.Add(-DefaultMaxAge)) || !minute.Before(now.Add(-DefaultMaxAge-time.Hour)) {
-			t.Fatalf("cutoffs %v, %v inside the late window", raw, minute)
+		j := NewRetention(RetentionConfig{Policy: Policy{Raw: time.Hour, Minute: time.Hour, Hour: time.Hour}})
+		raw, minute, hour, _ := j.Cutoffs(now, now)
+		if !raw.Before(now.Add(-DefaultMaxAge)) || !minute.Before(now.Add(-DefaultMaxAge-time.Hour)) || !hour.Before(now.Add(-DefaultMaxAge-24*time.Hour)) {
+			t.Fatalf("cutoffs %v, %v, %v inside the late window", raw, minute, hour)
 		}
 	})
 }
