@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -20,19 +21,39 @@ import (
 // people can tell a Steward token when they see one.
 const TokenPrefix = "stw_"
 
-// principal is who is calling: the token, and through it the tenant. The
-// tenant is never taken from the request.
+// principal is who is calling: the token or console session, and through
+// it the tenant. The tenant is never taken from the request.
 type principal struct {
 	tokenID  string
 	tenantID string
 	role     steward.Role
+	// Operators (operator.go): the user or service account behind a token
+	// or session, and the session's hash for console callers.
+	userID           string
+	serviceAccountID string
+	session          string
+	// perms is the effective permission set (the role's, narrowed by the
+	// token's scopes); nil means the built-in role's own. fleetQuery, in
+	// canonical form, limits the devices the caller sees and touches.
+	perms      []steward.Permission
+	fleetQuery string
 }
 
 // can reports whether the caller holds permission perm.
-func (p principal) can(perm steward.Permission) bool { return steward.RoleHas(p.role, perm) }
+func (p principal) can(perm steward.Permission) bool {
+	if p.perms != nil {
+		return slices.Contains(p.perms, perm)
+	}
+	return steward.RoleHas(p.role, perm)
+}
 
 // actor names the caller in lifecycle events and audit records.
-func (p principal) actor() string { return "token:" + p.tokenID }
+func (p principal) actor() string {
+	if p.session != "" {
+		return "user:" + p.userID
+	}
+	return "token:" + p.tokenID
+}
 
 // lowerBase32 encodes random IDs and secrets: lower case, no padding, no
 // characters that need escaping in a URL, a topic or a shell.
@@ -45,6 +66,9 @@ func (s *Server) authenticate(r *http.Request) (principal, error) {
 	}
 	h := r.Header.Get("Authorization")
 	scheme, secret, ok := strings.Cut(h, " ")
+	if h == "" && hasSessionCookie(r) {
+		return s.authenticateSession(r)
+	}
 	if h == "" {
 		return principal{}, steward.Errorf(steward.CodeUnauthenticated, "missing bearer token: send Authorization: Bearer <token>")
 	}
@@ -53,7 +77,7 @@ func (s *Server) authenticate(r *http.Request) (principal, error) {
 		return principal{}, steward.Errorf(steward.CodeUnauthenticated, "authorization must be a bearer token")
 	}
 	hash := HashToken(secret)
-	tok, err := s.cfg.Store.TokenByHash(r.Context(), hash)
+	tok, err := s.cfg.Store.AccountTokenByHash(r.Context(), hash)
 	if steward.IsNotFound(err) {
 		return principal{}, steward.Errorf(steward.CodeUnauthenticated, "invalid or revoked token")
 	}
@@ -66,7 +90,7 @@ func (s *Server) authenticate(r *http.Request) (principal, error) {
 	if subtle.ConstantTimeCompare([]byte(tok.Hash), []byte(hash)) != 1 {
 		return principal{}, steward.Errorf(steward.CodeUnauthenticated, "invalid or revoked token")
 	}
-	return principal{tokenID: tok.ID, tenantID: tok.TenantID, role: tok.Role}, nil
+	return s.tokenPrincipal(r.Context(), tok)
 }
 
 // HashToken returns the SHA-256 of a token secret (hex), the form in which

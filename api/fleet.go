@@ -67,6 +67,9 @@ func (s *Server) fleetStats(w http.ResponseWriter, r *http.Request, p principal)
 	if err != nil {
 		return err
 	}
+	if fq.Query, err = p.deviceQuery(fq.Query); err != nil { // the caller's devices only
+		return err
+	}
 	a, err := s.analytics()
 	if err != nil {
 		return err
@@ -85,6 +88,9 @@ func (s *Server) fleetOutliers(w http.ResponseWriter, r *http.Request, p princip
 	}
 	fq, err := s.fleetQuery(q)
 	if err != nil {
+		return err
+	}
+	if fq.Query, err = p.deviceQuery(fq.Query); err != nil { // the caller's devices only
 		return err
 	}
 	if fq.Metric == "" && fq.Event == "" {

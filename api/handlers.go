@@ -194,7 +194,11 @@ func (s *Server) listDevices(w http.ResponseWriter, r *http.Request, p principal
 	if err != nil {
 		return err
 	}
-	ds, err := s.cfg.Fleet.ListDevices(r.Context(), p.tenantID, steward.DeviceQuery{Query: q.Get("q"), After: q.Get("after"), Limit: limit})
+	query, err := p.deviceQuery(q.Get("q")) // only the devices the caller's role reaches
+	if err != nil {
+		return err
+	}
+	ds, err := s.cfg.Fleet.ListDevices(r.Context(), p.tenantID, steward.DeviceQuery{Query: query, After: q.Get("after"), Limit: limit})
 	if err != nil {
 		return err
 	}
@@ -390,6 +394,11 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, p principal
 	}
 	if req.Role == steward.RoleSystem && p.role != steward.RoleSystem {
 		return steward.Errorf(steward.CodePermissionDenied, "only a system token may create system tokens")
+	}
+	if perms, ok := steward.RolePermissions(req.Role); ok { // no token stronger than its creator (users.go)
+		if err := p.mayGrant(perms, ""); err != nil {
+			return err
+		}
 	}
 	secret, tok, err := CreateToken(r.Context(), s.cfg.Store, p.tenantID, req.Name, req.Role, s.clock)
 	if err != nil {

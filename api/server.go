@@ -51,6 +51,9 @@ type Config struct {
 	// Notifier sends test notifications (POST
 	// /api/v1/notification-channels/{id}/test); nil makes that 503.
 	Notifier NotificationTester
+	// Operators configures operator logins: sessions, lockout, password
+	// hashing (sessions.go).
+	Operators OperatorConfig
 }
 
 // Server is the management plane API, an http.Handler.
@@ -63,6 +66,7 @@ type Server struct {
 
 	failures *failureLimiter // authentication failures per client address
 	tokens   *tokenLimiter   // requests per token
+	op       operatorState   // operator logins (sessions.go)
 }
 
 // public is the permission of a route that needs no token.
@@ -162,6 +166,7 @@ func New(cfg Config) *Server {
 	s.handle("PUT", "/api/v1/notification-policies/{id}", steward.PermNotificationsWrite, s.updatePolicy)
 	s.handle("DELETE", "/api/v1/notification-policies/{id}", steward.PermNotificationsWrite, s.deletePolicy)
 
+	s.registerOperators()
 	s.registerFallbacks()
 	return s
 }
@@ -208,6 +213,10 @@ func (s *Server) handle(method, path string, perm steward.Permission, h handlerF
 			}
 			if !p.can(perm) {
 				s.writeError(w, r, steward.Errorf(steward.CodePermissionDenied, "this operation needs the permission %s", perm))
+				return
+			}
+			if err := s.checkDeviceScope(r, path, p); err != nil {
+				s.writeError(w, r, err)
 				return
 			}
 		}
