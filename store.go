@@ -223,7 +223,6 @@ type Store interface {
 
 	// Notification policies, groups and alert actions (see routing.go).
 	PolicyStore
-	ArtifactStore   // artifacts, download grants, uploads, TUF metadata (artifact.go)
 	AuditStore      // the tamper-evident audit log (auditlog.go)
 	TwinStore       // configuration templates, versions and device twins (twin.go)
 	ArtifactStore   // artifacts, download grants, uploads, TUF metadata (artifact.go)
