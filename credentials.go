@@ -276,3 +276,91 @@ const (
 type DeviceAccessRemover interface {
 	RemoveDeviceAccess(ctx context.Context, tenantID, deviceID string) (string, error)
 }
+
+// CredentialRotation is what a device's credential rotation did.
+type CredentialRotation struct {
+	DeviceID  string    `json:"device_id"`
+	Serial    string    `json:"serial"` // the new certificate
+	NotAfter  time.Time `json:"not_after"`
+	IssuerKey string    `json:"issuer_key_id"`
+	// Revoked are the device's other certificates, revoked now that the
+	// new one is in use.
+	Revoked []string `json:"revoked"`
+}
+
+// GroupRevocation is what revoking an enrollment group or its manufacturer
+// CA did.
+type GroupRevocation struct {
+	GroupID string `json:"group_id"`
+	// CARevoked is set when the manufacturer CA may no longer enroll.
+	CARevoked bool `json:"ca_revoked"`
+	// Devices are the devices whose credentials were revoked.
+	Devices []string `json:"devices"`
+}
+
+// CARotation is the answer to a CA rotation: the generations, or the
+// approval it waits for.
+type CARotation struct {
+	Generations []CAGenerationInfo `json:"generations,omitempty"`
+	Approval    *ApprovalRequest   `json:"approval,omitempty"`
+}
+
+// CAMigration is what moving a fleet to the active CA did.
+type CAMigration struct {
+	// Moved are the devices now on a certificate of the active CA.
+	Moved []CredentialRotation `json:"moved"`
+	// Pending are the devices still on an older CA, with why (not
+	// connected: it moves at its next renewal or on a later migration).
+	Pending map[string]string `json:"pending"`
+}
+
+// Credentials is credential rotation, revocation and CRLs as the
+// management plane uses them (package credentials).
+type Credentials interface {
+	RevokeCertificate(ctx context.Context, tenantID, serial string, reason RevocationReason, actor string) (Certificate, error)
+	RevokeGroup(ctx context.Context, tenantID, groupID, reason, actor string) (GroupRevocation, error)
+	RevokeManufacturerCA(ctx context.Context, tenantID, groupID, reason string, devices bool, actor string) (GroupRevocation, error)
+	// CRL returns the tenant's CRL of the device CA with key ID
+	// issuerKeyID (the active one when empty), DER.
+	CRL(ctx context.Context, tenantID, issuerKeyID string) ([]byte, error)
+	Expiring(ctx context.Context, tenantID string, within time.Duration, limit int) ([]Certificate, error)
+	RotateDevice(ctx context.Context, tenantID, deviceID, actor string) (CredentialRotation, error)
+	RotateCA(ctx context.Context, tenantID string, overlap time.Duration, approvalID, actor string) (CARotation, error)
+	CAStatus(ctx context.Context, tenantID string) ([]CAGenerationInfo, error)
+	MigrateFleet(ctx context.Context, tenantID, actor string) (CAMigration, error)
+	RetireOldCA(ctx context.Context, tenantID, actor string) ([]CAGenerationInfo, error)
+}
+
+// DecommissionRequest is what an operator asks of a decommissioning.
+type DecommissionRequest struct {
+	Reason string     `json:"reason"`
+	Policy DataPolicy `json:"data_policy,omitempty"`
+	// RetentionDays is how long a keep policy keeps the data (0: the
+	// node's default).
+	RetentionDays int `json:"retention_days,omitempty"`
+	// ApprovalID is the approved request of an earlier call that asked
+	// for approval.
+	ApprovalID string `json:"approval_id,omitempty"`
+}
+
+// DecommissionResult is a decommissioning as the caller gets it: its
+// record, and the approval it waits for when one is needed.
+type DecommissionResult struct {
+	Record   Decommission     `json:"record"`
+	Approval *ApprovalRequest `json:"approval,omitempty"`
+}
+
+// TransferRequest moves a device to another owner (same tenant).
+type TransferRequest struct {
+	Owner  string `json:"owner"`
+	Reason string `json:"reason"`
+}
+
+// Decommissioner runs decommissionings and transfers (package
+// decommission).
+type Decommissioner interface {
+	Decommission(ctx context.Context, tenantID, deviceID string, r DecommissionRequest, actor string) (DecommissionResult, error)
+	GetDecommission(ctx context.Context, tenantID, id string) (Decommission, error)
+	ListDecommissions(ctx context.Context, tenantID, deviceID string) ([]Decommission, error)
+	Transfer(ctx context.Context, tenantID, deviceID string, r TransferRequest, actor string) (Device, error)
+}

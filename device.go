@@ -32,13 +32,15 @@ func (s State) Valid() bool {
 }
 
 // transitions is the lifecycle state machine of DESIGN.md; decommissioning
-// from any non-terminal state is handled in CanTransition.
+// from any non-terminal state is handled in CanTransition. A transfer to
+// another owner returns an enrolled device to registered: it must be
+// provisioned again.
 var transitions = map[State][]State{
 	StateRegistered:  {StateProvisioned},
-	StateProvisioned: {StateActive, StateQuarantined},
-	StateActive:      {StateQuarantined, StateMaintenance},
-	StateQuarantined: {StateActive},
-	StateMaintenance: {StateActive},
+	StateProvisioned: {StateActive, StateQuarantined, StateRegistered},
+	StateActive:      {StateQuarantined, StateMaintenance, StateRegistered},
+	StateQuarantined: {StateActive, StateRegistered},
+	StateMaintenance: {StateActive, StateRegistered},
 }
 
 // CanTransition reports whether a device may move from one state to another.

@@ -15,6 +15,11 @@ func TestCanTransition(t *testing.T) {
 		{StateQuarantined, StateActive}:      true,
 		{StateActive, StateMaintenance}:      true,
 		{StateMaintenance, StateActive}:      true,
+		// A transfer returns an enrolled device to registered.
+		{StateProvisioned, StateRegistered}: true,
+		{StateActive, StateRegistered}:      true,
+		{StateQuarantined, StateRegistered}: true,
+		{StateMaintenance, StateRegistered}: true,
 	}
 	for _, from := range States {
 		for _, to := range States {

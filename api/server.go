@@ -51,6 +51,11 @@ type Config struct {
 	// Notifier sends test notifications (POST
 	// /api/v1/notification-channels/{id}/test); nil makes that 503.
 	Notifier NotificationTester
+	// Credentials rotates and revokes credentials and serves CRLs (pki.go);
+	// Decommissioner decommissions and transfers devices
+	// (decommission.go). Nil makes their routes 503.
+	Credentials    steward.Credentials
+	Decommissioner steward.Decommissioner
 	// Operators configures operator logins: sessions, lockout, password
 	// hashing (sessions.go).
 	Operators OperatorConfig
@@ -167,6 +172,8 @@ func New(cfg Config) *Server {
 	s.handle("DELETE", "/api/v1/notification-policies/{id}", steward.PermNotificationsWrite, s.deletePolicy)
 
 	s.registerOperators()
+	s.registerPKI()
+	s.registerDecommission()
 	s.registerFallbacks()
 	return s
 }

@@ -61,6 +61,8 @@ type Service struct {
 	log *slog.Logger
 }
 
+var _ steward.Credentials = (*Service)(nil)
+
 // New returns the service.
 func New(cfg Config) *Service {
 	if cfg.CRLValidity <= 0 {
@@ -149,22 +151,12 @@ func (s *Service) closeSession(ctx context.Context, tenantID, deviceID, serial, 
 	}
 }
 
-// GroupRevocation is what revoking an enrollment group or its manufacturer
-// CA did.
-type GroupRevocation struct {
-	GroupID string `json:"group_id"`
-	// CARevoked is set when the manufacturer CA may no longer enroll.
-	CARevoked bool `json:"ca_revoked"`
-	// Devices are the devices whose credentials were revoked.
-	Devices []string `json:"devices"`
-}
-
 // RevokeGroup revokes the credentials of every device enrolled through an
 // enrollment group and closes their sessions.
-func (s *Service) RevokeGroup(ctx context.Context, tenantID, groupID, reason, actor string) (GroupRevocation, error) {
+func (s *Service) RevokeGroup(ctx context.Context, tenantID, groupID, reason, actor string) (steward.GroupRevocation, error) {
 	g, err := s.cfg.Store.GetEnrollmentGroup(ctx, tenantID, groupID)
 	if err != nil {
-		return GroupRevocation{}, err
+		return steward.GroupRevocation{}, err
 	}
 	out, err := s.revokeGroupDevices(ctx, g, actor)
 	if err != nil {
@@ -174,8 +166,8 @@ func (s *Service) RevokeGroup(ctx context.Context, tenantID, groupID, reason, ac
 		Detail: reason, After: raw(out)})
 }
 
-func (s *Service) revokeGroupDevices(ctx context.Context, g steward.EnrollmentGroup, actor string) (GroupRevocation, error) {
-	out := GroupRevocation{GroupID: g.ID, Devices: []string{}}
+func (s *Service) revokeGroupDevices(ctx context.Context, g steward.EnrollmentGroup, actor string) (steward.GroupRevocation, error) {
+	out := steward.GroupRevocation{GroupID: g.ID, Devices: []string{}}
 	ids, err := s.cfg.Store.ListGroupDevices(ctx, g.TenantID, g.ID)
 	if err != nil {
 		return out, err
@@ -193,19 +185,19 @@ func (s *Service) revokeGroupDevices(ctx context.Context, g steward.EnrollmentGr
 // RevokeManufacturerCA refuses every further enrollment with the
 // manufacturer CA of a group and, when devices is set, revokes the devices
 // enrolled through the group too.
-func (s *Service) RevokeManufacturerCA(ctx context.Context, tenantID, groupID, reason string, devices bool, actor string) (GroupRevocation, error) {
+func (s *Service) RevokeManufacturerCA(ctx context.Context, tenantID, groupID, reason string, devices bool, actor string) (steward.GroupRevocation, error) {
 	if len(reason) > 1024 {
-		return GroupRevocation{}, steward.Errorf(steward.CodeInvalid, "reason is longer than 1024 characters")
+		return steward.GroupRevocation{}, steward.Errorf(steward.CodeInvalid, "reason is longer than 1024 characters")
 	}
 	g, err := s.cfg.Store.GetEnrollmentGroup(ctx, tenantID, groupID)
 	if err != nil {
-		return GroupRevocation{}, err
+		return steward.GroupRevocation{}, err
 	}
 	if err := s.cfg.Store.RevokeManufacturerCA(ctx, steward.RevokedCA{TenantID: tenantID, Fingerprint: g.CAFingerprint, GroupID: g.ID,
 		Reason: reason, Actor: actor, At: s.cfg.Clock.Now()}); err != nil {
-		return GroupRevocation{}, err
+		return steward.GroupRevocation{}, err
 	}
-	out := GroupRevocation{GroupID: g.ID, CARevoked: true, Devices: []string{}}
+	out := steward.GroupRevocation{GroupID: g.ID, CARevoked: true, Devices: []string{}}
 	if devices {
 		if out, err = s.revokeGroupDevices(ctx, g, actor); err != nil {
 			return out, err
@@ -311,40 +303,29 @@ func (s *Service) Expiring(ctx context.Context, tenantID string, within time.Dur
 
 // ---- device rotation ----
 
-// Rotation is what a device's credential rotation did.
-type Rotation struct {
-	DeviceID  string    `json:"device_id"`
-	Serial    string    `json:"serial"` // the new certificate
-	NotAfter  time.Time `json:"not_after"`
-	IssuerKey string    `json:"issuer_key_id"`
-	// Revoked are the device's other certificates, revoked now that the
-	// new one is in use.
-	Revoked []string `json:"revoked"`
-}
-
 // RotateDevice sends the device rotate-credentials: it makes a new key,
 // renews its certificate for it over EST, saves both, reconnects with them
 // and answers over that connection. Then the device's other certificates
 // are revoked (reason superseded), closing any session still on them. A
 // device that is not connected is CodeUnavailable, and nothing changes.
-func (s *Service) RotateDevice(ctx context.Context, tenantID, deviceID, actor string) (Rotation, error) {
+func (s *Service) RotateDevice(ctx context.Context, tenantID, deviceID, actor string) (steward.CredentialRotation, error) {
 	res, err := s.cfg.Fleet.SendCommand(ctx, tenantID, deviceID, steward.Command{Name: steward.CommandRotateCredentials}, s.cfg.RotateTimeout)
 	if err != nil {
-		return Rotation{}, err
+		return steward.CredentialRotation{}, err
 	}
 	if res.Status != steward.CommandOK {
-		return Rotation{}, steward.Errorf(steward.CodeFailedPrecondition, "device %s did not rotate its credentials: %s %s", deviceID, res.Status, res.Error)
+		return steward.CredentialRotation{}, steward.Errorf(steward.CodeFailedPrecondition, "device %s did not rotate its credentials: %s %s", deviceID, res.Status, res.Error)
 	}
 	serial, _ := res.Result["serial"].(string)
 	serial = strings.ToLower(serial)
 	if !validSerial(serial) {
-		return Rotation{}, steward.Errorf(steward.CodeFailedPrecondition, "device %s answered without the serial of its new certificate", deviceID)
+		return steward.CredentialRotation{}, steward.Errorf(steward.CodeFailedPrecondition, "device %s answered without the serial of its new certificate", deviceID)
 	}
 	cur, err := s.cfg.Store.GetCertificate(ctx, tenantID, serial)
 	if err != nil || cur.DeviceID != deviceID || cur.Revoked() {
-		return Rotation{}, steward.Errorf(steward.CodeFailedPrecondition, "device %s names certificate %s, which is not a valid certificate of it", deviceID, serial)
+		return steward.CredentialRotation{}, steward.Errorf(steward.CodeFailedPrecondition, "device %s names certificate %s, which is not a valid certificate of it", deviceID, serial)
 	}
-	out := Rotation{DeviceID: deviceID, Serial: serial, NotAfter: cur.NotAfter, Revoked: []string{}}
+	out := steward.CredentialRotation{DeviceID: deviceID, Serial: serial, NotAfter: cur.NotAfter, Revoked: []string{}}
 	if c, err := parseCert(cur.PEM); err == nil {
 		out.IssuerKey = hex.EncodeToString(c.AuthorityKeyId)
 	}
@@ -370,30 +351,23 @@ func (s *Service) RotateDevice(ctx context.Context, tenantID, deviceID, actor st
 
 // ---- CA rotation ----
 
-// CARotation is the answer to a CA rotation: the generations, or the
-// approval it waits for.
-type CARotation struct {
-	Generations []steward.CAGenerationInfo `json:"generations,omitempty"`
-	Approval    *steward.ApprovalRequest   `json:"approval,omitempty"`
-}
-
 // RotateCA rotates the tenant's device CA with an overlap. When an approval
 // policy demands it, the first call opens an approval request and returns
 // it; a call with the approved request's ID rotates.
-func (s *Service) RotateCA(ctx context.Context, tenantID string, overlap time.Duration, approvalID, actor string) (CARotation, error) {
+func (s *Service) RotateCA(ctx context.Context, tenantID string, overlap time.Duration, approvalID, actor string) (steward.CARotation, error) {
 	if overlap <= 0 {
-		return CARotation{}, steward.Errorf(steward.CodeInvalid, "overlap must be more than 0")
+		return steward.CARotation{}, steward.Errorf(steward.CodeInvalid, "overlap must be more than 0")
 	}
 	pending, err := RequireApproval(ctx, s.cfg.Approvals, steward.ApprovalRequest{TenantID: tenantID, Action: "ca.rotate", Target: "tenant:" + tenantID,
 		Payload: raw(map[string]string{"overlap": overlap.String()}), Requester: actor}, approvalID)
 	if err != nil || pending != nil {
-		return CARotation{Approval: pending}, err
+		return steward.CARotation{Approval: pending}, err
 	}
 	gens, err := s.cfg.Authority.RotateDeviceCA(ctx, tenantID, overlap, approvalID)
 	if err != nil {
-		return CARotation{}, err
+		return steward.CARotation{}, err
 	}
-	return CARotation{Generations: gens}, s.audit(ctx, steward.AuditRecord{TenantID: tenantID, Actor: actor, Action: "ca.rotate", Target: "tenant:" + tenantID,
+	return steward.CARotation{Generations: gens}, s.audit(ctx, steward.AuditRecord{TenantID: tenantID, Actor: actor, Action: "ca.rotate", Target: "tenant:" + tenantID,
 		Detail: "overlap " + overlap.String(), After: raw(gens)})
 }
 
@@ -402,21 +376,12 @@ func (s *Service) CAStatus(ctx context.Context, tenantID string) ([]steward.CAGe
 	return s.cfg.Authority.DeviceCAStatus(ctx, tenantID)
 }
 
-// Migration is what moving a fleet to the active CA did.
-type Migration struct {
-	// Moved are the devices now on a certificate of the active CA.
-	Moved []Rotation `json:"moved"`
-	// Pending are the devices still on an older CA, with why (not
-	// connected: it moves at its next renewal or on a later migration).
-	Pending map[string]string `json:"pending"`
-}
-
 // MigrateFleet sends rotate-credentials to every device of the tenant whose
 // newest certificate is not from the active CA, a few at a time.
-func (s *Service) MigrateFleet(ctx context.Context, tenantID, actor string) (Migration, error) {
+func (s *Service) MigrateFleet(ctx context.Context, tenantID, actor string) (steward.CAMigration, error) {
 	gens, err := s.cfg.Authority.DeviceCAStatus(ctx, tenantID)
 	if err != nil {
-		return Migration{}, err
+		return steward.CAMigration{}, err
 	}
 	active := ""
 	for _, g := range gens {
@@ -427,7 +392,7 @@ func (s *Service) MigrateFleet(ctx context.Context, tenantID, actor string) (Mig
 	now := s.cfg.Clock.Now()
 	certs, err := s.cfg.Store.ListExpiringCertificates(ctx, tenantID, now, now.Add(MaxExpiryWindow), 10000)
 	if err != nil {
-		return Migration{}, err
+		return steward.CAMigration{}, err
 	}
 	onActive := map[string]bool{}
 	var devices []string
@@ -442,7 +407,7 @@ func (s *Service) MigrateFleet(ctx context.Context, tenantID, actor string) (Mig
 			devices = append(devices, c.DeviceID)
 		}
 	}
-	out := Migration{Moved: []Rotation{}, Pending: map[string]string{}}
+	out := steward.CAMigration{Moved: []steward.CredentialRotation{}, Pending: map[string]string{}}
 	var mu sync.Mutex
 	work := make(chan string)
 	var wg sync.WaitGroup
@@ -467,7 +432,7 @@ func (s *Service) MigrateFleet(ctx context.Context, tenantID, actor string) (Mig
 	}
 	close(work)
 	wg.Wait()
-	slices.SortFunc(out.Moved, func(a, b Rotation) int { return strings.Compare(a.DeviceID, b.DeviceID) })
+	slices.SortFunc(out.Moved, func(a, b steward.CredentialRotation) int { return strings.Compare(a.DeviceID, b.DeviceID) })
 	s.log.Info("fleet migrated to the active device CA", "tenant", tenantID, "moved", len(out.Moved), "pending", len(out.Pending), "actor", actor)
 	return out, s.audit(ctx, steward.AuditRecord{TenantID: tenantID, Actor: actor, Action: "ca.migrate", Target: "tenant:" + tenantID, After: raw(out)})
 }

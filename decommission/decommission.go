@@ -90,6 +90,8 @@ type Service struct {
 	log *slog.Logger
 }
 
+var _ steward.Decommissioner = (*Service)(nil)
+
 // New returns the service.
 func New(cfg Config) *Service {
 	if cfg.WipeTimeout <= 0 {
@@ -107,25 +109,6 @@ func New(cfg Config) *Service {
 	return &Service{cfg: cfg, log: cfg.Logger}
 }
 
-// Request is what an operator asks for.
-type Request struct {
-	Reason string             `json:"reason"`
-	Policy steward.DataPolicy `json:"data_policy"`
-	// Retention is how long a keep policy keeps the data (default
-	// Config.Retention).
-	Retention time.Duration `json:"-"`
-	// ApprovalID is the approved request of an earlier call that asked
-	// for approval.
-	ApprovalID string `json:"approval_id,omitempty"`
-}
-
-// Result is a decommissioning as the caller gets it: its record, and the
-// approval it waits for when one is needed.
-type Result struct {
-	Record   steward.Decommission     `json:"record"`
-	Approval *steward.ApprovalRequest `json:"approval,omitempty"`
-}
-
 func newID() string {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
@@ -139,60 +122,58 @@ func newID() string {
 // awaiting approval and returns the request; the call with the approved
 // request's ID runs it. A failed step stops the workflow with the record
 // failed (a failed decommissioning may be started again).
-func (s *Service) Decommission(ctx context.Context, tenantID, deviceID string, r Request, actor string) (Result, error) {
+func (s *Service) Decommission(ctx context.Context, tenantID, deviceID string, r steward.DecommissionRequest, actor string) (steward.DecommissionResult, error) {
 	r.Reason = strings.TrimSpace(r.Reason)
 	switch {
 	case r.Reason == "" || len(r.Reason) > 1024:
-		return Result{}, steward.Errorf(steward.CodeInvalid, "a decommissioning needs a reason of at most 1024 characters")
+		return steward.DecommissionResult{}, steward.Errorf(steward.CodeInvalid, "a decommissioning needs a reason of at most 1024 characters")
 	case r.Policy == "":
 		r.Policy = steward.DataDelete
 	}
 	if !r.Policy.Valid() {
-		return Result{}, steward.Errorf(steward.CodeInvalid, "data policy %q: use delete, anonymise or keep", r.Policy)
+		return steward.DecommissionResult{}, steward.Errorf(steward.CodeInvalid, "data policy %q: use delete, anonymise or keep", r.Policy)
 	}
-	if r.Retention < 0 || r.Retention > MaxRetention || r.Retention != 0 && r.Policy != steward.DataKeep {
-		return Result{}, steward.Errorf(steward.CodeInvalid, "a retention goes with the keep policy only, at most %d days", int(MaxRetention.Hours()/24))
-	}
-	if r.Retention == 0 {
-		r.Retention = s.cfg.Retention
+	maxDays := int(MaxRetention.Hours() / 24)
+	if r.RetentionDays < 0 || r.RetentionDays > maxDays || r.RetentionDays != 0 && r.Policy != steward.DataKeep {
+		return steward.DecommissionResult{}, steward.Errorf(steward.CodeInvalid, "retention_days goes with the keep policy only, from 1 to %d", maxDays)
 	}
 	d, err := s.cfg.Store.GetDevice(ctx, tenantID, deviceID)
 	if err != nil {
-		return Result{}, err
+		return steward.DecommissionResult{}, err
 	}
 	if d.State == steward.StateDecommissioned {
-		return Result{}, steward.Errorf(steward.CodeFailedPrecondition, "device %s is already decommissioned", deviceID)
+		return steward.DecommissionResult{}, steward.Errorf(steward.CodeFailedPrecondition, "device %s is already decommissioned", deviceID)
 	}
 	rec, err := s.openRecord(ctx, d, r, actor)
 	if err != nil {
-		return Result{}, err
+		return steward.DecommissionResult{}, err
 	}
 	if rec.State == steward.DecommissionAwaitingApproval && r.ApprovalID == "" {
-		return Result{Record: rec}, steward.Errorf(steward.CodeFailedPrecondition, "decommissioning %s awaits approval %s", rec.ID, rec.ApprovalID)
+		return steward.DecommissionResult{Record: rec}, steward.Errorf(steward.CodeFailedPrecondition, "decommissioning %s awaits approval %s", rec.ID, rec.ApprovalID)
 	}
 	pending, err := credentials.RequireApproval(ctx, s.cfg.Approvals, steward.ApprovalRequest{TenantID: tenantID, Action: "device.decommission",
 		Target: "device:" + deviceID, Payload: rawJSON(map[string]string{"reason": r.Reason, "data_policy": string(r.Policy)}), Requester: actor}, r.ApprovalID)
 	if err != nil {
-		return Result{Record: rec}, err
+		return steward.DecommissionResult{Record: rec}, err
 	}
 	if pending != nil {
 		rec.State, rec.ApprovalID, rec.UpdatedAt = steward.DecommissionAwaitingApproval, pending.ID, s.cfg.Clock.Now()
 		if err := s.cfg.Store.UpdateDecommission(ctx, rec); err != nil {
-			return Result{}, err
+			return steward.DecommissionResult{}, err
 		}
 		s.audit(ctx, rec, actor, "device.decommission.request", steward.AuditSuccess, "awaiting approval "+pending.ID)
-		return Result{Record: rec, Approval: pending}, nil
+		return steward.DecommissionResult{Record: rec, Approval: pending}, nil
 	}
 	if r.ApprovalID != "" {
 		rec.ApprovalID = r.ApprovalID
 	}
 	rec.State = steward.DecommissionRunning
 	rec, err = s.run(ctx, rec, r, actor)
-	return Result{Record: rec}, err
+	return steward.DecommissionResult{Record: rec}, err
 }
 
 // openRecord returns the device's record awaiting approval, or a new one.
-func (s *Service) openRecord(ctx context.Context, d steward.Device, r Request, actor string) (steward.Decommission, error) {
+func (s *Service) openRecord(ctx context.Context, d steward.Device, r steward.DecommissionRequest, actor string) (steward.Decommission, error) {
 	recs, err := s.cfg.Store.ListDecommissions(ctx, d.TenantID, d.ID)
 	if err != nil {
 		return steward.Decommission{}, err
@@ -215,7 +196,7 @@ func (s *Service) openRecord(ctx context.Context, d steward.Device, r Request, a
 }
 
 // run carries out the steps, writing the record after each.
-func (s *Service) run(ctx context.Context, rec steward.Decommission, r Request, actor string) (steward.Decommission, error) {
+func (s *Service) run(ctx context.Context, rec steward.Decommission, r steward.DecommissionRequest, actor string) (steward.Decommission, error) {
 	ctx = context.WithoutCancel(ctx) // a caller that goes away does not leave a device half decommissioned
 	certs, err := s.cfg.Store.ListCertificates(ctx, rec.TenantID, rec.DeviceID)
 	if err != nil {
@@ -324,7 +305,7 @@ func (s *Service) cloudAccess(ctx context.Context, rec steward.Decommission) (st
 
 // dataPolicy applies the data policy; the keep policy sets the record's
 // retention, after which Purge erases the data.
-func (s *Service) dataPolicy(ctx context.Context, rec *steward.Decommission, r Request) (string, string) {
+func (s *Service) dataPolicy(ctx context.Context, rec *steward.Decommission, r steward.DecommissionRequest) (string, string) {
 	switch rec.Policy {
 	case steward.DataDelete:
 		n, err := s.cfg.Store.EraseDeviceData(ctx, rec.TenantID, rec.DeviceID)
@@ -338,7 +319,11 @@ func (s *Service) dataPolicy(ctx context.Context, rec *steward.Decommission, r R
 		}
 		return steward.StepOK, "anonymise: client addresses removed from the history; owner, location, labels and free attributes removed from the inventory record; measurements kept"
 	default:
-		until := s.cfg.Clock.Now().Add(r.Retention)
+		keep := s.cfg.Retention
+		if r.RetentionDays > 0 {
+			keep = time.Duration(r.RetentionDays) * 24 * time.Hour
+		}
+		until := s.cfg.Clock.Now().Add(keep)
 		rec.RetainUntil = &until
 		return steward.StepOK, "keep: data kept until " + until.UTC().Format(time.RFC3339) + ", then erased"
 	}
@@ -438,13 +423,14 @@ func (s *Service) sign(ctx context.Context, rec steward.Decommission) (string, e
 	return string(pem.EncodeToMemory(&pem.Block{Type: PEMType, Bytes: der})), nil
 }
 
-// Get returns a decommissioning record.
-func (s *Service) Get(ctx context.Context, tenantID, id string) (steward.Decommission, error) {
+// GetDecommission returns a decommissioning record.
+func (s *Service) GetDecommission(ctx context.Context, tenantID, id string) (steward.Decommission, error) {
 	return s.cfg.Store.GetDecommission(ctx, tenantID, id)
 }
 
-// List returns the tenant's records (of one device when deviceID is set).
-func (s *Service) List(ctx context.Context, tenantID, deviceID string) ([]steward.Decommission, error) {
+// ListDecommissions returns the tenant's records (of one device when
+// deviceID is set).
+func (s *Service) ListDecommissions(ctx context.Context, tenantID, deviceID string) ([]steward.Decommission, error) {
 	return s.cfg.Store.ListDecommissions(ctx, tenantID, deviceID)
 }
 
@@ -497,4 +483,77 @@ func (s *Service) audit(ctx context.Context, rec steward.Decommission, actor, ac
 func rawJSON(v any) json.RawMessage {
 	b, _ := json.Marshal(v)
 	return b
+}
+
+// Transfer hands a device to another owner: its certificates are revoked
+// (reason affiliation_changed) and its session closed, what the cloud keeps
+// for it is cleared, its configuration reset (labels back to its
+// enrollment group's, attributes and location cleared), its key binding
+// dropped, and it returns to registered: it must be provisioned again with
+// its factory identity, with a new key.
+func (s *Service) Transfer(ctx context.Context, tenantID, deviceID string, r steward.TransferRequest, actor string) (steward.Device, error) {
+	r.Owner, r.Reason = strings.TrimSpace(r.Owner), strings.TrimSpace(r.Reason)
+	switch {
+	case r.Owner == "" || len(r.Owner) > 256:
+		return steward.Device{}, steward.Errorf(steward.CodeInvalid, "a transfer needs the new owner, at most 256 characters")
+	case r.Reason == "" || len(r.Reason) > 1024:
+		return steward.Device{}, steward.Errorf(steward.CodeInvalid, "a transfer needs a reason of at most 1024 characters")
+	}
+	d, err := s.cfg.Store.GetDevice(ctx, tenantID, deviceID)
+	if err != nil {
+		return steward.Device{}, err
+	}
+	if !steward.CanTransition(d.State, steward.StateRegistered) {
+		return steward.Device{}, steward.Errorf(steward.CodeFailedPrecondition, "device %s is %s and cannot be transferred", deviceID, d.State)
+	}
+	labels := map[string]string{}
+	if d.EnrollmentGroupID != "" {
+		if g, err := s.cfg.Store.GetEnrollmentGroup(ctx, tenantID, d.EnrollmentGroupID); err == nil {
+			for k, v := range g.Labels {
+				labels[k] = v
+			}
+		}
+	}
+	certs, err := s.cfg.Store.ListCertificates(ctx, tenantID, deviceID)
+	if err != nil {
+		return steward.Device{}, err
+	}
+	now := s.cfg.Clock.Now()
+	for _, c := range certs {
+		if c.Revoked() {
+			continue
+		}
+		if _, err := s.cfg.Store.RevokeCertificate(ctx, steward.Revocation{TenantID: tenantID, Serial: c.Serial, DeviceID: deviceID,
+			Reason: steward.ReasonAffiliationChanged, Actor: actor, At: now}); err != nil && steward.ErrorCode(err) != steward.CodeFailedPrecondition {
+			return steward.Device{}, err
+		}
+	}
+	rec := steward.Decommission{TenantID: tenantID, DeviceID: deviceID}
+	if outcome, detail := s.cloudAccess(ctx, rec); outcome == steward.StepFailed {
+		return steward.Device{}, steward.Errorf(steward.CodeUnavailable, "transfer of %s: %s", deviceID, detail)
+	}
+	before := d
+	out, err := s.cfg.Lifecycle.Apply(ctx, tenantID, deviceID, func(d *steward.Device) ([]steward.LifecycleEvent, error) {
+		ev, err := steward.Transition(d, steward.StateRegistered, "transferred to "+r.Owner+": "+r.Reason, actor, s.cfg.Clock.Now())
+		if err != nil {
+			return nil, err
+		}
+		d.Owner, d.Labels, d.Location, d.Attributes, d.FactoryKeyID = r.Owner, labels, steward.Location{}, map[string]any{}, ""
+		return []steward.LifecycleEvent{ev}, nil
+	})
+	if err != nil {
+		return steward.Device{}, err
+	}
+	// Registered is not a state the broker closes sessions for: close it.
+	if err := s.cfg.Bus.Control(ctx, steward.SessionControl{TenantID: tenantID, DeviceID: deviceID, Close: true, Reason: "transferred"}); err != nil {
+		s.log.Warn("close session of transferred device", "device", deviceID, "err", err)
+	}
+	s.log.Info("device transferred", "tenant", tenantID, "device", deviceID, "owner", r.Owner, "actor", actor)
+	if s.cfg.Auditor != nil {
+		if err := s.cfg.Auditor.Record(ctx, steward.AuditRecord{TenantID: tenantID, Actor: actor, Action: "device.transfer", Target: "device:" + deviceID,
+			Outcome: steward.AuditSuccess, Detail: r.Reason, Before: rawJSON(before), After: rawJSON(out), At: now}); err != nil {
+			return out, steward.WrapError(steward.CodeInternal, err, "device.transfer was done but could not be recorded in the audit log")
+		}
+	}
+	return out, nil
 }

@@ -341,6 +341,9 @@ func (s *Service) enrollAgain(ctx context.Context, d steward.Device, keyID strin
 	if d.State == steward.StateDecommissioned {
 		return nil, steward.Errorf(steward.CodePermissionDenied, "device %s is decommissioned", d.ID)
 	}
+	if d.State == steward.StateRegistered && d.FactoryKeyID == "" {
+		return s.reprovision(ctx, d, keyID, csr)
+	}
 	certs, err := s.cfg.Store.ListCertificates(ctx, d.TenantID, d.ID)
 	if err != nil {
 		return nil, err
@@ -374,6 +377,28 @@ func (s *Service) enrollAgain(ctx context.Context, d steward.Device, keyID strin
 	}
 	// Same key, but its certificates have all expired: issue a new one.
 	return s.issueFor(ctx, d, keyID, csr)
+}
+
+// reprovision provisions again a device that was transferred to another
+// owner: its old credentials were revoked and its key binding cleared, so
+// the factory identity may bring any key now, once.
+func (s *Service) reprovision(ctx context.Context, d steward.Device, keyID string, csr *x509.CertificateRequest) ([]*x509.Certificate, error) {
+	certs, err := s.issueFor(ctx, d, keyID, csr)
+	if err != nil {
+		return nil, err
+	}
+	_, err = s.cfg.Lifecycle.Apply(ctx, d.TenantID, d.ID, func(d *steward.Device) ([]steward.LifecycleEvent, error) {
+		if d.State != steward.StateRegistered {
+			return nil, nil
+		}
+		ev, err := steward.Transition(d, steward.StateProvisioned, "provisioned again after a transfer", "device", s.cfg.Clock.Now())
+		return []steward.LifecycleEvent{ev}, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("device provisioned again", "tenant", d.TenantID, "device", d.ID)
+	return certs, nil
 }
 
 // issueFor issues a new certificate to an existing device and binds its key.

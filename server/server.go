@@ -23,6 +23,8 @@ import (
 	"github.com/steward-iot/steward/alerting"
 	"github.com/steward-iot/steward/analytics"
 	"github.com/steward-iot/steward/api"
+	"github.com/steward-iot/steward/credentials"
+	"github.com/steward-iot/steward/decommission"
 	"github.com/steward-iot/steward/est"
 	"github.com/steward-iot/steward/events"
 	"github.com/steward-iot/steward/health"
@@ -120,6 +122,11 @@ type Server struct {
 	// Notifier sends notifications to the tenants' channels; its worker
 	// runs on every node (claiming deliveries is safe on two nodes).
 	Notifier *notify.Notifier
+	// Credentials rotates and revokes device credentials and serves the
+	// CRLs; Decommission runs decommissionings and transfers, and purges
+	// the data kept after one when its retention ends.
+	Credentials  *credentials.Service
+	Decommission *decommission.Service
 	// Metrics is the node's Prometheus registry and instrumentation; nil
 	// with Config.NoMetrics.
 	Metrics *metrics.Metrics
@@ -200,6 +207,9 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	events.New(events.Config{Store: s.Store, Clock: cfg.Clock, Logger: log}, s.Bus)
 	s.Notifier = notify.New(notify.Config{Store: s.Store, Clock: cfg.Clock, Logger: log, Quarantiner: s.Fleet})
 	s.Alerts = alerting.New(alerting.Config{Store: s.Store, Clock: cfg.Clock, Logger: log, Interval: cfg.AlertInterval, Notifier: s.Notifier})
+	s.Credentials = credentials.New(credentials.Config{Store: s.Store, Authority: s.Authority, Fleet: s.Fleet, Bus: s.Bus, Clock: cfg.Clock, Logger: log})
+	s.Decommission = decommission.New(decommission.Config{Store: s.Store, Fleet: s.Fleet, Lifecycle: s.Fleet, Gate: s.Prov, Enroller: s.Prov,
+		Bus: s.Bus, Signer: s.Authority, Clock: cfg.Clock, Logger: log})
 
 	hosts := append([]string(nil), cfg.DeviceHosts...)
 	if _, err := s.Authority.ServerCertificate(ctx, hosts); err != nil {
@@ -236,6 +246,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	deviceTLS := &tls.Config{GetCertificate: getCert, ClientAuth: tls.RequestClientCert, MinVersion: tls.VersionTLS12}
 	deviceMux := http.NewServeMux()
 	deviceMux.Handle("/.well-known/est/", est.NewHandler(enroller, log, est.Options{}))
+	deviceMux.Handle("/crl/", s.Credentials.CRLHandler()) // public: a CRL is signed
 	s.deviceSrv = &http.Server{Handler: deviceMux, TLSConfig: deviceTLS, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	if s.deviceLn, err = net.Listen("tcp", cfg.DeviceAddr); err != nil {
 		return nil, fmt.Errorf("device plane listener: %w", err)
@@ -244,6 +255,9 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	// The management plane: the REST API, and Prometheus metrics without
 	// authentication, as is customary on a private network (docs/security.md).
 	var mgmt http.Handler = api.New(api.Config{
+		Credentials:    s.Credentials,
+		Decommissioner: s.Decommission,
+
 		Fleet: s.Fleet, Groups: s.Prov, Authority: s.Authority, Store: s.Store,
 		Ready: s.ready, Clock: cfg.Clock, Logger: log, TelemetrySchemasChanged: s.Intake.SchemasChanged,
 		Analytics: analytics.New(s.Store, log),
@@ -333,6 +347,8 @@ func (s *Server) Start() {
 	go func() { defer s.wg.Done(); _ = s.Notifier.Run(ctx) }()
 	go func() { defer s.wg.Done(); s.Rollup.Run(ctx) }()
 	go func() { defer s.wg.Done(); s.Retention.Run(ctx) }()
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); s.Decommission.Run(ctx, time.Hour) }()
 	go func() {
 		defer s.wg.Done()
 		if err := s.broker.Serve(ctx); err != nil {
