@@ -34,9 +34,9 @@ type Policy struct {
 	// MaxDevices: a deployment to more devices needs an approval (0: no
 	// limit).
 	MaxDevices int
-	// ProductionLabel, "key=value": a deployment that reaches a device
-	// with this label needs an approval (empty: none). Default
-	// environment=production.
+	// ProductionLabel, a selector (steward.ParseMatch): a deployment that
+	// reaches a device it matches needs an approval. Default
+	// labels.environment=production.
 	ProductionLabel string
 }
 
@@ -105,7 +105,7 @@ func New(cfg Config) *Engine {
 		cfg.JoinInterval = time.Minute
 	}
 	if cfg.Policy.ProductionLabel == "" {
-		cfg.Policy.ProductionLabel = "environment=production"
+		cfg.Policy.ProductionLabel = "labels.environment=production"
 	}
 	return &Engine{cfg: cfg, log: cfg.Logger, clock: cfg.Clock, windows: map[string][]*Window{}, joinedAt: map[string]time.Time{}}
 }
@@ -435,6 +435,7 @@ func (e *Engine) Rollback(ctx context.Context, tenantID, id, actor string) (stew
 	now := e.clock.Now()
 	spec := d.DeploymentSpec
 	spec.Query, spec.KeepOpen, spec.Gate, spec.StartAt = "", false, nil, time.Time{}
+	spec.OnFailure = steward.OnFailurePause // a rollback is never rolled back
 	spec.Phases = []steward.Phase{{Name: "rollback", Percent: 100, SuccessThreshold: 0, FailureThreshold: 1}}
 	spec.Target.ArtifactID, spec.Target.SHA256, spec.Target.Length, spec.Target.TUFPath = "", "", 0, ""
 	rb := steward.Deployment{ID: newID("dp-"), TenantID: tenantID, Name: "rollback of " + d.Name, DeploymentSpec: spec,

@@ -126,10 +126,14 @@ func TestFailureThreshold(t *testing.T) {
 				// A rollback deployment takes the 3 succeeded devices back.
 				list, err := e.store.ListDeployments(t.Context(), tenant, steward.DeploymentFilter{})
 				must(t, err)
-				if len(list) != 2 || list[0].RollbackOf != d.ID {
+				i := slices.IndexFunc(list, func(x steward.Deployment) bool { return x.RollbackOf == d.ID })
+				if len(list) != 2 || i < 0 {
 					t.Fatalf("deployments %+v", list)
 				}
-				rb := list[0]
+				rb := list[i]
+				if rb.OnFailure != steward.OnFailurePause || rb.CreatedBy != "system:deploy" {
+					t.Fatalf("rollback deployment %+v", rb)
+				}
 				rb = e.tick(rb.ID) // start
 				e.wantState(rb, steward.DeploymentRunning)
 				rb = e.tick(rb.ID)

@@ -15,10 +15,11 @@ import (
 // zone: times are moved into a zone-less copy of that wall clock (the same
 // hours and minutes, read as UTC), the schedule finds the next start there,
 // and the start and end are read back in the zone. So a window at 02:00
-// opens at 02:00 local time on both sides of a daylight-saving change, once
-// a day (the repeated hour of autumn does not open it twice), and a start
-// that falls in the hour skipped in spring opens at the first valid time
-// after it (03:30 CEST for 02:30 on the last Sunday of March in Berlin).
+// opens at 02:00 local time on both sides of a daylight-saving change; a
+// start or end that falls in the hour skipped in spring is the moment of
+// the jump (a Berlin window from 02:00 opens at 03:00 CEST on the last
+// Sunday of March); a window that covers autumn's repeated hour is open
+// through both of its passes.
 // The duration is wall-clock time too: a 01:00 window of 4 hours ends at
 // 05:00 local time even on the night that has 3 or 5 hours between them.
 type Window struct {
@@ -55,9 +56,35 @@ func (w *Window) wall(t time.Time) time.Time {
 	return time.Date(l.Year(), l.Month(), l.Day(), l.Hour(), l.Minute(), l.Second(), l.Nanosecond(), time.UTC)
 }
 
-// real returns the instant of a wall clock time in the window's zone.
-func (w *Window) real(wall time.Time) time.Time {
-	return time.Date(wall.Year(), wall.Month(), wall.Day(), wall.Hour(), wall.Minute(), wall.Second(), wall.Nanosecond(), w.loc).UTC()
+// real returns the instant of a wall clock time in the window's zone. A
+// time the clock skips (spring) is the instant of the jump; a time the
+// clock shows twice (autumn) is the earlier instant for a start (first
+// true) and the later one for an end, so that the window covers both.
+func (w *Window) real(wall time.Time, first bool) time.Time {
+	t := time.Date(wall.Year(), wall.Month(), wall.Day(), wall.Hour(), wall.Minute(), wall.Second(), wall.Nanosecond(), w.loc)
+	start, end := t.ZoneBounds()
+	switch got := w.wall(t); {
+	case got.After(wall): // skipped; t is past the jump
+		return start.UTC()
+	case got.Before(wall): // skipped; t is before the jump
+		return end.UTC()
+	}
+	// Shown twice? The other instant is one zone change away.
+	if !start.IsZero() && first {
+		_, before := start.Add(-time.Nanosecond).Zone()
+		_, now := t.Zone()
+		if d := time.Duration(before-now) * time.Second; d > 0 && w.wall(t.Add(-d)).Equal(wall) {
+			return t.Add(-d).UTC()
+		}
+	}
+	if !end.IsZero() && !first {
+		_, after := end.Zone()
+		_, now := t.Zone()
+		if d := time.Duration(now-after) * time.Second; d > 0 && w.wall(t.Add(d)).Equal(wall) {
+			return t.Add(d).UTC()
+		}
+	}
+	return t.UTC()
 }
 
 // At reports whether the window is open at t and, if so, when it closes;
@@ -75,14 +102,18 @@ func (w *Window) At(t time.Time) (open bool, from, to time.Time) {
 			end = n.Add(d)
 		}
 		if end.After(now) {
-			return true, w.real(s), w.real(end)
+			return true, w.real(s, true), w.real(end, false)
 		}
 	}
 	s := w.sched.Next(now)
+	// In autumn's repeated hour a start may lie behind t in real time.
+	for !s.IsZero() && !w.real(s, true).After(t) {
+		s = w.sched.Next(s)
+	}
 	if s.IsZero() {
 		return false, time.Time{}, time.Time{}
 	}
-	return false, w.real(s), w.real(s.Add(d))
+	return false, w.real(s, true), w.real(s.Add(d), false)
 }
 
 // compileWindows compiles a deployment's windows.

@@ -182,7 +182,7 @@ type zeroTimeCol struct{ t *time.Time }
 
 // Scan implements sql.Scanner.
 func (c zeroTimeCol) Scan(src any) error {
-	if err := (timeCol{c.t}).Scan(src); err != nil {
+	if err := timeCol(c).Scan(src); err != nil {
 		return err
 	}
 	if c.t.Equal(noTime) {
