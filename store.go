@@ -228,6 +228,8 @@ type Store interface {
 	ArtifactStore   // artifacts, download grants, uploads, TUF metadata (artifact.go)
 	UserStore       // operators, service accounts, custom roles, sessions, account tokens (operator.go)
 	CredentialStore // CA generations, revocation reasons, CRLs, revoked manufacturer CAs, decommissioning records (credentials.go)
+	RetentionStore  // per-tenant retention periods and pruning of data classes (retention.go)
+	PrivacyStore    // device consent, export and erasure (privacy.go)
 	DeploymentStore // deployments, their devices and each device's history (deployment.go)
 }
 

@@ -56,6 +56,9 @@ type Config struct {
 	// (decommission.go). Nil makes their routes 503.
 	Credentials    steward.Credentials
 	Decommissioner steward.Decommissioner
+	// Privacy serves device export, erasure and consent (privacy.go); nil
+	// makes those routes 503.
+	Privacy PrivacyService
 	// Operators configures operator logins: sessions, lockout, password
 	// hashing (sessions.go).
 	Operators OperatorConfig
@@ -172,6 +175,7 @@ func New(cfg Config) *Server {
 	s.handle("DELETE", "/api/v1/notification-policies/{id}", steward.PermNotificationsWrite, s.deletePolicy)
 
 	s.registerOperators()
+	s.registerPrivacy()
 	s.registerPKI()
 	s.registerDecommission()
 	s.registerFallbacks()

@@ -35,7 +35,9 @@ import (
 	"github.com/steward-iot/steward/notify"
 	"github.com/steward-iot/steward/pki"
 	"github.com/steward-iot/steward/postgres"
+	"github.com/steward-iot/steward/privacy"
 	"github.com/steward-iot/steward/provisioning"
+	"github.com/steward-iot/steward/retention"
 	"github.com/steward-iot/steward/sqlite"
 	"github.com/steward-iot/steward/telemetry"
 )
@@ -115,6 +117,13 @@ type Server struct {
 	// Rollup and Retention are the telemetry rollup and retention jobs.
 	Rollup    *telemetry.Rollup
 	Retention *telemetry.Retention
+	// DataRetention prunes the data classes of RetentionClasses with each
+	// tenant's own periods; a package keeping data of its own registers
+	// its class in RetentionClasses before Start.
+	RetentionClasses *steward.RetentionRegistry
+	DataRetention    *retention.Job
+	// Privacy serves device consent, export and erasure.
+	Privacy *privacy.Service
 	// Alerts evaluates the alert rules. Its Leader hook is not wired (there
 	// is no leader election yet), so every node of a cluster evaluates; the
 	// store's unique index of open alerts keeps them from duplicating alerts.
@@ -204,6 +213,11 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.Rollup = telemetry.NewRollup(telemetry.RollupConfig{Store: s.Store, Clock: cfg.Clock, Logger: log, Policy: cfg.Telemetry})
 	s.Retention = telemetry.NewRetention(telemetry.RetentionConfig{Store: s.Store, Clock: cfg.Clock, Logger: log, Policy: cfg.Telemetry})
 	s.Intake = telemetry.New(telemetry.Config{Store: s.Store, Clock: cfg.Clock, Logger: log, Metrics: intakeMetrics, Policy: cfg.Telemetry, Rollup: s.Rollup}, s.Bus)
+	if s.RetentionClasses, err = steward.NewRetentionRegistry(steward.StoreRetentionClasses(s.Store)...); err != nil {
+		return nil, err
+	}
+	s.DataRetention = retention.New(retention.Config{Store: s.Store, Registry: s.RetentionClasses, Clock: cfg.Clock, Logger: log})
+	s.Privacy = privacy.New(privacy.Config{Store: s.Store, Clock: cfg.Clock, Logger: log, ConsentChanged: s.Intake.ConsentChanged})
 	events.New(events.Config{Store: s.Store, Clock: cfg.Clock, Logger: log}, s.Bus)
 	s.Notifier = notify.New(notify.Config{Store: s.Store, Clock: cfg.Clock, Logger: log, Quarantiner: s.Fleet})
 	s.Alerts = alerting.New(alerting.Config{Store: s.Store, Clock: cfg.Clock, Logger: log, Interval: cfg.AlertInterval, Notifier: s.Notifier})
@@ -263,6 +277,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		Analytics: analytics.New(s.Store, log),
 		Health:    health.New(s.Store, cfg.Clock, health.DefaultRules()),
 		Notifier:  s.Notifier,
+		Privacy:   s.Privacy,
 	})
 	if s.Metrics != nil {
 		mux := http.NewServeMux()
@@ -347,6 +362,8 @@ func (s *Server) Start() {
 	go func() { defer s.wg.Done(); _ = s.Notifier.Run(ctx) }()
 	go func() { defer s.wg.Done(); s.Rollup.Run(ctx) }()
 	go func() { defer s.wg.Done(); s.Retention.Run(ctx) }()
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); s.DataRetention.Run(ctx) }()
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.Decommission.Run(ctx, time.Hour) }()
 	go func() {

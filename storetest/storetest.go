@@ -65,6 +65,8 @@ func Run(t *testing.T, open func(t *testing.T) steward.Store) {
 		{"PresenceEventsIsolation", testPresenceEventsIsolation},
 		{"FleetAggregates", testFleetAggregates},
 		{"FleetAggregatesRollups", testFleetAggregatesRollups},
+		{"RetentionJob", testRetentionJob},
+		{"DevicePrivacy", testDevicePrivacy},
 		{"InTxCommit", testInTxCommit},
 		{"InTxRollback", testInTxRollback},
 		{"InTxNested", testInTxNested},

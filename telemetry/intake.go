@@ -91,6 +91,9 @@ type Intake struct {
 	dropped       atomic.Int64
 	schemaDropped atomic.Int64
 	schemas       *schemas
+	// consentDropped and consents: see consent.go.
+	consentDropped atomic.Int64
+	consents       *consents
 }
 
 // New returns an intake and registers it for telemetry on bus. Start it
@@ -119,7 +122,7 @@ func New(cfg Config, bus steward.Bus) *Intake {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	in := &Intake{cfg: cfg, queue: make(chan pending, cfg.QueueSize), done: make(chan struct{}), touched: map[string]time.Time{},
-		schemas: newSchemas(cfg.Store, cfg.Clock, cfg.SchemaTTL, cfg.ModelTTL)}
+		schemas: newSchemas(cfg.Store, cfg.Clock, cfg.SchemaTTL, cfg.ModelTTL), consents: newConsents(cfg.Store, cfg.Clock, cfg.SchemaTTL)}
 	bus.HandleInbound(steward.ChannelTelemetry, in.Handle)
 	return in
 }
@@ -128,9 +131,10 @@ func New(cfg Config, bus steward.Bus) *Intake {
 // once; a good one is acknowledged when its batch has committed. Samples
 // outside the acceptance window (Config.Policy) are dropped and counted,
 // not refused, and so are samples of metrics that the telemetry schema of
-// the device's model does not allow: the rest of the message is kept, and a
+// the device's model does not allow, and every sample of a personal device
+// whose person has not consented to telemetry: the rest is kept, and a
 // message with nothing left is acknowledged at once, so the device does not
-// send it again. When the schema cannot be read the message is refused as
+// send it again. When the schema or consent cannot be read the message is refused as
 // unavailable (not acknowledged as stored), so the device sends it again.
 func (in *Intake) Handle(ctx context.Context, m steward.DeviceMessage, ack steward.Ack) {
 	now := in.cfg.Clock.Now()
@@ -173,6 +177,13 @@ func (in *Intake) Handle(ctx context.Context, m steward.DeviceMessage, ack stewa
 				in.cfg.Logger.Debug("telemetry samples not allowed by the model's schema dropped",
 					"tenant", m.TenantID, "device", m.DeviceID, "dropped", n, "kept", len(kept))
 			}
+		}
+	}
+	if len(kept) > 0 {
+		if kept, err = in.consentFilter(ctx, m, kept); err != nil {
+			in.cfg.Logger.Warn("read telemetry consent", "tenant", m.TenantID, "device", m.DeviceID, "err", err)
+			ack(steward.WrapError(steward.CodeUnavailable, err, "telemetry consent not available"))
+			return
 		}
 	}
 	if len(kept) == 0 {
