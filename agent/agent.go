@@ -34,6 +34,7 @@ type Agent struct {
 
 	tele    telemetryBuffer
 	updates *updater
+	twin    *twinAgent // the device twin (twin.go)
 
 	stop  context.CancelFunc // ends Run (after a wipe); set by Run
 	wiped atomic.Bool        // the credentials were erased on command (credentials.go)
@@ -58,6 +59,7 @@ func New(cfg Config) (*Agent, error) {
 		tele:      telemetryBuffer{max: cfg.TelemetryBuffer},
 	}
 	a.updates = newUpdater(a)
+	a.twin = newTwinAgent(a)
 	return a, nil
 }
 
@@ -138,6 +140,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	wg.Go(func() { a.telemetryLoop(ctx) })
 	wg.Go(func() { a.inboxLoop(ctx, inbox) })
 	wg.Go(func() { a.updates.run(ctx) })
+	wg.Go(func() { a.twin.run(ctx) })
 	wg.Wait()
 	a.log.Info("agent stopped", "device", id.DeviceID)
 	return nil

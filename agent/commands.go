@@ -34,6 +34,8 @@ func (a *Agent) inboxLoop(ctx context.Context, inbox <-chan inbound) {
 				a.command(ctx, m.payload)
 			case steward.ChannelUpdateJob:
 				a.updates.offer(m.payload)
+			case steward.ChannelTwinDesired:
+				a.twin.offer(m.payload)
 			default:
 				if a.cfg.OnMessage != nil {
 					a.cfg.OnMessage(m.ch, m.payload)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/steward-iot/steward"
+	"github.com/steward-iot/steward/agent/config"
 )
 
 // Defaults of Config.
@@ -62,6 +63,12 @@ type Config struct {
 	// TelemetryBuffer is how many samples are kept while the broker cannot
 	// be reached; the oldest go first (default 120).
 	TelemetryBuffer int
+
+	// ConfigHandlers apply the device twin's desired configuration, one
+	// per top-level key (config.Any for every key without its own; see
+	// package agent/config). A key without a handler is reported with an
+	// error. The applied state is kept in StateDir/twin.json.
+	ConfigHandlers map[string]config.Handler
 
 	// Reboot is called after a reboot command has been answered. Nil means
 	// the device refuses reboot commands.
