@@ -117,3 +117,28 @@ func Signals(store steward.Store, log interface {
 		}
 	}
 }
+
+// Run sends every stored desired state to its device again (trying again
+// while the device plane is not up yet), then checks drift every interval
+// until ctx ends.
+func (s *Service) Run(ctx context.Context, every time.Duration) {
+	for wait := 50 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		n, err := s.Republish(ctx)
+		if err == nil {
+			s.cfg.Logger.Info("desired twins published", "twins", n)
+			break
+		}
+		s.cfg.Logger.Warn("publish desired twins; will retry", "err", err, "retry_in", wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+	s.RunDrift(ctx, every)
+}
+
+// Grace returns the grace period the drift check allows.
+func (s *Service) Grace() time.Duration { return s.cfg.Grace }

@@ -160,34 +160,24 @@ func equal(a, b any) bool {
 	return reflect.DeepEqual(a, b)
 }
 
-// Change is one difference between two configuration documents, in the
-// shape of an RFC 6902 operation (add, remove or replace at a JSON
-// pointer), with the value before the change in Old for reading.
-type Change struct {
-	Op    string `json:"op"`
-	Path  string `json:"path"`
-	Value any    `json:"value,omitempty"`
-	Old   any    `json:"old,omitempty"`
-}
-
 // Diff lists the changes that turn a into b, by path. Objects are compared
 // member by member; arrays and other values are replaced whole (a changed
 // list of servers reads better whole than as index shuffles). A hand-written
 // walk: the listing of changed paths is all that is needed, and the JSON
 // patch libraries for Go add a dependency for little more.
-func Diff(a, b any) []Change {
-	var out []Change
+func Diff(a, b any) []steward.ConfigChange {
+	var out []steward.ConfigChange
 	diff("", a, b, &out)
-	slices.SortStableFunc(out, func(x, y Change) int { return strings.Compare(x.Path, y.Path) })
+	slices.SortStableFunc(out, func(x, y steward.ConfigChange) int { return strings.Compare(x.Path, y.Path) })
 	return out
 }
 
-func diff(path string, a, b any, out *[]Change) {
+func diff(path string, a, b any, out *[]steward.ConfigChange) {
 	x, okA := a.(map[string]any)
 	y, okB := b.(map[string]any)
 	if !okA || !okB {
 		if !equal(a, b) {
-			*out = append(*out, Change{Op: "replace", Path: path, Value: b, Old: a})
+			*out = append(*out, steward.ConfigChange{Op: "replace", Path: path, Value: b, Old: a})
 		}
 		return
 	}
@@ -195,14 +185,14 @@ func diff(path string, a, b any, out *[]Change) {
 		p := path + "/" + escapePointer(k)
 		w, ok := y[k]
 		if !ok {
-			*out = append(*out, Change{Op: "remove", Path: p, Old: v})
+			*out = append(*out, steward.ConfigChange{Op: "remove", Path: p, Old: v})
 			continue
 		}
 		diff(p, v, w, out)
 	}
 	for k, w := range y {
 		if _, ok := x[k]; !ok {
-			*out = append(*out, Change{Op: "add", Path: path + "/" + escapePointer(k), Value: w})
+			*out = append(*out, steward.ConfigChange{Op: "add", Path: path + "/" + escapePointer(k), Value: w})
 		}
 	}
 }

@@ -195,7 +195,7 @@ func (s *Service) ListVersions(ctx context.Context, tenantID, templateID string)
 // Diff lists the changes from version against to version id. An empty
 // against compares with the version before id in its template (with an
 // empty document for a first version).
-func (s *Service) Diff(ctx context.Context, tenantID, id, against string) ([]Change, error) {
+func (s *Service) Diff(ctx context.Context, tenantID, id, against string) ([]steward.ConfigChange, error) {
 	v, err := s.cfg.Store.GetConfigVersion(ctx, tenantID, id)
 	if err != nil {
 		return nil, err
@@ -331,25 +331,17 @@ func (s *Service) GetTwin(ctx context.Context, tenantID, deviceID string) (stewa
 	return steward.Twin{TenantID: tenantID, DeviceID: deviceID, Desired: doc, Sources: c.sources}, nil
 }
 
-// Update is a direct change of one device's desired state.
-type Update struct {
-	// Patch is a JSON merge patch applied to the device's override, the
-	// layer over every template.
-	Patch json.RawMessage
-	// IfMatch, when set, is the desired version the change was made
-	// against: a twin now at another version is not changed
-	// (CodeFailedPrecondition).
-	IfMatch *int64
-}
-
 // UpdateTwin applies a direct change to one device's desired state and
-// publishes it.
-func (s *Service) UpdateTwin(ctx context.Context, tenantID, deviceID string, u Update, actor string) (steward.Twin, error) {
-	patch, err := decodeObject("patch", u.Patch)
+// publishes it. patch is a JSON merge patch applied to the device's
+// override, the layer over every template. ifMatch, when set, is the
+// desired version the change was made against: a twin now at another
+// version is not changed (CodeFailedPrecondition).
+func (s *Service) UpdateTwin(ctx context.Context, tenantID, deviceID string, patchDoc json.RawMessage, ifMatch *int64, actor string) (steward.Twin, error) {
+	patch, err := decodeObject("patch", patchDoc)
 	if err != nil {
 		return steward.Twin{}, err
 	}
-	return s.changeDesired(ctx, tenantID, deviceID, u.IfMatch, actor, "twin.update", func(d steward.Device, t steward.Twin) (composition, json.RawMessage, error) {
+	return s.changeDesired(ctx, tenantID, deviceID, ifMatch, actor, "twin.update", func(d steward.Device, t steward.Twin) (composition, json.RawMessage, error) {
 		var cur any = map[string]any{}
 		if len(t.Override) > 0 {
 			if cur, err = decode(t.Override); err != nil {

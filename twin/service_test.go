@@ -110,7 +110,7 @@ func TestLayering(t *testing.T) {
 	wantDoc(t, "d-2 desired", tw2.Desired, `{"interval": 60, "ntp": {"servers": ["pool.ntp.org"], "port": 123}, "log": "debug", "owner": "acme", "big": 12345678901234567890}`)
 
 	// A direct update applies over every template, and removes with null.
-	tw, err = e.svc.UpdateTwin(ctx, tenant, "d-1", Update{Patch: json.RawMessage(`{"interval": 5, "tz": null, "extra": {"k": "v"}}`)}, "token:op")
+	tw, err = e.svc.UpdateTwin(ctx, tenant, "d-1", json.RawMessage(`{"interval": 5, "tz": null, "extra": {"k": "v"}}`), nil, "token:op")
 	must(t, err)
 	if tw.DesiredVersion != 1 || tw.DesiredBy != "token:op" {
 		t.Fatalf("updated twin %+v", tw)
@@ -183,7 +183,7 @@ func TestSchemaErrors(t *testing.T) {
 	e.device(t, "d-1", "gw-100", "", "")
 	base, _ := e.template(t, "base", steward.LayerBase, "", `{"interval": 30, "ntp": {"servers": ["a"]}}`, schema)
 	model, _ := e.template(t, "model", steward.LayerModel, "gw-100", `{}`, "")
-	_, err := e.svc.UpdateTwin(ctx, tenant, "d-1", Update{Patch: json.RawMessage(`{"interval": 10}`)}, "token:op")
+	_, err := e.svc.UpdateTwin(ctx, tenant, "d-1", json.RawMessage(`{"interval": 10}`), nil, "token:op")
 	must(t, err)
 
 	for _, tc := range []struct {
@@ -195,7 +195,7 @@ func TestSchemaErrors(t *testing.T) {
 		{"required removed", `{"interval": null}`, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := e.svc.UpdateTwin(ctx, tenant, "d-1", Update{Patch: json.RawMessage(tc.patch)}, "token:op")
+			_, err := e.svc.UpdateTwin(ctx, tenant, "d-1", json.RawMessage(tc.patch), nil, "token:op")
 			wantCode(t, err, steward.CodeInvalid, "does not match its schema")
 			se := schemaError(err)
 			if se == nil || se.Path != tc.path {
@@ -254,7 +254,7 @@ func TestStaleVersionsRefused(t *testing.T) {
 	ctx := context.Background()
 	e.device(t, "d-1", "gw-100", "", "")
 	e.template(t, "base", steward.LayerBase, "", `{"interval": 30}`, "")
-	tw, err := e.svc.UpdateTwin(ctx, tenant, "d-1", Update{Patch: json.RawMessage(`{"n": 0}`)}, "token:op")
+	tw, err := e.svc.UpdateTwin(ctx, tenant, "d-1", json.RawMessage(`{"n": 0}`), nil, "token:op")
 	must(t, err)
 	v := tw.DesiredVersion
 
@@ -270,7 +270,7 @@ func TestStaleVersionsRefused(t *testing.T) {
 	for i := range writers {
 		wg.Go(func() {
 			<-start
-			_, err := e.svc.UpdateTwin(ctx, tenant, "d-1", Update{Patch: json.RawMessage(fmt.Sprintf(`{"n": %d}`, i+1)), IfMatch: &v}, fmt.Sprintf("token:w%d", i))
+			_, err := e.svc.UpdateTwin(ctx, tenant, "d-1", json.RawMessage(fmt.Sprintf(`{"n": %d}`, i+1)), &v, fmt.Sprintf("token:w%d", i))
 			mu.Lock()
 			defer mu.Unlock()
 			switch steward.ErrorCode(err) {
@@ -303,7 +303,7 @@ func TestStaleVersionsRefused(t *testing.T) {
 		t.Fatalf("twin after the race: %+v", tw)
 	}
 	// A stale version names the current one.
-	_, err = e.svc.UpdateTwin(ctx, tenant, "d-1", Update{Patch: json.RawMessage(`{"n": 99}`), IfMatch: &v}, "token:op")
+	_, err = e.svc.UpdateTwin(ctx, tenant, "d-1", json.RawMessage(`{"n": 99}`), &v, "token:op")
 	wantCode(t, err, steward.CodeFailedPrecondition, fmt.Sprintf("at desired version %d, not %d", v+1, v))
 }
 
@@ -319,7 +319,7 @@ func TestDrift(t *testing.T) {
 	e.device(t, "d-2", "gw-100", "", "")
 	e.template(t, "base", steward.LayerBase, "", `{"interval": 30}`, "")
 	for _, d := range []string{"d-1", "d-2"} {
-		_, err := e.svc.UpdateTwin(ctx, tenant, d, Update{Patch: json.RawMessage(`{"log": "info"}`)}, "token:op")
+		_, err := e.svc.UpdateTwin(ctx, tenant, d, json.RawMessage(`{"log": "info"}`), nil, "token:op")
 		must(t, err)
 	}
 	// d-2 applies at once; d-1 reports something else.
@@ -388,7 +388,7 @@ func TestDrift(t *testing.T) {
 		t.Fatalf("drift counts after clear %+v", c)
 	}
 	// A new desired state restarts the grace period.
-	_, err = e.svc.UpdateTwin(ctx, tenant, "d-1", Update{Patch: json.RawMessage(`{"log": "debug"}`)}, "token:op")
+	_, err = e.svc.UpdateTwin(ctx, tenant, "d-1", json.RawMessage(`{"log": "debug"}`), nil, "token:op")
 	must(t, err)
 	e.clock.Add(5 * time.Minute)
 	changes, err = e.svc.CheckDrift(ctx)
@@ -407,7 +407,7 @@ func TestReportsRefused(t *testing.T) {
 	ctx := context.Background()
 	e.device(t, "d-1", "gw-100", "", "")
 	e.template(t, "base", steward.LayerBase, "", `{"interval": 30}`, "")
-	_, err := e.svc.UpdateTwin(ctx, tenant, "d-1", Update{Patch: json.RawMessage(`{}`)}, "token:op")
+	_, err := e.svc.UpdateTwin(ctx, tenant, "d-1", json.RawMessage(`{}`), nil, "token:op")
 	must(t, err)
 	must(t, e.report(t, "d-1", `{"version": 1, "state": {"interval": 30}}`))
 	before := e.twin(t, "d-1")
@@ -447,7 +447,7 @@ func TestReportsRefused(t *testing.T) {
 		})
 	}
 	// A stale report (an older version than reported) is dropped quietly.
-	_, err = e.svc.UpdateTwin(ctx, tenant, "d-1", Update{Patch: json.RawMessage(`{"x": 1}`)}, "token:op")
+	_, err = e.svc.UpdateTwin(ctx, tenant, "d-1", json.RawMessage(`{"x": 1}`), nil, "token:op")
 	must(t, err)
 	must(t, e.report(t, "d-1", `{"version": 2, "state": {"interval": 30, "x": 1}}`))
 	rev := e.twin(t, "d-1").Rev
