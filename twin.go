@@ -384,3 +384,13 @@ type TwinReportedMessage struct {
 	State   json.RawMessage   `json:"state"`
 	Errors  map[string]string `json:"errors,omitempty"`
 }
+
+// ConfigChange is one difference between two configuration documents, in
+// the shape of an RFC 6902 operation (add, remove or replace at a JSON
+// pointer), with the value before the change in Old for reading.
+type ConfigChange struct {
+	Op    string `json:"op"`
+	Path  string `json:"path"`
+	Value any    `json:"value,omitempty"`
+	Old   any    `json:"old,omitempty"`
+}
