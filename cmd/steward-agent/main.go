@@ -17,11 +17,13 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/steward-iot/steward/agent"
+	"github.com/steward-iot/steward/agent/abslots"
 )
 
 // Exit statuses.
@@ -49,6 +51,7 @@ type options struct {
 	model, serial, firmware, hardware string
 	telemetryInterval                 time.Duration
 	rebootCommand, logLevel           string
+	slots, healthCheck                string
 }
 
 func parse(args []string, stderr io.Writer) (*options, error) {
@@ -71,10 +74,13 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.rebootCommand, "reboot-command", "", "shell `command` run for a reboot command; without it the agent\n"+
 		fmt.Sprintf("logs the request and exits with status %d so that its supervisor starts it again\n", exitReboot)+
 		fmt.Sprintf("(systemd: Restart=on-failure or RestartForceExitStatus=%d)", exitReboot))
+	fs.StringVar(&o.slots, "slots", "", "A/B slot `directory` updates are installed into (default STATE/slots; \"off\": refuse updates)")
+	fs.StringVar(&o.healthCheck, "health-check", "", "shell `command` that decides, after the restart into a new version, whether it stays\n"+
+		"(exit status 0) or is rolled back; without it, reaching the server is enough")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: steward-agent --server HOST --server-ca FILE --factory-cert FILE --factory-key FILE [flags]\n\n")
-		fmt.Fprintf(fs.Output(), "Enrolls the device with Steward, keeps its certificate renewed, reports\nattributes and telemetry over MQTT and answers commands. Logs go to stderr.\nSIGINT and SIGTERM stop it.\n\nExit status: 0 stopped, 1 error, 2 bad usage, %d restart requested by a reboot command.\n\nFlags:\n", exitReboot)
+		fmt.Fprintf(fs.Output(), "Enrolls the device with Steward, keeps its certificate renewed, reports\nattributes and telemetry over MQTT and answers commands. Logs go to stderr.\nSIGINT and SIGTERM stop it.\n\nExit status: 0 stopped, 1 error, 2 bad usage, %d restart requested (a reboot command, or an update that switched slots).\n\nFlags:\n", exitReboot)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -184,16 +190,44 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 			return nil
 		}
 	}
+	errRestart := errors.New("restart after an update")
+	var fetcher *deviceFetcher
+	if o.slots != "off" {
+		if o.slots == "" {
+			o.slots = filepath.Join(o.state, "slots")
+		}
+		slots, err := abslots.Open(o.slots, abslots.Options{InitialVersion: o.firmware})
+		if err != nil {
+			logger.Error("cannot start", "err", err)
+			return exitError
+		}
+		if v := slots.ActiveVersion(); v != "" {
+			cfg.Firmware = v // what is installed now, not what the flag said at first
+		}
+		fetcher = &deviceFetcher{baseURL: o.estURL, dir: filepath.Join(o.state, "tuf"), logger: logger}
+		cfg.Installer, cfg.Fetcher = slots, fetcher
+		cfg.Restart = func() error {
+			logger.Warn("update switched slots; exiting for the supervisor to start the new version", "status", exitReboot)
+			cancel(errRestart)
+			return nil
+		}
+		if o.healthCheck != "" {
+			cfg.HealthCheck = healthCheck(o.healthCheck, logger)
+		}
+	}
 	a, err := agent.New(cfg)
 	if err != nil {
 		logger.Error("cannot start", "err", err)
 		return exitError
 	}
+	if fetcher != nil {
+		fetcher.a = a
+	}
 	if err := a.Run(ctx); err != nil {
 		logger.Error("agent failed", "err", err)
 		return exitError
 	}
-	if errors.Is(context.Cause(ctx), errReboot) {
+	if cause := context.Cause(ctx); errors.Is(cause, errReboot) || errors.Is(cause, errRestart) {
 		return exitReboot
 	}
 	return exitOK
