@@ -62,6 +62,9 @@ type Config struct {
 	// Operators configures operator logins: sessions, lockout, password
 	// hashing (sessions.go).
 	Operators OperatorConfig
+	// Twins serves configuration templates, versions and device twins
+	// (twin.go); nil makes those routes 503.
+	Twins TwinService
 }
 
 // Server is the management plane API, an http.Handler.
@@ -178,6 +181,7 @@ func New(cfg Config) *Server {
 	s.registerPrivacy()
 	s.registerPKI()
 	s.registerDecommission()
+	s.registerTwins()
 	s.registerFallbacks()
 	return s
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/steward-iot/steward/pki"
 	"github.com/steward-iot/steward/provisioning"
 	"github.com/steward-iot/steward/sqlite"
+	"github.com/steward-iot/steward/twin"
 )
 
 // Env is a running API server with a system token of the default tenant.
@@ -68,7 +69,8 @@ func New(t testing.TB) *Env {
 		t.Fatalf("create token: %v", err)
 	}
 	srv := httptest.NewServer(api.New(api.Config{Fleet: fleet, Groups: prov, Authority: auth, Store: store, Analytics: analytics.New(store, log), Health: health.New(store, clock, health.DefaultRules()),
-		Notifier: notify.New(notify.Config{Store: store, Clock: clock, Logger: log}), Clock: clock, Logger: log}))
+		Notifier: notify.New(notify.Config{Store: store, Clock: clock, Logger: log}), Clock: clock, Logger: log,
+		Twins: twin.New(twin.Config{Store: store, Clock: clock, Logger: log})}))
 	t.Cleanup(srv.Close)
 	return &Env{URL: srv.URL, SystemToken: secret, Store: store, Bus: bus, Server: srv}
 }
