@@ -69,6 +69,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		models       = fs.String("models", DefaultModel, "comma-separated `models` to draw from")
 		hardware     = fs.String("hardware", "revA,revB", "comma-separated hardware `revisions` to draw from")
 		unapproved   = fs.Int("unapproved", 0, "how many devices report firmware "+UnapprovedVersion)
+		failInstall  = fs.Float64("install-failures", 0, "share (0 to 1) of devices whose update installs fail")
+		failHealth   = fs.Float64("health-failures", 0, "share (0 to 1) of devices whose new version fails its health check and is rolled back")
 		interval     = fs.Duration("telemetry-interval", DefaultTelemetryInterval, "time between each device's telemetry samples")
 		seed         = fs.Int64("seed", 1, "seed of the inventory draw, telemetry and jitter")
 		rate         = fs.Float64("connect-rate", DefaultConnectRate, "devices started per second (negative: all at once)")
@@ -165,23 +167,25 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 
 	s, err := New(Config{
-		Devices:            *devices,
-		Manufacturer:       mfr,
-		ESTURL:             *estURL,
-		ESTLabel:           *label,
-		MQTTAddr:           *mqttAddr,
-		ServerCA:           pool,
-		StateDir:           *stateDir,
-		SerialPrefix:       *prefix,
-		Models:             splitList(*models),
-		Firmware:           firmwareVers,
-		Hardware:           splitList(*hardware),
-		UnapprovedFirmware: *unapproved,
-		TelemetryInterval:  *interval,
-		Seed:               *seed,
-		ConnectRate:        *rate,
-		Logger:             logger,
-		Clock:              steward.SystemClock{},
+		Devices:             *devices,
+		Manufacturer:        mfr,
+		ESTURL:              *estURL,
+		ESTLabel:            *label,
+		MQTTAddr:            *mqttAddr,
+		ServerCA:            pool,
+		StateDir:            *stateDir,
+		SerialPrefix:        *prefix,
+		Models:              splitList(*models),
+		Firmware:            firmwareVers,
+		Hardware:            splitList(*hardware),
+		UnapprovedFirmware:  *unapproved,
+		InstallFailures:     *failInstall,
+		HealthCheckFailures: *failHealth,
+		TelemetryInterval:   *interval,
+		Seed:                *seed,
+		ConnectRate:         *rate,
+		Logger:              logger,
+		Clock:               steward.SystemClock{},
 	})
 	if err != nil {
 		if steward.ErrorCode(err) == steward.CodeInvalid {

@@ -6,12 +6,14 @@
 package sim
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"math"
@@ -30,6 +32,8 @@ import (
 
 	"github.com/steward-iot/steward"
 	"github.com/steward-iot/steward/agent"
+	"github.com/steward-iot/steward/agent/abslots"
+	"github.com/steward-iot/steward/agent/tufclient"
 )
 
 // UnapprovedVersion is the firmware reported by the devices that
@@ -86,6 +90,13 @@ type Config struct {
 	// BackoffMin and BackoffMax bound each agent's reconnect and
 	// re-enroll backoff (the agent's defaults when 0).
 	BackoffMin, BackoffMax time.Duration
+	// InstallFailures and HealthCheckFailures are the shares (0 to 1) of
+	// devices, drawn from the seed, whose update installs fail, and whose
+	// newly installed version fails its health check after the restart
+	// (and is rolled back): what deployment thresholds, health gates and
+	// rollback are there for. Every device installs updates into A/B slots
+	// in its state directory, verified with TUF.
+	InstallFailures, HealthCheckFailures float64
 	// Logger receives every device's logs, tagged with its serial.
 	Logger *slog.Logger
 	// Clock is every device's clock (default steward.SystemClock).
@@ -108,6 +119,8 @@ func (cfg Config) withDefaults() (Config, error) {
 		return cfg, steward.Errorf(steward.CodeInvalid, "unapproved firmware count %d must be between 0 and the %d devices", cfg.UnapprovedFirmware, cfg.Devices)
 	case cfg.TelemetryInterval < 0 || cfg.BootTime < 0 || cfg.BackoffMin < 0 || cfg.BackoffMax < 0:
 		return cfg, steward.Errorf(steward.CodeInvalid, "durations must not be negative")
+	case !(cfg.InstallFailures >= 0 && cfg.InstallFailures <= 1) || !(cfg.HealthCheckFailures >= 0 && cfg.HealthCheckFailures <= 1):
+		return cfg, steward.Errorf(steward.CodeInvalid, "install and health check failure shares must be between 0 and 1")
 	case math.IsNaN(cfg.ConnectRate):
 		return cfg, steward.Errorf(steward.CodeInvalid, "connect rate must be a number")
 	}
@@ -169,6 +182,10 @@ type device struct {
 	index                             int
 	serial, model, firmware, hardware string
 
+	// failInstall and failHealth make this device's updates fail (see
+	// Config.InstallFailures).
+	failInstall, failHealth bool
+
 	mu      sync.Mutex
 	agent   *agent.Agent // the current boot's agent
 	reboots int
@@ -202,6 +219,13 @@ func New(cfg Config) (*Sim, error) {
 			d.firmware = UnapprovedVersion
 		}
 		s.devices = append(s.devices, d)
+	}
+	// A separate stream, so that the inventory drawn above stays what it
+	// was for a seed.
+	fr := rand.New(rand.NewPCG(uint64(cfg.Seed), 0xfa11))
+	for _, d := range s.devices {
+		d.failInstall = fr.Float64() < cfg.InstallFailures
+		d.failHealth = fr.Float64() < cfg.HealthCheckFailures
 	}
 	return s, nil
 }
@@ -266,9 +290,22 @@ start:
 // runDevice runs one device through its boots until ctx ends.
 func (s *Sim) runDevice(ctx context.Context, d *device, factory tls.Certificate) error {
 	walk := newWalk(rand.New(rand.NewPCG(uint64(s.cfg.Seed), uint64(d.index)+1)))
+	slots, err := abslots.Open(filepath.Join(s.deviceDir(d), "slots"), abslots.Options{InitialVersion: d.firmware})
+	if err != nil {
+		return err
+	}
 	for boot := 0; ; boot++ {
 		bootCtx, reboot := context.WithCancel(ctx)
 		bootedAt := s.cfg.Clock.Now()
+		fetcher := &tufclient.AgentFetcher{BaseURL: s.cfg.ESTURL, Dir: filepath.Join(s.deviceDir(d), "tuf"), Logger: s.cfg.Logger.With("serial", d.serial)}
+		var installer agent.Installer = slots
+		if d.failInstall {
+			installer = failingInstaller{slots}
+		}
+		var health func(context.Context) error
+		if d.failHealth {
+			health = func(context.Context) error { return errors.New("simulated: the service crashed after the update") }
+		}
 		a, err := agent.New(agent.Config{
 			ESTURL:            s.cfg.ESTURL,
 			ESTLabel:          s.cfg.ESTLabel,
@@ -277,7 +314,7 @@ func (s *Sim) runDevice(ctx context.Context, d *device, factory tls.Certificate)
 			FactoryCert:       factory,
 			StateDir:          s.deviceDir(d),
 			Model:             d.model,
-			Firmware:          d.firmware,
+			Firmware:          cmp.Or(slots.ActiveVersion(), d.firmware),
 			Hardware:          d.hardware,
 			Attributes:        func() map[string]any { return s.attributes(d) },
 			Telemetry:         func() map[string]float64 { return walk.sample(s.cfg.Clock.Now().Sub(bootedAt)) },
@@ -285,15 +322,20 @@ func (s *Sim) runDevice(ctx context.Context, d *device, factory tls.Certificate)
 			BackoffMin:        s.cfg.BackoffMin,
 			BackoffMax:        s.cfg.BackoffMax,
 			// A reboot ends this boot's agent; the loop starts the next.
-			Reboot: func() error { reboot(); return nil },
-			Clock:  s.cfg.Clock,
-			Logger: s.cfg.Logger.With("serial", d.serial),
-			Rand:   rand.New(rand.NewPCG(uint64(s.cfg.Seed)^0x9e3779b97f4a7c15, uint64(d.index)<<20|uint64(boot))),
+			Reboot:      func() error { reboot(); return nil },
+			Installer:   installer,
+			Fetcher:     fetcher,
+			HealthCheck: health,
+			Restart:     func() error { reboot(); return nil },
+			Clock:       s.cfg.Clock,
+			Logger:      s.cfg.Logger.With("serial", d.serial),
+			Rand:        rand.New(rand.NewPCG(uint64(s.cfg.Seed)^0x9e3779b97f4a7c15, uint64(d.index)<<20|uint64(boot))),
 		})
 		if err != nil {
 			reboot()
 			return err
 		}
+		fetcher.Agent = a
 		d.mu.Lock()
 		d.agent = a
 		d.mu.Unlock()
@@ -433,4 +475,11 @@ func (s *Sim) Devices() []Device {
 		out = append(out, dev)
 	}
 	return out
+}
+
+// failingInstaller is a device whose installs fail (Config.InstallFailures).
+type failingInstaller struct{ *abslots.Slots }
+
+func (failingInstaller) Stage(io.Reader, string, string, string) error {
+	return errors.New("simulated: writing the inactive slot failed")
 }

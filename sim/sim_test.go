@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -109,6 +111,9 @@ func TestConfigRejected(t *testing.T) {
 		{"empty model", func(c *Config) { c.Models = []string{"gw", " "} }},
 		{"empty firmware list", func(c *Config) { c.Firmware = map[string][]string{"gw": nil} }},
 		{"negative interval", func(c *Config) { c.TelemetryInterval = -time.Second }},
+		{"install failure share above 1", func(c *Config) { c.InstallFailures = 1.5 }},
+		{"negative health check failure share", func(c *Config) { c.HealthCheckFailures = -0.1 }},
+		{"NaN failure share", func(c *Config) { c.InstallFailures = math.NaN() }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -184,6 +189,46 @@ func TestInventoryDraw(t *testing.T) {
 	}
 	if slices.Equal(draw(10), draw(9)) {
 		t.Fatal("another seed drew the same fleet")
+	}
+}
+
+// TestUpdateFailureDraw: the failure shares pick devices from the seed,
+// and setting them leaves the inventory a seed draws as it was.
+func TestUpdateFailureDraw(t *testing.T) {
+	t.Parallel()
+	mfr, _ := NewManufacturer("Acme Devices")
+	base := Config{Devices: 400, Manufacturer: mfr, ESTURL: "https://127.0.0.1:1", MQTTAddr: "127.0.0.1:1",
+		ServerCA: testpki.NewCA(t, "server CA").Pool(), StateDir: t.TempDir(), Seed: 3,
+		Firmware: map[string][]string{DefaultModel: {"1.0.0", "1.1.0"}}}
+	withShares := base
+	withShares.InstallFailures, withShares.HealthCheckFailures = 0.25, 0.5
+	plain, err := New(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	failing, err := New(withShares)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(plain.Devices(), failing.Devices()) {
+		t.Fatal("failure shares changed the inventory drawn")
+	}
+	var install, health int
+	for i, d := range failing.devices {
+		if plain.devices[i].failInstall || plain.devices[i].failHealth {
+			t.Fatal("a device fails updates with shares of 0")
+		}
+		if d.failInstall {
+			install++
+		}
+		if d.failHealth {
+			health++
+		}
+	}
+	// 400 draws: the counts are near their shares (these bounds are more
+	// than five standard deviations wide; the seed makes them exact anyway).
+	if install < 60 || install > 140 || health < 150 || health > 250 {
+		t.Fatalf("%d install failures and %d health check failures of 400, want about 100 and 200", install, health)
 	}
 }
 

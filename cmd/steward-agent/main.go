@@ -24,6 +24,7 @@ import (
 
 	"github.com/steward-iot/steward/agent"
 	"github.com/steward-iot/steward/agent/abslots"
+	"github.com/steward-iot/steward/agent/tufclient"
 )
 
 // Exit statuses.
@@ -191,7 +192,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		}
 	}
 	errRestart := errors.New("restart after an update")
-	var fetcher *deviceFetcher
+	var fetcher *tufclient.AgentFetcher
 	if o.slots != "off" {
 		if o.slots == "" {
 			o.slots = filepath.Join(o.state, "slots")
@@ -204,7 +205,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		if v := slots.ActiveVersion(); v != "" {
 			cfg.Firmware = v // what is installed now, not what the flag said at first
 		}
-		fetcher = &deviceFetcher{baseURL: o.estURL, dir: filepath.Join(o.state, "tuf"), logger: logger}
+		fetcher = &tufclient.AgentFetcher{BaseURL: o.estURL, Dir: filepath.Join(o.state, "tuf"), Logger: logger}
 		cfg.Installer, cfg.Fetcher = slots, fetcher
 		cfg.Restart = func() error {
 			logger.Warn("update switched slots; exiting for the supervisor to start the new version", "status", exitReboot)
@@ -221,7 +222,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		return exitError
 	}
 	if fetcher != nil {
-		fetcher.a = a
+		fetcher.Agent = a
 	}
 	if err := a.Run(ctx); err != nil {
 		logger.Error("agent failed", "err", err)
