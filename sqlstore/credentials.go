@@ -33,8 +33,8 @@ func (s *Store) RevokeCertificate(ctx context.Context, r steward.Revocation) (st
 			ts(r.At), r.TenantID, r.Serial); err != nil {
 			return t.fail(err, "revoke certificate %s", r.Serial)
 		}
-		if _, err := t.exec(ctx, `INSERT INTO certificate_revocations (serial, tenant_id, reason, actor, at) VALUES (?, ?, ?, ?, ?)
-			ON CONFLICT (serial) DO NOTHING`, r.Serial, r.TenantID, string(r.Reason), r.Actor, ts(r.At)); err != nil {
+		if _, err := t.exec(ctx, `INSERT INTO certificate_revocations (serial, tenant_id, device_id, reason, actor, at) VALUES (?, ?, ?, ?, ?, ?)
+			ON CONFLICT (serial) DO NOTHING`, r.Serial, r.TenantID, c.DeviceID, string(r.Reason), r.Actor, ts(r.At)); err != nil {
 			return t.fail(err, "record revocation of %s", r.Serial)
 		}
 		at := ts(r.At)
@@ -319,7 +319,7 @@ func (s *Store) ListRetainedDecommissions(ctx context.Context, now time.Time, li
 
 // deviceDataTables hold a device's measurements and history; each has
 // tenant_id and device_id columns.
-var deviceDataTables = []string{"samples", "metric_latest", "samples_1m", "samples_1h", "device_events", "presence_events"}
+var deviceDataTables = []string{"samples", "metric_latest", "samples_1m", "samples_1h", "samples_1d", "device_events", "presence_events"}
 
 // EraseDeviceData implements steward.CredentialStore. A keep record of the
 // device is marked purged in the same transaction.

@@ -194,4 +194,18 @@ func testDecommissions(t *testing.T, s steward.Store) {
 	if due, err := s.ListRetainedDecommissions(c, at(48*time.Hour), 0); err != nil || len(due) != 0 {
 		t.Fatalf("purged record still due: %+v %v", due, err)
 	}
+
+	// A device with a revocation reason and a decommissioning record can
+	// still be erased whole (the privacy erasure finds the rows by device).
+	must(t, s.AddCertificate(c, cert(tenantA, "d-2", "2a", t0)))
+	_, err = s.RevokeCertificate(c, steward.Revocation{TenantID: tenantA, Serial: "2a", Reason: steward.ReasonCessationOfOperation, At: at(time.Minute)})
+	must(t, err)
+	must(t, s.CreateDecommission(c, steward.Decommission{ID: "dc-3", TenantID: tenantA, DeviceID: "d-2", Reason: "gone", Policy: steward.DataDelete,
+		State: steward.DecommissionCompleted, RequestedBy: "token:t", CreatedAt: t0, UpdatedAt: t0}))
+	if _, err := s.EraseDevice(c, steward.DeviceTombstone{TenantID: tenantA, DeviceID: "d-2", ErasedAt: at(time.Hour), ErasedBy: "token:t"}); err != nil {
+		t.Fatalf("erase a decommissioned device: %v", err)
+	}
+	if revoked, err := s.ListRevokedCertificates(c, tenantA, t0); err != nil || len(revoked) != 0 {
+		t.Fatalf("revocations of an erased device: %+v %v", revoked, err)
+	}
 }

@@ -15,10 +15,12 @@ CREATE TABLE ca_generations (
 );
 
 -- Why a certificate was revoked; certificates revoked without a reason
--- (a whole device at once) have no row and are listed as unspecified.
+-- (a whole device at once) have no row and are listed as unspecified. The
+-- device_id column lets an erasure of the device find the rows.
 CREATE TABLE certificate_revocations (
 	serial    TEXT PRIMARY KEY REFERENCES certificates (serial),
 	tenant_id TEXT COLLATE "C" NOT NULL,
+	device_id TEXT NOT NULL,
 	reason    TEXT NOT NULL,
 	actor     TEXT NOT NULL DEFAULT '',
 	at        TIMESTAMPTZ NOT NULL

@@ -1,0 +1,499 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/smallstep/pkcs7"
+
+	"github.com/steward-iot/steward"
+	"github.com/steward-iot/steward/agent"
+	"github.com/steward-iot/steward/decommission"
+	"github.com/steward-iot/steward/internal/testpki"
+)
+
+// runCredAgent starts the real agent with its state in dir; the channel is
+// closed when Run returns.
+func (n *node) runCredAgent(t *testing.T, factory tls.Certificate, dir string) (*agent.Agent, <-chan struct{}) {
+	t.Helper()
+	a, err := agent.New(agent.Config{
+		ESTURL: n.DeviceURL(), MQTTAddr: n.MQTTAddr(), ServerCA: n.pool, FactoryCert: factory, StateDir: dir,
+		Model: "gw-100", Firmware: "1.0.0", Hardware: "revB",
+		Attributes:        func() map[string]any { return map[string]any{"hostname": "gw-17"} },
+		Telemetry:         func() map[string]float64 { return map[string]float64{"cpu": 0.25} },
+		TelemetryInterval: 100 * time.Millisecond, BackoffMin: 50 * time.Millisecond, BackoffMax: time.Second,
+		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = a.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return a, done
+}
+
+// deviceGet fetches a device or fails.
+func (n *node) deviceGet(t *testing.T, id string) steward.DeviceDetail {
+	t.Helper()
+	d, err := n.admin.GetDevice(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// fetchCRL reads a CRL from the device plane, without credentials.
+func (n *node) fetchCRL(t *testing.T, path string) *x509.RevocationList {
+	t.Helper()
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: n.pool}}, Timeout: 10 * time.Second}
+	resp, err := hc.Get(n.DeviceURL() + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/pkix-crl" {
+		t.Fatalf("GET %s: %d %s", path, resp.StatusCode, body)
+	}
+	crl, err := x509.ParseRevocationList(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return crl
+}
+
+func waitLost(t *testing.T, lost <-chan error, what string) {
+	t.Helper()
+	select {
+	case <-lost:
+	case <-time.After(15 * time.Second):
+		t.Fatalf("live session not closed: %s", what)
+	}
+}
+
+// TestRevocationClosesLiveSessions revokes a certificate, then a whole
+// enrollment group, then its manufacturer CA, each with a connected paho
+// client that must be disconnected at once and refused afterwards; the
+// tenant's CRL on the device plane lists what was revoked, signed by the
+// tenant's CA and numbered.
+func TestRevocationClosesLiveSessions(t *testing.T) {
+	t.Parallel()
+	n := startNode(t)
+	ctx := context.Background()
+	mfr := testpki.NewCA(t, "Acme Devices")
+	g := n.registerGroup(t, n.admin, "gateways", mfr, nil)
+	op1 := n.enroll(t, mfr.Factory(t, "SN-1"))
+	op2 := n.enroll(t, mfr.Factory(t, "SN-2"))
+	id1, id2 := op1.Leaf.Subject.CommonName, op2.Leaf.Subject.CommonName
+	serial1, serial2 := op1.Leaf.SerialNumber.Text(16), op2.Leaf.SerialNumber.Text(16)
+	ca, err := n.Authority.DeviceCA(ctx, steward.DefaultTenant)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	lost1 := make(chan error, 1)
+	if _, err := n.mqttClient(t, op1, id1, lost1); err != nil {
+		t.Fatal(err)
+	}
+	// Bad input changes nothing.
+	if _, err := n.admin.RevokeCertificate(ctx, serial1, "because"); steward.ErrorCode(err) != steward.CodeInvalid {
+		t.Fatalf("unknown reason: %v, want 400", err)
+	}
+	if _, err := n.admin.RevokeCertificate(ctx, "not-hex", steward.ReasonKeyCompromise); steward.ErrorCode(err) != steward.CodeInvalid {
+		t.Fatalf("bad serial: %v, want 400", err)
+	}
+	if d := n.deviceGet(t, id1); d.Certificates[0].Revoked() {
+		t.Fatal("a refused revocation revoked the certificate")
+	}
+
+	t.Run("certificate", func(t *testing.T) {
+		c, err := n.admin.RevokeCertificate(ctx, serial1, steward.ReasonKeyCompromise)
+		if err != nil || !c.Revoked() || c.DeviceID != id1 {
+			t.Fatalf("revoke: %+v %v", c, err)
+		}
+		waitLost(t, lost1, "revoked certificate")
+		if _, err := n.mqttClient(t, op1, id1, nil); err == nil {
+			t.Fatal("revoked certificate connected again")
+		}
+		if _, err := n.admin.RevokeCertificate(ctx, serial1, steward.ReasonKeyCompromise); !is409(err) {
+			t.Errorf("revoking twice: %v, want 409", err)
+		}
+		crl := n.fetchCRL(t, "/crl/default.crl")
+		if err := crl.CheckSignatureFrom(ca); err != nil {
+			t.Fatalf("CRL not signed by the device CA: %v", err)
+		}
+		if len(crl.RevokedCertificateEntries) != 1 || crl.RevokedCertificateEntries[0].SerialNumber.Text(16) != serial1 ||
+			crl.RevokedCertificateEntries[0].ReasonCode != 1 || crl.Number.Int64() != 1 || !crl.NextUpdate.After(time.Now()) {
+			t.Fatalf("CRL: number %v, entries %+v", crl.Number, crl.RevokedCertificateEntries)
+		}
+		// Unchanged revocations: the same CRL again, not a new number.
+		if again := n.fetchCRL(t, "/crl/default.crl"); again.Number.Int64() != 1 {
+			t.Errorf("CRL re-signed without a change: number %v", again.Number)
+		}
+		der, err := n.admin.CRL(ctx, "")
+		if err != nil || !bytes.Equal(der, crl.Raw) {
+			t.Errorf("CRL from the API differs: %v", err)
+		}
+	})
+
+	t.Run("enrollment group", func(t *testing.T) {
+		lost2 := make(chan error, 1)
+		if _, err := n.mqttClient(t, op2, id2, lost2); err != nil {
+			t.Fatal(err)
+		}
+		res, err := n.admin.RevokeGroup(ctx, g.ID, "batch recall")
+		if err != nil || !slices.Contains(res.Devices, id1) || !slices.Contains(res.Devices, id2) || res.CARevoked {
+			t.Fatalf("revoke group: %+v %v", res, err)
+		}
+		waitLost(t, lost2, "revoked group")
+		crl := n.fetchCRL(t, "/crl/default.crl")
+		var serials []string
+		for _, e := range crl.RevokedCertificateEntries {
+			serials = append(serials, e.SerialNumber.Text(16))
+		}
+		if crl.Number.Int64() != 2 || !slices.Contains(serials, serial2) || !slices.Contains(serials, serial1) {
+			t.Fatalf("CRL after the group: number %v, %v", crl.Number, serials)
+		}
+	})
+
+	t.Run("manufacturer CA", func(t *testing.T) {
+		fresh := n.enroll(t, mfr.Factory(t, "SN-3")) // still allowed
+		lost3 := make(chan error, 1)
+		if _, err := n.mqttClient(t, fresh, fresh.Leaf.Subject.CommonName, lost3); err != nil {
+			t.Fatal(err)
+		}
+		res, err := n.admin.RevokeManufacturerCA(ctx, g.ID, "signing key leaked", true)
+		if err != nil || !res.CARevoked || !slices.Contains(res.Devices, fresh.Leaf.Subject.CommonName) {
+			t.Fatalf("revoke CA: %+v %v", res, err)
+		}
+		waitLost(t, lost3, "revoked manufacturer CA")
+		before := n.deviceCount(t)
+		_, csr := newCSR(t)
+		factory := mfr.Factory(t, "SN-4")
+		if _, err := n.est(&factory).SimpleEnroll(ctx, csr); steward.ErrorCode(err) != steward.CodePermissionDenied {
+			t.Fatalf("enrollment with a revoked manufacturer CA: %v, want 403", err)
+		}
+		if n.deviceCount(t) != before {
+			t.Error("a refused enrollment created a device")
+		}
+		evs, err := n.admin.ListSecurityEvents(ctx, steward.SecurityEventFilter{Kind: steward.SecEnrollRefused})
+		if err != nil || len(evs) == 0 {
+			t.Errorf("no enroll_refused event: %v %v", evs, err)
+		}
+	})
+}
+
+// TestCredentialRotationWithFleetConnected rotates one device's
+// credentials and then the tenant's device CA, with real agents connected
+// all along: every device moves to the new CA and none is lost.
+func TestCredentialRotationWithFleetConnected(t *testing.T) {
+	t.Parallel()
+	n := startNode(t)
+	ctx := context.Background()
+	mfr := testpki.NewCA(t, "Acme Devices")
+	n.registerGroup(t, n.admin, "gateways", mfr, nil)
+	var ids []string
+	for _, sn := range []string{"SN-1", "SN-2", "SN-3"} {
+		a, _ := n.runCredAgent(t, mfr.Factory(t, sn), t.TempDir())
+		ids = append(ids, n.waitState(t, a, steward.StateActive).ID)
+	}
+	// A device that is enrolled but not connected stays on the old CA.
+	offline := n.enroll(t, mfr.Factory(t, "SN-OFF"))
+	ping := func(id string) {
+		t.Helper()
+		eventually(t, "ping "+id, func() bool {
+			res, err := n.admin.SendCommand(ctx, id, "ping", nil, 5*time.Second)
+			return err == nil && res.Status == steward.CommandOK
+		})
+	}
+
+	t.Run("device", func(t *testing.T) {
+		id := ids[0]
+		old := n.deviceGet(t, id).Certificates[0].Serial
+		rot, err := n.admin.RotateCredentials(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rot.Serial == old || !slices.Equal(rot.Revoked, []string{old}) {
+			t.Fatalf("rotation: %+v (old %s)", rot, old)
+		}
+		ping(id)
+		for _, c := range n.deviceGet(t, id).Certificates {
+			if (c.Serial == old) != c.Revoked() {
+				t.Errorf("certificate %s revoked=%v after rotation", c.Serial, c.Revoked())
+			}
+		}
+		if _, err := n.admin.RotateCredentials(ctx, offline.Leaf.Subject.CommonName); steward.ErrorCode(err) != steward.CodeUnavailable {
+			t.Errorf("rotating an offline device: %v, want unavailable", err)
+		}
+		if d := n.deviceGet(t, offline.Leaf.Subject.CommonName); d.Certificates[0].Revoked() {
+			t.Error("a failed rotation revoked the offline device's certificate")
+		}
+	})
+
+	t.Run("tenant CA", func(t *testing.T) {
+		oldCA, _ := n.Authority.DeviceCA(ctx, steward.DefaultTenant)
+		if _, err := n.admin.RotateCA(ctx, 0, ""); steward.ErrorCode(err) != steward.CodeInvalid {
+			t.Errorf("zero overlap: %v", err)
+		}
+		res, err := n.admin.RotateCA(ctx, 720*time.Hour, "")
+		if err != nil || len(res.Generations) != 2 || res.Generations[0].State != steward.CAPrevious || res.Generations[1].State != steward.CAActive {
+			t.Fatalf("rotate: %+v %v", res, err)
+		}
+		newKey := res.Generations[1].KeyID
+		// During the overlap the fleet stays connected on the old CA.
+		for _, id := range ids {
+			ping(id)
+		}
+		mig, err := n.admin.MigrateCA(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(mig.Moved) != 3 || len(mig.Pending) != 1 || mig.Pending[offline.Leaf.Subject.CommonName] == "" {
+			t.Fatalf("migration: moved %+v pending %+v", mig.Moved, mig.Pending)
+		}
+		for _, m := range mig.Moved {
+			if m.IssuerKey != newKey {
+				t.Errorf("device %s moved to issuer %s, want %s", m.DeviceID, m.IssuerKey, newKey)
+			}
+		}
+		gens, err := n.admin.RetireOldCA(ctx)
+		if err != nil || gens[0].State != steward.CARetired {
+			t.Fatalf("retire: %+v %v", gens, err)
+		}
+		// None lost: every device answers, is active, and holds exactly
+		// one unrevoked certificate, from the new CA.
+		for _, id := range ids {
+			ping(id)
+			d := n.deviceGet(t, id)
+			if d.State != steward.StateActive {
+				t.Errorf("device %s is %s", id, d.State)
+			}
+			var live []string
+			for _, c := range d.Certificates {
+				if !c.Revoked() {
+					b, _ := pem.Decode([]byte(c.PEM))
+					x, _ := x509.ParseCertificate(b.Bytes)
+					if hex.EncodeToString(x.AuthorityKeyId) != newKey {
+						t.Errorf("device %s holds an unrevoked certificate of another CA", id)
+					}
+					live = append(live, c.Serial)
+				}
+			}
+			if len(live) != 1 {
+				t.Errorf("device %s holds %d unrevoked certificates", id, len(live))
+			}
+		}
+		// The old CA's certificates are refused now.
+		if _, err := n.mqttClient(t, offline, offline.Leaf.Subject.CommonName, nil); err == nil {
+			t.Error("a certificate of the retired CA connected")
+		}
+		if _, err := offline.Leaf.Verify(x509.VerifyOptions{Roots: poolOf(oldCA), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+			t.Fatalf("test setup: offline certificate not from the old CA: %v", err)
+		}
+	})
+}
+
+// is409 reports whether err is the API's 409: a conflict or a failed
+// precondition (the client reads both back as a conflict).
+func is409(err error) bool {
+	c := steward.ErrorCode(err)
+	return c == steward.CodeConflict || c == steward.CodeFailedPrecondition
+}
+
+func poolOf(certs ...*x509.Certificate) *x509.CertPool {
+	p := x509.NewCertPool()
+	for _, c := range certs {
+		p.AddCert(c)
+	}
+	return p
+}
+
+// TestDecommissionEndToEnd decommissions a device run by the real agent:
+// the wipe is acknowledged and the agent's key is gone, the device's old
+// certificate (with the agent's real old key) is refused by MQTT and by
+// EST, the inventory says decommissioned with the reason, its telemetry is
+// deleted, and the decommissioning certificate verifies, with the pkcs7
+// library and with openssl when it is installed.
+func TestDecommissionEndToEnd(t *testing.T) {
+	t.Parallel()
+	n := startNode(t)
+	ctx := context.Background()
+	mfr := testpki.NewCA(t, "Acme Devices")
+	n.registerGroup(t, n.admin, "gateways", mfr, nil)
+	dir := t.TempDir()
+	a, stopped := n.runCredAgent(t, mfr.Factory(t, "SN-1"), dir)
+	id := n.waitState(t, a, steward.StateActive).ID
+	eventually(t, "telemetry", func() bool {
+		s, err := n.admin.LatestTelemetry(ctx, id)
+		return err == nil && len(s) > 0
+	})
+	// The agent's real key and certificate, as a thief with a copy of the
+	// device's disk would have them.
+	old, err := tls.LoadX509KeyPair(filepath.Join(dir, agent.IdentityFile), filepath.Join(dir, agent.IdentityFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Bad input changes nothing.
+	for _, bad := range []steward.DecommissionRequest{{}, {Reason: "x", Policy: "shred"}, {Reason: "x", Policy: steward.DataDelete, RetentionDays: 5}} {
+		if _, err := n.admin.Decommission(ctx, id, bad); steward.ErrorCode(err) != steward.CodeInvalid {
+			t.Fatalf("%+v: %v, want 400", bad, err)
+		}
+	}
+	if recs, err := n.admin.Decommissions(ctx, id); err != nil || len(recs) != 0 || n.deviceGet(t, id).State != steward.StateActive {
+		t.Fatalf("refused requests left a trace: %+v %v", recs, err)
+	}
+
+	res, err := n.admin.Decommission(ctx, id, steward.DecommissionRequest{Reason: "end of life", Policy: steward.DataDelete})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := res.Record
+	var names []string
+	for _, s := range rec.Steps {
+		names = append(names, s.Name)
+		if s.Outcome != steward.StepOK {
+			t.Errorf("step %s: %s %s", s.Name, s.Outcome, s.Detail)
+		}
+	}
+	want := []string{decommission.StepWipe, decommission.StepRevoke, decommission.StepCloudAccess, decommission.StepDataPolicy, decommission.StepInventory, decommission.StepVerify}
+	if rec.State != steward.DecommissionCompleted || !slices.Equal(names, want) || rec.Certificate == "" {
+		t.Fatalf("record: %s %v", rec.State, names)
+	}
+
+	// The device: wiped and stopped.
+	select {
+	case <-stopped:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the agent did not stop after the wipe")
+	}
+	if !a.Wiped() {
+		t.Error("agent not wiped")
+	}
+	if _, err := os.Stat(filepath.Join(dir, agent.IdentityFile)); !os.IsNotExist(err) {
+		t.Errorf("identity file still there: %v", err)
+	}
+	// The inventory and the data policy.
+	d := n.deviceGet(t, id)
+	if d.State != steward.StateDecommissioned || d.StateReason != "end of life" {
+		t.Errorf("inventory: %s %q", d.State, d.StateReason)
+	}
+	for _, c := range d.Certificates {
+		if !c.Revoked() {
+			t.Errorf("certificate %s not revoked", c.Serial)
+		}
+	}
+	if s, err := n.admin.LatestTelemetry(ctx, id); err != nil || len(s) != 0 {
+		t.Errorf("telemetry left after delete: %v %v", s, err)
+	}
+	// The old credentials, for real, at both doors.
+	if _, err := n.mqttClient(t, old, id, nil); err == nil {
+		t.Error("MQTT took the old certificate")
+	}
+	_, csr := newCSR(t)
+	if _, err := n.est(&old).SimpleReenroll(ctx, csr); steward.ErrorCode(err) != steward.CodeUnauthenticated {
+		t.Errorf("EST re-enrollment with the old certificate: %v, want 401", err)
+	}
+	if _, err := n.admin.Decommission(ctx, id, steward.DecommissionRequest{Reason: "again"}); !is409(err) {
+		t.Errorf("decommissioning twice: %v, want 409", err)
+	}
+
+	// The decommissioning certificate.
+	pemCert, err := n.admin.DecommissionCertificate(ctx, rec.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caDER, _ := n.Authority.DeviceCA(ctx, steward.DefaultTenant)
+	block, _ := pem.Decode(pemCert)
+	if block == nil || block.Type != decommission.PEMType {
+		t.Fatalf("certificate is not PEM %s", decommission.PEMType)
+	}
+	p7, err := pkcs7.Parse(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p7.VerifyWithChain(poolOf(caDER)); err != nil {
+		t.Fatalf("certificate does not verify: %v", err)
+	}
+	var content decommission.CertificateContent
+	if err := json.Unmarshal(p7.Content, &content); err != nil || content.Type != decommission.ContentType ||
+		content.Record.DeviceID != id || content.Record.State != steward.DecommissionCompleted || len(content.Record.Steps) != len(want) {
+		t.Fatalf("signed content: %+v %v", content, err)
+	}
+	tampered := bytes.Replace(block.Bytes, []byte("end of life"), []byte("end of lift"), 1)
+	if p, err := pkcs7.Parse(tampered); err == nil && p.VerifyWithChain(poolOf(caDER)) == nil {
+		t.Error("a tampered certificate verified")
+	}
+	if _, err := exec.LookPath("openssl"); err != nil {
+		t.Log("openssl not installed; skipping the openssl check")
+		return
+	}
+	tmp := t.TempDir()
+	certFile, caFile, out := filepath.Join(tmp, "dc.pem"), filepath.Join(tmp, "ca.pem"), filepath.Join(tmp, "record.json")
+	_ = os.WriteFile(certFile, pemCert, 0o600)
+	_ = os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER.Raw}), 0o600)
+	cmd := exec.Command("openssl", "cms", "-verify", "-binary", "-inform", "PEM", "-in", certFile, "-CAfile", caFile, "-purpose", "any", "-out", out)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("openssl cms -verify: %v\n%s", err, b)
+	}
+	if got, _ := os.ReadFile(out); !bytes.Equal(got, p7.Content) {
+		t.Error("openssl's content differs")
+	}
+}
+
+// TestTransferRequiresReprovisioning transfers a connected device to
+// another owner: its session is closed, its certificate refused, its
+// configuration reset; the factory identity provisions it again with a new
+// key.
+func TestTransferRequiresReprovisioning(t *testing.T) {
+	t.Parallel()
+	n := startNode(t)
+	ctx := context.Background()
+	mfr := testpki.NewCA(t, "Acme Devices")
+	n.registerGroup(t, n.admin, "gateways", mfr, nil)
+	factory := mfr.Factory(t, "SN-1")
+	op := n.enroll(t, factory)
+	id := op.Leaf.Subject.CommonName
+	lost := make(chan error, 1)
+	if _, err := n.mqttClient(t, op, id, lost); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.admin.Transfer(ctx, id, steward.TransferRequest{Owner: "north-plant"}); steward.ErrorCode(err) != steward.CodeInvalid {
+		t.Fatalf("transfer without a reason: %v, want 400", err)
+	}
+	d, err := n.admin.Transfer(ctx, id, steward.TransferRequest{Owner: "north-plant", Reason: "sold"})
+	if err != nil || d.State != steward.StateRegistered || d.Owner != "north-plant" || d.Labels["site"] != "plant-7" {
+		t.Fatalf("transfer: %+v %v", d, err)
+	}
+	waitLost(t, lost, "transferred device")
+	if _, err := n.mqttClient(t, op, id, nil); err == nil {
+		t.Fatal("the old certificate connected after the transfer")
+	}
+	again := n.enroll(t, factory) // a new key: provisioned again, not a clone
+	if again.Leaf.Subject.CommonName != id {
+		t.Fatalf("provisioned again as %s, want %s", again.Leaf.Subject.CommonName, id)
+	}
+	if got := n.deviceGet(t, id); got.State != steward.StateProvisioned {
+		t.Errorf("after provisioning again: %s", got.State)
+	}
+	if _, err := n.mqttClient(t, again, id, nil); err != nil {
+		t.Errorf("new credentials refused: %v", err)
+	}
+}
