@@ -40,6 +40,7 @@ import (
 	"github.com/steward-iot/steward/retention"
 	"github.com/steward-iot/steward/sqlite"
 	"github.com/steward-iot/steward/telemetry"
+	"github.com/steward-iot/steward/twin"
 )
 
 // Config is a node's configuration. Zero values take the defaults of
@@ -70,6 +71,10 @@ type Config struct {
 	AlertInterval time.Duration
 	Logger        *slog.Logger
 	Clock         steward.Clock
+	// TwinGrace is how long a device's reported configuration may differ
+	// from its desired one before it is flagged as drifted (default 10
+	// min); the drift check runs every tenth of it, at least every 5 s.
+	TwinGrace time.Duration
 }
 
 func (c *Config) defaults() {
@@ -131,6 +136,9 @@ type Server struct {
 	// Notifier sends notifications to the tenants' channels; its worker
 	// runs on every node (claiming deliveries is safe on two nodes).
 	Notifier *notify.Notifier
+	// Twins is configuration as a device twin; its drift check runs on
+	// every node (the store flags each change once).
+	Twins *twin.Service
 	// Credentials rotates and revokes device credentials and serves the
 	// CRLs; Decommission runs decommissionings and transfers, and purges
 	// the data kept after one when its retention ends.
@@ -221,6 +229,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	events.New(events.Config{Store: s.Store, Clock: cfg.Clock, Logger: log}, s.Bus)
 	s.Notifier = notify.New(notify.Config{Store: s.Store, Clock: cfg.Clock, Logger: log, Quarantiner: s.Fleet})
 	s.Alerts = alerting.New(alerting.Config{Store: s.Store, Clock: cfg.Clock, Logger: log, Interval: cfg.AlertInterval, Notifier: s.Notifier})
+	s.Twins = twin.New(twin.Config{Store: s.Store, Bus: s.Bus, Clock: cfg.Clock, Logger: log, Grace: cfg.TwinGrace, OnDrift: twin.Signals(s.Store, log)})
 	s.Credentials = credentials.New(credentials.Config{Store: s.Store, Authority: s.Authority, Fleet: s.Fleet, Bus: s.Bus, Clock: cfg.Clock, Logger: log})
 	s.Decommission = decommission.New(decommission.Config{Store: s.Store, Fleet: s.Fleet, Lifecycle: s.Fleet, Gate: s.Prov, Enroller: s.Prov,
 		Bus: s.Bus, Signer: s.Authority, Clock: cfg.Clock, Logger: log})
@@ -247,6 +256,9 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	var enroller steward.Enroller = s.Prov
 	if s.Metrics != nil {
 		if err := s.Metrics.WatchSessions(s.broker.Sessions); err != nil {
+			return nil, err
+		}
+		if err := s.Metrics.WatchDrift(s.Twins.DriftCounts); err != nil {
 			return nil, err
 		}
 		if err := s.Metrics.WatchIntakeQueue(s.Intake.QueueDepth); err != nil {
@@ -278,6 +290,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		Health:    health.New(s.Store, cfg.Clock, health.DefaultRules()),
 		Notifier:  s.Notifier,
 		Privacy:   s.Privacy,
+		Twins:     s.Twins,
 	})
 	if s.Metrics != nil {
 		mux := http.NewServeMux()
@@ -364,6 +377,8 @@ func (s *Server) Start() {
 	go func() { defer s.wg.Done(); s.Retention.Run(ctx) }()
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.DataRetention.Run(ctx) }()
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); s.Twins.Run(ctx, max(s.Twins.Grace()/10, 5*time.Second)) }()
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.Decommission.Run(ctx, time.Hour) }()
 	go func() {
