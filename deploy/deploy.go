@@ -63,7 +63,7 @@ type Config struct {
 	Lease    time.Duration
 	Interval time.Duration
 	// StartBatch caps the devices one tick starts in one deployment
-	// (default 5000).
+	// (default 5000, at most 10000).
 	StartBatch int
 	// JoinInterval is how often a deployment kept open looks for devices
 	// that joined (default 1 minute).
@@ -101,6 +101,7 @@ func New(cfg Config) *Engine {
 	if cfg.StartBatch <= 0 {
 		cfg.StartBatch = 5000
 	}
+	cfg.StartBatch = min(cfg.StartBatch, 10000) // the most one store read returns
 	if cfg.JoinInterval <= 0 {
 		cfg.JoinInterval = time.Minute
 	}
@@ -957,14 +958,19 @@ func (e *Engine) startDevices(ctx context.Context, d *steward.Deployment, p, act
 	if err != nil {
 		return err
 	}
+	byID := make(map[string]steward.DeploymentDevice, len(rows))
+	for _, r := range rows {
+		byID[r.DeviceID] = r
+	}
 	started := 0
 	for i, u := range ups {
 		if !applied[i] || u.State != steward.UpdateNotified {
 			continue
 		}
 		started++
-		r := steward.DeploymentDevice{TenantID: u.TenantID, DeploymentID: u.DeploymentID, DeviceID: u.DeviceID,
-			Attempt: rows[indexOf(rows, u.DeviceID)].Attempt + 1, Deadline: u.Deadline, ToVersion: rows[indexOf(rows, u.DeviceID)].ToVersion}
+		r := byID[u.DeviceID]
+		r.Attempt++
+		r.Deadline = u.Deadline
 		if d.Target.Kind == steward.KindArtifact && d.Target.ArtifactID != "" && e.cfg.Artifacts != nil {
 			if err := e.cfg.Artifacts.GrantArtifact(ctx, d.TenantID, u.DeviceID, d.Target.ArtifactID); err != nil {
 				e.log.Warn("grant artifact failed", "deployment", d.ID, "device", u.DeviceID, "err", err)
@@ -980,15 +986,6 @@ func (e *Engine) startDevices(ctx context.Context, d *steward.Deployment, p, act
 		d.Tokens -= float64(started)
 	}
 	return nil
-}
-
-func indexOf(rows []steward.DeploymentDevice, id string) int {
-	for i, r := range rows {
-		if r.DeviceID == id {
-			return i
-		}
-	}
-	return 0
 }
 
 // batteryLow reports whether the device's latest battery sample is below
