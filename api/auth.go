@@ -128,8 +128,8 @@ func CreateToken(ctx context.Context, store steward.Store, tenantID, name string
 	if err := checkName("token name", name); err != nil {
 		return "", steward.APIToken{}, err
 	}
-	if role != steward.RoleAdmin && role != steward.RoleSystem {
-		return "", steward.APIToken{}, steward.Errorf(steward.CodeInvalid, "role must be %q or %q, not %q", steward.RoleAdmin, steward.RoleSystem, role)
+	if _, builtin := steward.RolePermissions(role); !builtin {
+		return "", steward.APIToken{}, steward.Errorf(steward.CodeInvalid, "role must be a built-in role (admin, system, owner, operator, release-manager, approver, viewer, auditor), not %q", role)
 	}
 	if clock == nil {
 		clock = steward.SystemClock{}

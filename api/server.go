@@ -60,7 +60,7 @@ type Config struct {
 	// makes those routes 503.
 	Privacy PrivacyService
 	// Operators configures operator logins: sessions, lockout, password
-	// hashing (sessions.go).
+	// hashing, OpenID Connect (sessions.go).
 	Operators OperatorConfig
 	// Twins serves configuration templates, versions and device twins
 	// (twin.go); nil makes those routes 503.

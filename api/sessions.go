@@ -41,6 +41,14 @@ type OperatorConfig struct {
 	// Argon2 are the parameters of new password hashes (DefaultArgon2
 	// when zero).
 	Argon2 Argon2Params
+	// SecureCookies marks the session cookie Secure on every answer, not
+	// only on those the node itself served over TLS: set it behind a
+	// TLS-terminating proxy (the node trusts no forwarding header to
+	// tell).
+	SecureCookies bool
+	// OIDC lists the OpenID Connect providers of tenants that log in
+	// through their identity provider.
+	OIDC []OIDCProvider
 }
 
 func (c *OperatorConfig) defaults() {
@@ -215,7 +223,7 @@ func (s *Server) loginFailed(ctx context.Context, r *http.Request, u steward.Use
 	case locked && passwordOK:
 		reason = "account locked"
 	}
-	s.auditLog(ctx, r, steward.AuditRecord{TenantID: u.TenantID, Actor: "user:" + u.ID, Action: "auth.login",
+	s.recordOperator(ctx, r, steward.AuditRecord{TenantID: u.TenantID, Actor: "user:" + u.ID, Action: "auth.login",
 		Target: "user:" + u.ID, Outcome: steward.AuditDenied, Detail: reason})
 	if passwordOK || u.Disabled {
 		return
@@ -241,7 +249,7 @@ func (s *Server) loginFailed(ctx context.Context, r *http.Request, u steward.Use
 	if failures >= s.op.cfg.LockoutAfter {
 		s.log.Warn("operator account locked", "request_id", requestIDFrom(ctx), "tenant", u.TenantID, "user", u.ID,
 			"failures", failures, "until", until)
-		s.auditLog(ctx, r, steward.AuditRecord{TenantID: u.TenantID, Actor: "system:api", Action: "user.lockout",
+		s.recordOperator(ctx, r, steward.AuditRecord{TenantID: u.TenantID, Actor: "system:api", Action: "user.lockout",
 			Target: "user:" + u.ID, Outcome: steward.AuditSuccess, Detail: fmt.Sprintf("%d failures; locked until %s", failures, until.UTC().Format(time.RFC3339))})
 	}
 }
@@ -262,10 +270,10 @@ func (s *Server) startSession(w http.ResponseWriter, r *http.Request, u steward.
 	}
 	http.SetCookie(w, &http.Cookie{
 		Name: SessionCookie, Value: secret, Path: "/",
-		Secure: r.TLS != nil, HttpOnly: true, SameSite: http.SameSiteStrictMode,
+		Secure: s.secureCookie(r), HttpOnly: true, SameSite: http.SameSiteStrictMode,
 		Expires: sess.ExpiresAt, MaxAge: int(s.op.cfg.SessionMax / time.Second),
 	})
-	s.auditLog(ctx, r, steward.AuditRecord{TenantID: u.TenantID, Actor: "user:" + u.ID, Action: "auth.login",
+	s.recordOperator(ctx, r, steward.AuditRecord{TenantID: u.TenantID, Actor: "user:" + u.ID, Action: "auth.login",
 		Target: "user:" + u.ID, Outcome: steward.AuditSuccess, Detail: method})
 	s.log.Info("operator logged in", "request_id", requestIDFrom(ctx), "tenant", u.TenantID, "user", u.ID, "method", method)
 	p, err := s.sessionPrincipalOf(ctx, sess, u)
@@ -289,9 +297,9 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request, _ principal) err
 	if err := s.cfg.Store.DeleteSession(r.Context(), p.session); err != nil {
 		return fmt.Errorf("delete session: %w", err)
 	}
-	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: "", Path: "/", Secure: r.TLS != nil, HttpOnly: true,
+	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: "", Path: "/", Secure: s.secureCookie(r), HttpOnly: true,
 		SameSite: http.SameSiteStrictMode, MaxAge: -1})
-	s.auditLog(r.Context(), r, steward.AuditRecord{TenantID: p.tenantID, Actor: p.actor(), Action: "auth.logout",
+	s.recordOperator(r.Context(), r, steward.AuditRecord{TenantID: p.tenantID, Actor: p.actor(), Action: "auth.logout",
 		Target: "user:" + p.userID, Outcome: steward.AuditSuccess})
 	w.WriteHeader(http.StatusNoContent)
 	return nil
@@ -337,6 +345,9 @@ func (s *Server) describe(p principal, u *steward.User) Me {
 	}
 	return me
 }
+
+// secureCookie reports whether cookies set in answer to r are Secure.
+func (s *Server) secureCookie(r *http.Request) bool { return r.TLS != nil || s.op.cfg.SecureCookies }
 
 // csrfToken derives a session's CSRF token from its secret: the browser's
 // script gets it from the login answer or /me (the cookie itself is

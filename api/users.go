@@ -18,16 +18,18 @@ import (
 type operatorState struct {
 	cfg       OperatorConfig
 	passwords *passwords
+	oidc      map[string]*oidcProvider // by tenant
 }
 
 // registerOperators sets up operator logins and registers the routes of
-// users, service accounts, roles, account tokens and sessions.
+// users, service accounts, roles, account tokens, sessions and OIDC.
 func (s *Server) registerOperators() {
 	s.op.cfg = s.cfg.Operators
 	s.op.cfg.defaults()
 	s.op.passwords = newPasswords(s.op.cfg.Argon2)
 	s.registerUsers()
 	s.registerSessions()
+	s.registerOIDC()
 }
 
 func (s *Server) registerUsers() {
@@ -208,13 +210,13 @@ func (s *Server) checkDeviceScope(r *http.Request, path string, p principal) err
 	return nil
 }
 
-// auditLog records an operator action: in the log always, and in the
-// audit log once the API is given one.
-func (s *Server) auditLog(ctx context.Context, r *http.Request, rec steward.AuditRecord) {
-	rec.Remote = clientKey(r)
+// recordOperator records an operator action (a login, a lockout, a role
+// grant, a token) with its meaning spelled out, in the node's log.
+func (s *Server) recordOperator(ctx context.Context, r *http.Request, rec steward.AuditRecord) {
+	rec.Remote = r.RemoteAddr
 	rec.RequestID = requestIDFrom(ctx)
 	rec.At = s.clock.Now().UTC()
-	s.log.Info("audit", "tenant", rec.TenantID, "actor", rec.Actor, "action", rec.Action, "target", rec.Target,
+	s.log.Info("operator audit", "tenant", rec.TenantID, "actor", rec.Actor, "action", rec.Action, "target", rec.Target,
 		"outcome", rec.Outcome, "detail", rec.Detail, "remote", rec.Remote, "request_id", rec.RequestID)
 }
 
@@ -339,7 +341,7 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request, p principal)
 		return err
 	}
 	after, _ := json.Marshal(u)
-	s.auditLog(ctx, r, steward.AuditRecord{TenantID: p.tenantID, Actor: p.actor(), Action: "user.create",
+	s.recordOperator(ctx, r, steward.AuditRecord{TenantID: p.tenantID, Actor: p.actor(), Action: "user.create",
 		Target: "user:" + u.ID, Outcome: steward.AuditSuccess, Detail: "role " + string(u.Role), After: after})
 	w.Header().Set("Location", "/api/v1/users/"+url.PathEscape(u.ID))
 	return writeJSON(w, http.StatusCreated, u)
@@ -399,12 +401,19 @@ func (s *Server) patchUser(w http.ResponseWriter, r *http.Request, p principal) 
 			return fmt.Errorf("end sessions: %w", err)
 		}
 	}
+	// A password set by an administrator also lifts a lockout.
+	if patch.Password != nil && (u.FailedLogins != 0 || !u.LockedUntil.IsZero()) {
+		if err := s.cfg.Store.SetLoginFailures(ctx, u.TenantID, u.ID, 0, time.Time{}); err != nil {
+			return fmt.Errorf("reset login failures: %w", err)
+		}
+		u.FailedLogins, u.LockedUntil = 0, time.Time{}
+	}
 	after, _ := json.Marshal(u)
 	action := "user.update"
 	if patch.Role != nil {
 		action = "user.grant"
 	}
-	s.auditLog(ctx, r, steward.AuditRecord{TenantID: p.tenantID, Actor: p.actor(), Action: action,
+	s.recordOperator(ctx, r, steward.AuditRecord{TenantID: p.tenantID, Actor: p.actor(), Action: action,
 		Target: "user:" + u.ID, Outcome: steward.AuditSuccess, Before: before, After: after})
 	return writeJSON(w, http.StatusOK, u)
 }
@@ -422,7 +431,7 @@ func (s *Server) deleteUser(w http.ResponseWriter, r *http.Request, p principal)
 		return err
 	}
 	before, _ := json.Marshal(u)
-	s.auditLog(ctx, r, steward.AuditRecord{TenantID: p.tenantID, Actor: p.actor(), Action: "user.delete",
+	s.recordOperator(ctx, r, steward.AuditRecord{TenantID: p.tenantID, Actor: p.actor(), Action: "user.delete",
 		Target: "user:" + u.ID, Outcome: steward.AuditSuccess, Before: before})
 	w.WriteHeader(http.StatusNoContent)
 	return nil
@@ -472,7 +481,7 @@ func (s *Server) createServiceAccount(w http.ResponseWriter, r *http.Request, p 
 		return err
 	}
 	after, _ := json.Marshal(a)
-	s.auditLog(ctx, r, steward.AuditRecord{TenantID: p.tenantID, Actor: p.actor(), Action: "service_account.create",
+	s.recordOperator(ctx, r, steward.AuditRecord{TenantID: p.tenantID, Actor: p.actor(), Action: "service_account.create",
 		Target: "service_account:" + a.ID, Outcome: steward.AuditSuccess, Detail: "role " + string(a.Role), After: after})
 	w.Header().Set("Location", "/api/v1/service-accounts/"+url.PathEscape(a.ID))
 	return writeJSON(w, http.StatusCreated, a)
@@ -490,7 +499,7 @@ func (s *Server) deleteServiceAccount(w http.ResponseWriter, r *http.Request, p 
 	if err := s.cfg.Store.DeleteServiceAccount(ctx, p.tenantID, a.ID); err != nil {
 		return err
 	}
-	s.auditLog(ctx, r, steward.AuditRecord{TenantID: p.tenantID, Actor: p.actor(), Action: "service_account.delete",
+	s.recordOperator(ctx, r, steward.AuditRecord{TenantID: p.tenantID, Actor: p.actor(), Action: "service_account.delete",
 		Target: "service_account:" + a.ID, Outcome: steward.AuditSuccess})
 	w.WriteHeader(http.StatusNoContent)
 	return nil
@@ -594,7 +603,7 @@ func (s *Server) createAccountToken(w http.ResponseWriter, r *http.Request, p pr
 	if err := s.cfg.Store.CreateAccountToken(ctx, tok); err != nil {
 		return err
 	}
-	s.auditLog(ctx, r, steward.AuditRecord{TenantID: p.tenantID, Actor: p.actor(), Action: "token.create",
+	s.recordOperator(ctx, r, steward.AuditRecord{TenantID: p.tenantID, Actor: p.actor(), Action: "token.create",
 		Target: "token:" + tok.ID, Outcome: steward.AuditSuccess,
 		Detail: fmt.Sprintf("%s %s, scopes %v, expires %s", kind, id, tok.Scopes, exp.Format(time.RFC3339))})
 	w.Header().Set("Location", "/api/v1/tokens/"+url.PathEscape(tok.ID))
@@ -727,7 +736,7 @@ func (s *Server) createRole(w http.ResponseWriter, r *http.Request, p principal)
 		return err
 	}
 	after, _ := json.Marshal(cr)
-	s.auditLog(ctx, r, steward.AuditRecord{TenantID: p.tenantID, Actor: p.actor(), Action: "role.create",
+	s.recordOperator(ctx, r, steward.AuditRecord{TenantID: p.tenantID, Actor: p.actor(), Action: "role.create",
 		Target: "role:" + string(cr.Name), Outcome: steward.AuditSuccess, After: after})
 	w.Header().Set("Location", "/api/v1/roles/"+url.PathEscape(string(cr.Name)))
 	return writeJSON(w, http.StatusCreated, customRoleInfo(cr))
@@ -764,7 +773,7 @@ func (s *Server) putRole(w http.ResponseWriter, r *http.Request, p principal) er
 	}
 	before, _ := json.Marshal(old)
 	after, _ := json.Marshal(cr)
-	s.auditLog(ctx, r, steward.AuditRecord{TenantID: p.tenantID, Actor: p.actor(), Action: "role.update",
+	s.recordOperator(ctx, r, steward.AuditRecord{TenantID: p.tenantID, Actor: p.actor(), Action: "role.update",
 		Target: "role:" + string(cr.Name), Outcome: steward.AuditSuccess, Before: before, After: after})
 	return writeJSON(w, http.StatusOK, customRoleInfo(cr))
 }
@@ -797,7 +806,7 @@ func (s *Server) deleteRole(w http.ResponseWriter, r *http.Request, p principal)
 		return err
 	}
 	before, _ := json.Marshal(old)
-	s.auditLog(ctx, r, steward.AuditRecord{TenantID: p.tenantID, Actor: p.actor(), Action: "role.delete",
+	s.recordOperator(ctx, r, steward.AuditRecord{TenantID: p.tenantID, Actor: p.actor(), Action: "role.delete",
 		Target: "role:" + string(name), Outcome: steward.AuditSuccess, Before: before})
 	w.WriteHeader(http.StatusNoContent)
 	return nil

@@ -476,6 +476,12 @@ func TestAccountTokens(t *testing.T) {
 	if _, err := e.store.AccountTokenByHash(t.Context(), HashToken(ut.Secret)); !steward.IsNotFound(err) {
 		t.Fatalf("token of a deleted user: %v", err)
 	}
+	// A tenant token may have any built-in role but system.
+	var vt CreatedToken
+	e.must(t, http.StatusCreated, "POST", "/api/v1/tokens", e.system, TokenRequest{Name: "viewer", Role: steward.RoleViewer}).decode(t, &vt)
+	e.must(t, http.StatusOK, "GET", "/api/v1/devices", vt.Secret, nil)
+	e.must(t, http.StatusForbidden, "GET", "/api/v1/users", vt.Secret, nil)
+	e.must(t, http.StatusBadRequest, "POST", "/api/v1/tokens", e.system, TokenRequest{Name: "x", Role: "wizard"})
 	// The existing token routes see and revoke account tokens too.
 	var all List[steward.APIToken]
 	e.must(t, http.StatusOK, "GET", "/api/v1/tokens", e.system, nil).decode(t, &all)
