@@ -143,6 +143,7 @@ and "steward sim" run a server, a demonstration and a fleet simulator.`,
 	root.AddCommand(e.alertRulesCommand(), e.alertsCommand())
 	root.AddCommand(e.operatorCommands()...)
 	root.AddCommand(e.configCommand())
+	e.addCredentialCommands(root) // under ca, devices, enrollment-groups; and certificates
 	return root
 }
 
