@@ -30,12 +30,23 @@ type ApprovalRequest struct {
 	Payload   json.RawMessage `json:"payload,omitempty"`
 	Reason    string          `json:"reason,omitempty"`
 	Requester string          `json:"requester"` // an actor, as in AuditRecord
-	// Approvals is how many distinct approvers it needs (at least 1).
-	Approvals int        `json:"approvals"`
-	State     string     `json:"state"`
-	Decisions []Decision `json:"decisions"`
-	CreatedAt time.Time  `json:"created_at"`
-	ExpiresAt time.Time  `json:"expires_at"`
+	// Attributes are what the action was judged on ("device_count",
+	// "emergency", "label.environment"): Request matches the tenant's
+	// policies on them again, and approvers see them.
+	Attributes map[string]string `json:"attributes,omitempty"`
+	// Approvals is how many distinct approvers it needs (at least 1):
+	// Request raises it to what the strictest matching policy demands.
+	Approvals int `json:"approvals"`
+	// PolicyID is the policy that set the requirement, if one did, and
+	// ApproverPermission and ApproverRole are what that policy asks of an
+	// approver besides PermApprovalsDecide.
+	PolicyID           string     `json:"policy_id,omitempty"`
+	ApproverPermission Permission `json:"approver_permission,omitempty"`
+	ApproverRole       Role       `json:"approver_role,omitempty"`
+	State              string     `json:"state"`
+	Decisions          []Decision `json:"decisions"`
+	CreatedAt          time.Time  `json:"created_at"`
+	ExpiresAt          time.Time  `json:"expires_at"`
 }
 
 // Decision is one approver's answer to an ApprovalRequest.

@@ -223,6 +223,8 @@ type Store interface {
 
 	// Notification policies, groups and alert actions (see routing.go).
 	PolicyStore
+	// Approval policies and requests (see approvalpolicy.go).
+	ApprovalStore
 	AuditStore      // the tamper-evident audit log (auditlog.go)
 	TwinStore       // configuration templates, versions and device twins (twin.go)
 	ArtifactStore   // artifacts, download grants, uploads, TUF metadata (artifact.go)

@@ -51,6 +51,9 @@ type Config struct {
 	// Notifier sends test notifications (POST
 	// /api/v1/notification-channels/{id}/test); nil makes that 503.
 	Notifier NotificationTester
+	// Approvals is the two-person rule (/api/v1/approvals,
+	// /api/v1/approval-policies); nil makes those routes 503.
+	Approvals ApprovalService
 	// Credentials rotates and revokes credentials and serves CRLs (pki.go);
 	// Decommissioner decommissions and transfers devices
 	// (decommission.go). Nil makes their routes 503.
@@ -182,6 +185,7 @@ func New(cfg Config) *Server {
 	s.registerPKI()
 	s.registerDecommission()
 	s.registerTwins()
+	s.registerApprovals()
 	s.registerFallbacks()
 	return s
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/steward-iot/steward/alerting"
 	"github.com/steward-iot/steward/analytics"
 	"github.com/steward-iot/steward/api"
+	"github.com/steward-iot/steward/approvals"
 	"github.com/steward-iot/steward/credentials"
 	"github.com/steward-iot/steward/decommission"
 	"github.com/steward-iot/steward/est"
@@ -136,6 +137,9 @@ type Server struct {
 	// Notifier sends notifications to the tenants' channels; its worker
 	// runs on every node (claiming deliveries is safe on two nodes).
 	Notifier *notify.Notifier
+	// Approvals is the two-person rule; its sweep of expired requests
+	// runs on every node (expiring twice is harmless).
+	Approvals *approvals.Service
 	// Twins is configuration as a device twin; its drift check runs on
 	// every node (the store flags each change once).
 	Twins *twin.Service
@@ -228,6 +232,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.Privacy = privacy.New(privacy.Config{Store: s.Store, Clock: cfg.Clock, Logger: log, ConsentChanged: s.Intake.ConsentChanged})
 	events.New(events.Config{Store: s.Store, Clock: cfg.Clock, Logger: log}, s.Bus)
 	s.Notifier = notify.New(notify.Config{Store: s.Store, Clock: cfg.Clock, Logger: log, Quarantiner: s.Fleet})
+	s.Approvals = approvals.New(approvals.Config{Store: s.Store, Clock: cfg.Clock, Logger: log})
 	s.Alerts = alerting.New(alerting.Config{Store: s.Store, Clock: cfg.Clock, Logger: log, Interval: cfg.AlertInterval, Notifier: s.Notifier})
 	s.Twins = twin.New(twin.Config{Store: s.Store, Bus: s.Bus, Clock: cfg.Clock, Logger: log, Grace: cfg.TwinGrace, OnDrift: twin.Signals(s.Store, log)})
 	s.Credentials = credentials.New(credentials.Config{Store: s.Store, Authority: s.Authority, Fleet: s.Fleet, Bus: s.Bus, Clock: cfg.Clock, Logger: log})
@@ -289,6 +294,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		Analytics: analytics.New(s.Store, log),
 		Health:    health.New(s.Store, cfg.Clock, health.DefaultRules()),
 		Notifier:  s.Notifier,
+		Approvals: s.Approvals,
 		Privacy:   s.Privacy,
 		Twins:     s.Twins,
 	})
@@ -373,6 +379,8 @@ func (s *Server) Start() {
 	go func() { defer s.wg.Done(); s.Alerts.Run(ctx) }()
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); _ = s.Notifier.Run(ctx) }()
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); s.Approvals.Run(ctx, time.Minute) }()
 	go func() { defer s.wg.Done(); s.Rollup.Run(ctx) }()
 	go func() { defer s.wg.Done(); s.Retention.Run(ctx) }()
 	s.wg.Add(1)

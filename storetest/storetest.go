@@ -89,6 +89,7 @@ func Run(t *testing.T, open func(t *testing.T) steward.Store) {
 		{"NotificationPolicies", testPolicies},
 		{"NotificationPoliciesInvalid", testPoliciesInvalid},
 		{"NotificationGroups", testNotificationGroups},
+		{"ApprovalPolicies", testApprovalPolicies}, {"ApprovalRequests", testApprovalRequests}, {"ApprovalRequestsConcurrent", testApprovalRequestsConcurrent},
 		{"AuditAppend", testAuditAppend},
 		{"AuditAppendInvalid", testAuditAppendInvalid},
 		{"AuditConcurrent", testAuditConcurrent},

@@ -18,6 +18,7 @@ import (
 	"github.com/steward-iot/steward"
 	"github.com/steward-iot/steward/analytics"
 	"github.com/steward-iot/steward/api"
+	"github.com/steward-iot/steward/approvals"
 	"github.com/steward-iot/steward/health"
 	"github.com/steward-iot/steward/inproc"
 	"github.com/steward-iot/steward/lifecycle"
@@ -69,7 +70,7 @@ func New(t testing.TB) *Env {
 		t.Fatalf("create token: %v", err)
 	}
 	srv := httptest.NewServer(api.New(api.Config{Fleet: fleet, Groups: prov, Authority: auth, Store: store, Analytics: analytics.New(store, log), Health: health.New(store, clock, health.DefaultRules()),
-		Notifier: notify.New(notify.Config{Store: store, Clock: clock, Logger: log}), Clock: clock, Logger: log,
+		Notifier: notify.New(notify.Config{Store: store, Clock: clock, Logger: log}), Approvals: approvals.New(approvals.Config{Store: store, Clock: clock, Logger: log}), Clock: clock, Logger: log,
 		Twins: twin.New(twin.Config{Store: store, Clock: clock, Logger: log})}))
 	t.Cleanup(srv.Close)
 	return &Env{URL: srv.URL, SystemToken: secret, Store: store, Bus: bus, Server: srv}
