@@ -228,7 +228,7 @@ type DeploymentSpec struct {
 	KeepOpen bool    `json:"keep_open,omitempty"`
 	Phases   []Phase `json:"phases"`
 	// OnFailure is the failure policy (pause by default).
-	OnFailure FailurePolicy `json:"on_failure"`
+	OnFailure FailurePolicy `json:"on_failure,omitempty"`
 	// Concurrency caps the devices in progress at once; Rate the devices
 	// started per minute (0: no limit).
 	Concurrency int `json:"concurrency"`

@@ -68,6 +68,9 @@ type Config struct {
 	// Twins serves configuration templates, versions and device twins
 	// (twin.go); nil makes those routes 503.
 	Twins TwinService
+	// Deployments runs deployments (deployments.go); nil makes those
+	// routes but the reads 503.
+	Deployments DeploymentService
 }
 
 // Server is the management plane API, an http.Handler.
@@ -185,6 +188,7 @@ func New(cfg Config) *Server {
 	s.registerPKI()
 	s.registerDecommission()
 	s.registerTwins()
+	s.registerDeployments()
 	s.registerApprovals()
 	s.registerFallbacks()
 	return s

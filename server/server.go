@@ -26,6 +26,7 @@ import (
 	"github.com/steward-iot/steward/approvals"
 	"github.com/steward-iot/steward/credentials"
 	"github.com/steward-iot/steward/decommission"
+	"github.com/steward-iot/steward/deploy"
 	"github.com/steward-iot/steward/est"
 	"github.com/steward-iot/steward/events"
 	"github.com/steward-iot/steward/health"
@@ -143,6 +144,11 @@ type Server struct {
 	// Twins is configuration as a device twin; its drift check runs on
 	// every node (the store flags each change once).
 	Twins *twin.Service
+	// Deployments runs deployments; its ticks run on every node (each
+	// deployment is leased to one node at a time). DeploymentStatus takes
+	// the devices' update/status reports.
+	Deployments      *deploy.Engine
+	DeploymentStatus *deploy.Intake
 	// Credentials rotates and revokes device credentials and serves the
 	// CRLs; Decommission runs decommissionings and transfers, and purges
 	// the data kept after one when its retention ends.
@@ -233,6 +239,8 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	events.New(events.Config{Store: s.Store, Clock: cfg.Clock, Logger: log}, s.Bus)
 	s.Notifier = notify.New(notify.Config{Store: s.Store, Clock: cfg.Clock, Logger: log, Quarantiner: s.Fleet})
 	s.Approvals = approvals.New(approvals.Config{Store: s.Store, Clock: cfg.Clock, Logger: log})
+	s.Deployments = deploy.New(deploy.Config{Store: s.Store, Bus: s.Bus, Clock: cfg.Clock, Logger: log, Artifacts: s.Store, Approvals: s.Approvals})
+	s.DeploymentStatus = deploy.NewIntake(deploy.IntakeConfig{Store: s.Store, Clock: cfg.Clock, Logger: log}, s.Bus)
 	s.Alerts = alerting.New(alerting.Config{Store: s.Store, Clock: cfg.Clock, Logger: log, Interval: cfg.AlertInterval, Notifier: s.Notifier})
 	s.Twins = twin.New(twin.Config{Store: s.Store, Bus: s.Bus, Clock: cfg.Clock, Logger: log, Grace: cfg.TwinGrace, OnDrift: twin.Signals(s.Store, log)})
 	s.Credentials = credentials.New(credentials.Config{Store: s.Store, Authority: s.Authority, Fleet: s.Fleet, Bus: s.Bus, Clock: cfg.Clock, Logger: log})
@@ -291,12 +299,13 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 
 		Fleet: s.Fleet, Groups: s.Prov, Authority: s.Authority, Store: s.Store,
 		Ready: s.ready, Clock: cfg.Clock, Logger: log, TelemetrySchemasChanged: s.Intake.SchemasChanged,
-		Analytics: analytics.New(s.Store, log),
-		Health:    health.New(s.Store, cfg.Clock, health.DefaultRules()),
-		Notifier:  s.Notifier,
-		Approvals: s.Approvals,
-		Privacy:   s.Privacy,
-		Twins:     s.Twins,
+		Analytics:   analytics.New(s.Store, log),
+		Health:      health.New(s.Store, cfg.Clock, health.DefaultRules()),
+		Notifier:    s.Notifier,
+		Approvals:   s.Approvals,
+		Privacy:     s.Privacy,
+		Twins:       s.Twins,
+		Deployments: s.Deployments,
 	})
 	if s.Metrics != nil {
 		mux := http.NewServeMux()
@@ -387,6 +396,9 @@ func (s *Server) Start() {
 	go func() { defer s.wg.Done(); s.DataRetention.Run(ctx) }()
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.Twins.Run(ctx, max(s.Twins.Grace()/10, 5*time.Second)) }()
+	s.wg.Add(2)
+	go func() { defer s.wg.Done(); _ = s.Deployments.Run(ctx) }()
+	go func() { defer s.wg.Done(); _ = s.DeploymentStatus.Run(ctx) }()
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.Decommission.Run(ctx, time.Hour) }()
 	go func() {

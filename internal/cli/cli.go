@@ -142,6 +142,7 @@ and "steward sim" run a server, a demonstration and a fleet simulator.`,
 	root.AddCommand(e.channelsCommand(), e.deliveriesCommand(), e.silencesCommand(), e.policiesCommand())
 	root.AddCommand(e.alertRulesCommand(), e.alertsCommand())
 	root.AddCommand(e.approvalsCommand(), e.approvalPoliciesCommand())
+	root.AddCommand(e.deploymentsCommand())
 	root.AddCommand(e.operatorCommands()...)
 	root.AddCommand(e.configCommand())
 	e.addCredentialCommands(root) // under ca, devices, enrollment-groups; and certificates
