@@ -68,6 +68,10 @@ type Config struct {
 	// Twins serves configuration templates, versions and device twins
 	// (twin.go); nil makes those routes 503.
 	Twins TwinService
+	// Artifacts and TUF serve artifacts, resumable uploads and the tenant's
+	// TUF repository (artifacts.go); nil makes those routes 503.
+	Artifacts ArtifactService
+	TUF       TUFService
 	// Deployments runs deployments (deployments.go); nil makes those
 	// routes but the reads 503.
 	Deployments DeploymentService
@@ -188,6 +192,7 @@ func New(cfg Config) *Server {
 	s.registerPKI()
 	s.registerDecommission()
 	s.registerTwins()
+	s.registerArtifacts()
 	s.registerDeployments()
 	s.registerApprovals()
 	s.registerFallbacks()

@@ -297,3 +297,21 @@ func (s *Service) Delete(ctx context.Context, tenantID, id, actor string) error 
 	s.audit(ctx, tenantID, actor, "artifact.delete", id, a, nil)
 	return nil
 }
+
+// Run drops expired uploads every interval until ctx ends.
+func (s *Service) Run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if n, err := s.ExpireUploads(ctx); err != nil && ctx.Err() == nil {
+			s.cfg.Logger.Error("expire uploads", "err", err)
+		} else if n > 0 {
+			s.cfg.Logger.Info("expired uploads dropped", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

@@ -24,6 +24,7 @@ import (
 	"github.com/steward-iot/steward/analytics"
 	"github.com/steward-iot/steward/api"
 	"github.com/steward-iot/steward/approvals"
+	"github.com/steward-iot/steward/artifacts"
 	"github.com/steward-iot/steward/credentials"
 	"github.com/steward-iot/steward/decommission"
 	"github.com/steward-iot/steward/deploy"
@@ -42,6 +43,7 @@ import (
 	"github.com/steward-iot/steward/retention"
 	"github.com/steward-iot/steward/sqlite"
 	"github.com/steward-iot/steward/telemetry"
+	"github.com/steward-iot/steward/tufrepo"
 	"github.com/steward-iot/steward/twin"
 )
 
@@ -71,8 +73,10 @@ type Config struct {
 	Telemetry telemetry.Policy
 	// AlertInterval is how often alert rules are evaluated, default 15 s.
 	AlertInterval time.Duration
-	Logger        *slog.Logger
-	Clock         steward.Clock
+	// MaxArtifactSize is the largest artifact an upload may be (default 4 GiB).
+	MaxArtifactSize int64
+	Logger          *slog.Logger
+	Clock           steward.Clock
 	// TwinGrace is how long a device's reported configuration may differ
 	// from its desired one before it is flagged as drifted (default 10
 	// min); the drift check runs every tenth of it, at least every 5 s.
@@ -138,6 +142,11 @@ type Server struct {
 	// Notifier sends notifications to the tenants' channels; its worker
 	// runs on every node (claiming deliveries is safe on two nodes).
 	Notifier *notify.Notifier
+	// Artifacts stores artifacts (content in DataDir/blobs) and serves their
+	// downloads on the device plane; TUF is the tenants' TUF repositories,
+	// whose re-signing job runs on every node (the store keeps one version).
+	Artifacts *artifacts.Service
+	TUF       *tufrepo.Repo
 	// Approvals is the two-person rule; its sweep of expired requests
 	// runs on every node (expiring twice is harmless).
 	Approvals *approvals.Service
@@ -238,6 +247,9 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.Privacy = privacy.New(privacy.Config{Store: s.Store, Clock: cfg.Clock, Logger: log, ConsentChanged: s.Intake.ConsentChanged})
 	events.New(events.Config{Store: s.Store, Clock: cfg.Clock, Logger: log}, s.Bus)
 	s.Notifier = notify.New(notify.Config{Store: s.Store, Clock: cfg.Clock, Logger: log, Quarantiner: s.Fleet})
+	if err := s.newArtifacts(key); err != nil {
+		return nil, err
+	}
 	s.Approvals = approvals.New(approvals.Config{Store: s.Store, Clock: cfg.Clock, Logger: log})
 	s.Deployments = deploy.New(deploy.Config{Store: s.Store, Bus: s.Bus, Clock: cfg.Clock, Logger: log, Artifacts: s.Store, Approvals: s.Approvals})
 	s.DeploymentStatus = deploy.NewIntake(deploy.IntakeConfig{Store: s.Store, Clock: cfg.Clock, Logger: log}, s.Bus)
@@ -285,6 +297,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	deviceTLS := &tls.Config{GetCertificate: getCert, ClientAuth: tls.RequestClientCert, MinVersion: tls.VersionTLS12}
 	deviceMux := http.NewServeMux()
 	deviceMux.Handle("/.well-known/est/", est.NewHandler(enroller, log, est.Options{}))
+	s.Artifacts.Register(deviceMux, s.Prov)               // /artifacts/, /tuf/, /.well-known/steward/tuf-root
 	deviceMux.Handle("/crl/", s.Credentials.CRLHandler()) // public: a CRL is signed
 	s.deviceSrv = &http.Server{Handler: deviceMux, TLSConfig: deviceTLS, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	if s.deviceLn, err = net.Listen("tcp", cfg.DeviceAddr); err != nil {
@@ -294,6 +307,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	// The management plane: the REST API, and Prometheus metrics without
 	// authentication, as is customary on a private network (docs/security.md).
 	var mgmt http.Handler = api.New(api.Config{
+		Artifacts: s.Artifacts, TUF: s.TUF,
 		Credentials:    s.Credentials,
 		Decommissioner: s.Decommission,
 
@@ -388,6 +402,9 @@ func (s *Server) Start() {
 	go func() { defer s.wg.Done(); s.Alerts.Run(ctx) }()
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); _ = s.Notifier.Run(ctx) }()
+	s.wg.Add(2)
+	go func() { defer s.wg.Done(); s.TUF.Run(ctx) }()
+	go func() { defer s.wg.Done(); s.Artifacts.Run(ctx, time.Hour) }()
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.Approvals.Run(ctx, time.Minute) }()
 	go func() { defer s.wg.Done(); s.Rollup.Run(ctx) }()

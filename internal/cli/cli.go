@@ -139,6 +139,7 @@ and "steward sim" run a server, a demonstration and a fleet simulator.`,
 	}
 	root.AddCommand(e.groupsCommand(), e.devicesCommand(), e.securityEventsCommand(), e.caCommand(), e.tokensCommand(), e.tenantsCommand(), e.fleetCommand())
 	root.AddCommand(e.telemetrySchemasCommand())
+	root.AddCommand(e.artifactsCommand())
 	root.AddCommand(e.channelsCommand(), e.deliveriesCommand(), e.silencesCommand(), e.policiesCommand())
 	root.AddCommand(e.alertRulesCommand(), e.alertsCommand())
 	root.AddCommand(e.approvalsCommand(), e.approvalPoliciesCommand())
