@@ -75,6 +75,10 @@ type Config struct {
 	// Deployments runs deployments (deployments.go); nil makes those
 	// routes but the reads 503.
 	Deployments DeploymentService
+	// Auditor records every state-changing request (audit.go); when it
+	// is also an AuditLog (audit.Log is) it serves /api/v1/audit. Nil
+	// records nothing and makes those routes 503.
+	Auditor steward.Auditor
 }
 
 // Server is the management plane API, an http.Handler.
@@ -195,6 +199,7 @@ func New(cfg Config) *Server {
 	s.registerArtifacts()
 	s.registerDeployments()
 	s.registerApprovals()
+	s.registerAudit()
 	s.registerFallbacks()
 	return s
 }
@@ -233,9 +238,15 @@ func (s *Server) handle(method, path string, perm steward.Permission, h handlerF
 	s.routes = append(s.routes, route{method: method, path: path, perm: perm})
 	s.mux.HandleFunc(method+" "+path, func(w http.ResponseWriter, r *http.Request) {
 		var p principal
+		if method != "GET" {
+			rec := &statusRecorder{ResponseWriter: w}
+			w = rec
+			defer s.auditRequest(r, method, path, perm, &p, rec)
+		}
 		if perm != public {
 			var err error
 			if p, err = s.authenticateLimited(r); err != nil {
+				s.auditAuthFailure(r, method, path, err)
 				s.writeError(w, r, err)
 				return
 			}
