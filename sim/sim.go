@@ -330,6 +330,8 @@ func (s *Sim) runDevice(ctx context.Context, d *device, factory tls.Certificate)
 			Clock:       s.cfg.Clock,
 			Logger:      s.cfg.Logger.With("serial", d.serial),
 			Rand:        rand.New(rand.NewPCG(uint64(s.cfg.Seed)^0x9e3779b97f4a7c15, uint64(d.index)<<20|uint64(boot))),
+			// The device twin: every key applied as it comes (twin.go).
+			ConfigHandlers: s.configHandlers(d),
 		})
 		if err != nil {
 			reboot()
