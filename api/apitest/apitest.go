@@ -24,6 +24,7 @@ import (
 	"github.com/steward-iot/steward/lifecycle"
 	"github.com/steward-iot/steward/notify"
 	"github.com/steward-iot/steward/pki"
+	"github.com/steward-iot/steward/privacy"
 	"github.com/steward-iot/steward/provisioning"
 	"github.com/steward-iot/steward/sqlite"
 	"github.com/steward-iot/steward/twin"
@@ -71,7 +72,7 @@ func New(t testing.TB) *Env {
 	}
 	srv := httptest.NewServer(api.New(api.Config{Fleet: fleet, Groups: prov, Authority: auth, Store: store, Analytics: analytics.New(store, log), Health: health.New(store, clock, health.DefaultRules()),
 		Notifier: notify.New(notify.Config{Store: store, Clock: clock, Logger: log}), Approvals: approvals.New(approvals.Config{Store: store, Clock: clock, Logger: log}), Clock: clock, Logger: log,
-		Twins: twin.New(twin.Config{Store: store, Clock: clock, Logger: log})}))
+		Twins: twin.New(twin.Config{Store: store, Clock: clock, Logger: log}), Privacy: privacy.New(privacy.Config{Store: store, Clock: clock, Logger: log})}))
 	t.Cleanup(srv.Close)
 	return &Env{URL: srv.URL, SystemToken: secret, Store: store, Bus: bus, Server: srv}
 }
