@@ -141,6 +141,9 @@ func FuzzDecode(f *testing.F) {
 			if _, err := json.Marshal(e.Fields); err != nil {
 				t.Fatalf("fields cannot be stored: %v", err)
 			}
+			if _, err := json.Marshal(e); err != nil {
+				t.Fatalf("an accepted event cannot be shown: %v", err)
+			}
 		}
 	})
 }

@@ -72,6 +72,16 @@ func Decode(payload []byte, tenantID, deviceID string, now time.Time) ([]steward
 	return out, nil
 }
 
+// inRange refuses a time whose UTC year has more than four digits (or is
+// before year 0): RFC 3339 cannot write it, so the API could not show it
+// (time.Time.MarshalJSON fails) once stored.
+func inRange(t time.Time) (time.Time, *steward.Error) {
+	if y := t.Year(); y < 0 || y > 9999 {
+		return time.Time{}, steward.Errorf(steward.CodeInvalid, "ts is out of range: years 0000 to 9999 (UTC)")
+	}
+	return t, nil
+}
+
 // jsonErr says where a payload broke without echoing it back.
 func jsonErr(err error) string {
 	var se *json.SyntaxError
@@ -93,14 +103,14 @@ func decodeTS(raw json.RawMessage, now time.Time) (time.Time, *steward.Error) {
 		var s string
 		if err := json.Unmarshal(raw, &s); err == nil {
 			if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-				return t.UTC(), nil
+				return inRange(t.UTC())
 			}
 		}
 		return time.Time{}, steward.Errorf(steward.CodeInvalid, "ts is not RFC 3339")
 	}
 	// raw is a JSON token, so a number is in the syntax ParseFloat reads.
 	if ms, err := strconv.ParseFloat(string(raw), 64); err == nil && ms >= 0 && ms < 1e15 {
-		return time.UnixMilli(int64(ms)).UTC(), nil
+		return inRange(time.UnixMilli(int64(ms)).UTC())
 	}
 	return time.Time{}, steward.Errorf(steward.CodeInvalid, "ts must be RFC 3339 text or Unix milliseconds")
 }
