@@ -45,7 +45,7 @@ const tenant = "acme"
 // env is an engine over a real SQLite store and the in-process bus, whose
 // outbound messages (the jobs) the test keeps.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	store  steward.Store
 	clock  *testClock
 	bus    *inproc.Bus
@@ -79,7 +79,7 @@ func (a *auditLog) actions() []string {
 	return out
 }
 
-func newEnv(t *testing.T, devices int, edit ...func(*Config)) *env {
+func newEnv(t testing.TB, devices int, edit ...func(*Config)) *env {
 	t.Helper()
 	s, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "s.db"), nil)
 	if err != nil {
