@@ -150,6 +150,17 @@ func TestRevocationClosesLiveSessions(t *testing.T) {
 		if err != nil || !bytes.Equal(der, crl.Raw) {
 			t.Errorf("CRL from the API differs: %v", err)
 		}
+		// The check docs/security.md shows, when openssl is installed.
+		if _, err := exec.LookPath("openssl"); err == nil {
+			dir := t.TempDir()
+			crlFile, caFile := filepath.Join(dir, "default.crl"), filepath.Join(dir, "ca.pem")
+			_ = os.WriteFile(crlFile, crl.Raw, 0o600)
+			_ = os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw}), 0o600)
+			out, err := exec.Command("openssl", "crl", "-inform", "DER", "-in", crlFile, "-CAfile", caFile, "-noout", "-text").CombinedOutput()
+			if err != nil || !bytes.Contains(out, []byte("verify OK")) || !bytes.Contains(out, []byte("Key Compromise")) {
+				t.Errorf("openssl crl: %v\n%s", err, out)
+			}
+		}
 	})
 
 	t.Run("enrollment group", func(t *testing.T) {
