@@ -80,6 +80,21 @@ type Env struct {
 
 	serverCA *x509.CertPool
 	mu       sync.Mutex
+	creds    map[string][2][]byte // device ID: certificate and key PEM
+}
+
+// Credentials returns the PEM certificate and key of a device made by
+// Device, for clients other than Go's (tuf-js).
+func (e *Env) Credentials(id string) (certPEM, keyPEM []byte) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	c := e.creds[id]
+	return c[0], c[1]
+}
+
+// ServerCAPEM returns the CA that signed the device plane's certificate.
+func (e *Env) ServerCAPEM() []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: e.Authority.ServerCA().Raw})
 }
 
 // Tenant is the tenant every Env has.
@@ -190,6 +205,16 @@ func (e *Env) Device(id string) *http.Client {
 		t.Fatal(err)
 	}
 	tlsCert := tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: key, Leaf: cert}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.mu.Lock()
+	if e.creds == nil {
+		e.creds = map[string][2][]byte{}
+	}
+	e.creds[id] = [2][]byte{pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})}
+	e.mu.Unlock()
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: e.serverCA, Certificates: []tls.Certificate{tlsCert}, MinVersion: tls.VersionTLS12}}
 	t.Cleanup(tr.CloseIdleConnections)
 	return &http.Client{Transport: tr}
