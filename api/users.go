@@ -211,13 +211,24 @@ func (s *Server) checkDeviceScope(r *http.Request, path string, p principal) err
 }
 
 // recordOperator records an operator action (a login, a lockout, a role
-// grant, a token) with its meaning spelled out, in the node's log.
+// grant, a token) in the audit log, with its meaning spelled out, beside
+// the per-request record every state-changing route gets; it is logged
+// too, so that it is seen on a node without an audit log.
 func (s *Server) recordOperator(ctx context.Context, r *http.Request, rec steward.AuditRecord) {
 	rec.Remote = r.RemoteAddr
 	rec.RequestID = requestIDFrom(ctx)
 	rec.At = s.clock.Now().UTC()
 	s.log.Info("operator audit", "tenant", rec.TenantID, "actor", rec.Actor, "action", rec.Action, "target", rec.Target,
 		"outcome", rec.Outcome, "detail", rec.Detail, "remote", rec.Remote, "request_id", rec.RequestID)
+	if s.cfg.Auditor == nil {
+		return
+	}
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := s.cfg.Auditor.Record(actx, rec); err != nil {
+		s.log.Error("AUDIT RECORD LOST: the action happened but is not in the audit log", "request_id", rec.RequestID,
+			"tenant", rec.TenantID, "actor", rec.Actor, "action", rec.Action, "target", rec.Target, "err", err)
+	}
 }
 
 // --- users

@@ -127,13 +127,12 @@ func (e *testEnv) createUser(t *testing.T, email string, role steward.Role, pass
 }
 
 // serviceToken creates a service account of role and a token of it.
-func (e *testEnv) serviceToken(t testing.TB, by string, role steward.Role, scopes ...steward.Permission) string {
+func (e *testEnv) serviceToken(t *testing.T, by string, role steward.Role, scopes ...steward.Permission) string {
 	t.Helper()
-	tt, _ := t.(*testing.T)
 	var a steward.ServiceAccount
-	e.must(tt, http.StatusCreated, "POST", "/api/v1/service-accounts", by, ServiceAccountRequest{Name: "sa-" + string(role) + "-" + newID(""), Role: role}).decode(tt, &a)
+	e.must(t, http.StatusCreated, "POST", "/api/v1/service-accounts", by, ServiceAccountRequest{Name: "sa-" + string(role) + "-" + newID(""), Role: role}).decode(t, &a)
 	var tok CreatedAccountToken
-	e.must(tt, http.StatusCreated, "POST", "/api/v1/service-accounts/"+a.ID+"/tokens", by, AccountTokenRequest{Name: "t", Scopes: scopes}).decode(tt, &tok)
+	e.must(t, http.StatusCreated, "POST", "/api/v1/service-accounts/"+a.ID+"/tokens", by, AccountTokenRequest{Name: "t", Scopes: scopes}).decode(t, &tok)
 	return tok.Secret
 }
 
@@ -290,6 +289,14 @@ func TestSessionExpiry(t *testing.T) {
 	clk.Add(12 * time.Minute)
 	if r := e.send(t, "GET", "/api/v1/me", x.headers(false), nil); r.status != http.StatusUnauthorized {
 		t.Fatalf("after 12 hours: %d", r.status)
+	}
+
+	// A login sweeps the sessions past their end, presented or not.
+	stale := e.login(t, "", "idle@example.com", goodPassword)
+	clk.Add(13 * time.Hour)
+	e.login(t, "", "idle@example.com", goodPassword)
+	if _, err := e.store.SessionByHash(t.Context(), HashToken(stale.cookie)); !steward.IsNotFound(err) {
+		t.Fatalf("a session past its end was not swept: %v", err)
 	}
 
 	// Disabling the user ends its sessions at once.
@@ -716,5 +723,50 @@ func fillPath(pattern string) string {
 		b.WriteString(pattern[:i])
 		b.WriteString("walk-x")
 		pattern = pattern[i+j+1:]
+	}
+}
+
+// TestOperatorAudit: logins (success and denial), lockouts, role grants
+// and token creation reach the audit log with their meaning.
+func TestOperatorAudit(t *testing.T) {
+	t.Parallel()
+	e, _ := opsEnv(t)
+	var mu sync.Mutex
+	var recs []steward.AuditRecord
+	e.api.cfg.Auditor = steward.AuditorFunc(func(_ context.Context, r steward.AuditRecord) error {
+		mu.Lock()
+		recs = append(recs, r)
+		mu.Unlock()
+		return nil
+	})
+	u := e.createUser(t, "audit@example.com", steward.RoleViewer, goodPassword)
+	e.login(t, "", "audit@example.com", goodPassword)
+	for range 3 {
+		e.send(t, "POST", "/api/v1/login", nil, LoginRequest{Email: "audit@example.com", Password: "wrong password!"})
+	}
+	e.must(t, http.StatusOK, "PATCH", "/api/v1/users/"+u.ID, e.system, UserPatch{Role: ptrTo(steward.RoleOperator)})
+	var tok CreatedAccountToken
+	e.must(t, http.StatusCreated, "POST", "/api/v1/users/"+u.ID+"/tokens", e.system, AccountTokenRequest{Name: "t"}).decode(t, &tok)
+
+	mu.Lock()
+	defer mu.Unlock()
+	count := map[string]int{}
+	for _, r := range recs {
+		if r.TenantID != steward.DefaultTenant || r.At.IsZero() || r.RequestID == "" {
+			continue
+		}
+		count[r.Action+" "+r.Outcome+" "+r.Target]++
+	}
+	for key, n := range map[string]int{
+		"user.create success user:" + u.ID:     1,
+		"auth.login success user:" + u.ID:      1,
+		"auth.login denied user:" + u.ID:       3,
+		"user.lockout success user:" + u.ID:    1,
+		"user.grant success user:" + u.ID:      1,
+		"token.create success token:" + tok.ID: 1,
+	} {
+		if count[key] != n {
+			t.Errorf("%q recorded %d times, want %d (all: %v)", key, count[key], n, count)
+		}
 	}
 }
