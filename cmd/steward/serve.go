@@ -24,6 +24,7 @@ func serverFlags(fs *flag.FlagSet, cfg *server.Config, defaultData string) {
 		return nil
 	})
 	fs.IntVar(&cfg.MaxPayload, "max-payload", 256<<10, "largest MQTT payload in bytes")
+	fs.Int64Var(&cfg.MaxArtifactSize, "max-artifact-size", 4<<30, "largest artifact an upload may be, in bytes")
 	fs.DurationVar(&cfg.CertValidity, "cert-validity", 90*24*time.Hour, "validity of device certificates")
 	fs.DurationVar(&cfg.Telemetry.Day, "retention-day-rollups", 0, "how long day rollups of telemetry are kept (0: 5 years)")
 	fs.Var(offSwitch{&cfg.NoMetrics}, "metrics", "serve Prometheus metrics at GET /metrics on the management plane (--metrics=false to turn off)")
