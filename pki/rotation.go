@@ -49,9 +49,8 @@ type genView struct {
 type rotation struct {
 	mu    sync.Mutex // serialises rotations and retirements in this process
 	viewM sync.Mutex
-	views map[string]genView   // tenant → generations
-	cas   map[string]*signer   // secret name → a generation n ≥ 1
-	subj  map[*signer]struct{} // signers registered in bySKID
+	views map[string]genView // tenant → generations
+	cas   map[string]*signer // secret name → a generation n ≥ 1
 }
 
 func genSecret(tenantID string, gen int) string {

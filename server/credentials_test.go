@@ -22,6 +22,7 @@ import (
 
 	"github.com/steward-iot/steward"
 	"github.com/steward-iot/steward/agent"
+	"github.com/steward-iot/steward/client"
 	"github.com/steward-iot/steward/decommission"
 	"github.com/steward-iot/steward/internal/testpki"
 )
@@ -506,5 +507,138 @@ func TestTransferRequiresReprovisioning(t *testing.T) {
 	}
 	if _, err := n.mqttClient(t, again, id, nil); err != nil {
 		t.Errorf("new credentials refused: %v", err)
+	}
+}
+
+// TestDecommissionPolicies decommissions devices that are not connected
+// (the wipe is a warning, every other step runs) under the keep policy,
+// whose data goes once its retention has passed, and the anonymise policy,
+// which keeps the measurements and strips the record.
+func TestDecommissionPolicies(t *testing.T) {
+	t.Parallel()
+	n := startNode(t)
+	ctx := context.Background()
+	mfr := testpki.NewCA(t, "Acme Devices")
+	n.registerGroup(t, n.admin, "gateways", mfr, nil)
+	kept := n.enroll(t, mfr.Factory(t, "SN-KEEP")).Leaf.Subject.CommonName
+	anon := n.enroll(t, mfr.Factory(t, "SN-ANON")).Leaf.Subject.CommonName
+	now := n.clock.Now()
+	owner := "alice@example.com"
+	if _, err := n.Fleet.UpdateDevice(ctx, steward.DefaultTenant, anon, steward.DevicePatch{Owner: &owner, Location: &steward.Location{Site: "home"}}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	var samples []steward.Sample
+	for _, id := range []string{kept, anon} {
+		samples = append(samples, steward.Sample{TenantID: steward.DefaultTenant, DeviceID: id, Metric: "cpu", Value: 0.5, At: now.Add(-time.Minute)})
+	}
+	if err := n.Store.WriteSamples(ctx, samples); err != nil {
+		t.Fatal(err)
+	}
+
+	res, err := n.admin.Decommission(ctx, kept, steward.DecommissionRequest{Reason: "legal hold", Policy: steward.DataKeep, RetentionDays: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := res.Record
+	if rec.State != steward.DecommissionCompleted || rec.Steps[0].Name != decommission.StepWipe || rec.Steps[0].Outcome != steward.StepWarning ||
+		rec.RetainUntil == nil || rec.Certificate == "" {
+		t.Fatalf("keep record: %+v", rec)
+	}
+	for _, s := range rec.Steps[1:] {
+		if s.Outcome != steward.StepOK {
+			t.Errorf("step %s: %s %s", s.Name, s.Outcome, s.Detail)
+		}
+	}
+	if purged, err := n.Decommission.Purge(ctx); err != nil || purged != 0 {
+		t.Fatalf("purge before the retention ends: %d %v", purged, err)
+	}
+	if s, _ := n.admin.LatestTelemetry(ctx, kept); len(s) != 1 {
+		t.Fatalf("kept telemetry: %v", s)
+	}
+
+	res, err = n.admin.Decommission(ctx, anon, steward.DecommissionRequest{Reason: "returned", Policy: steward.DataAnonymise})
+	if err != nil || res.Record.State != steward.DecommissionCompleted {
+		t.Fatalf("anonymise: %+v %v", res.Record, err)
+	}
+	d := n.deviceGet(t, anon)
+	if d.Owner != "" || d.Location.Site != "" || len(d.Labels) != 0 || d.Attributes["hostname"] != nil || d.State != steward.StateDecommissioned {
+		t.Errorf("anonymised record: %+v", d.Device)
+	}
+	if s, _ := n.admin.LatestTelemetry(ctx, anon); len(s) != 1 {
+		t.Errorf("anonymise dropped the measurements: %v", s)
+	}
+
+	n.clock.Add(48 * time.Hour)
+	if purged, err := n.Decommission.Purge(ctx); err != nil || purged != 1 {
+		t.Fatalf("purge after the retention: %d %v", purged, err)
+	}
+	if s, _ := n.admin.LatestTelemetry(ctx, kept); len(s) != 0 {
+		t.Errorf("telemetry left after the retention: %v", s)
+	}
+	if purged, err := n.Decommission.Purge(ctx); err != nil || purged != 0 {
+		t.Errorf("purged twice: %d %v", purged, err)
+	}
+}
+
+// TestDecommissionNeedsApproval runs a decommissioning and a CA rotation
+// under approval policies: the first call only opens a request (nothing is
+// done), the requester cannot approve it, and the call with the approved
+// request's ID runs.
+func TestDecommissionNeedsApproval(t *testing.T) {
+	t.Parallel()
+	n := startNode(t)
+	ctx := context.Background()
+	mfr := testpki.NewCA(t, "Acme Devices")
+	n.registerGroup(t, n.admin, "gateways", mfr, nil)
+	id := n.enroll(t, mfr.Factory(t, "SN-1")).Leaf.Subject.CommonName
+	other := n.enroll(t, mfr.Factory(t, "SN-2")).Leaf.Subject.CommonName
+	for _, action := range []string{"device.decommission", "ca.rotate"} {
+		if _, err := n.admin.CreateApprovalPolicy(ctx, client.ApprovalPolicyRequest{Name: action, Action: action, Approvals: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tok, err := n.admin.CreateToken(ctx, "approver", steward.RoleApprover)
+	if err != nil {
+		t.Fatal(err)
+	}
+	approver := client.New(n.APIURL(), tok.Secret, nil)
+
+	res, err := n.admin.Decommission(ctx, id, steward.DecommissionRequest{Reason: "end of life"})
+	if err != nil || res.Approval == nil || res.Record.State != steward.DecommissionAwaitingApproval {
+		t.Fatalf("first call: %+v %v", res, err)
+	}
+	if d := n.deviceGet(t, id); d.State == steward.StateDecommissioned || d.Certificates[0].Revoked() {
+		t.Fatal("a decommissioning awaiting approval changed the device")
+	}
+	if _, err := n.admin.Approve(ctx, res.Approval.ID, "mine"); steward.ErrorCode(err) != steward.CodePermissionDenied {
+		t.Errorf("requester approving their own request: %v, want 403", err)
+	}
+	if _, err := n.admin.Decommission(ctx, id, steward.DecommissionRequest{Reason: "end of life", ApprovalID: res.Approval.ID}); !is409(err) {
+		t.Errorf("before approval: %v, want 409", err)
+	}
+	if _, err := approver.Approve(ctx, res.Approval.ID, "ok"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.admin.Decommission(ctx, other, steward.DecommissionRequest{Reason: "x", ApprovalID: res.Approval.ID}); steward.ErrorCode(err) != steward.CodePermissionDenied {
+		t.Errorf("another device's approval: %v, want 403", err)
+	}
+	done, err := n.admin.Decommission(ctx, id, steward.DecommissionRequest{Reason: "end of life", ApprovalID: res.Approval.ID})
+	if err != nil || done.Record.State != steward.DecommissionCompleted || done.Record.ApprovalID != res.Approval.ID || done.Record.ID != res.Record.ID {
+		t.Fatalf("approved call: %+v %v", done.Record, err)
+	}
+
+	rot, err := n.admin.RotateCA(ctx, time.Hour, "")
+	if err != nil || rot.Approval == nil || len(rot.Generations) != 0 {
+		t.Fatalf("CA rotation without approval: %+v %v", rot, err)
+	}
+	if gens, _ := n.admin.CAStatus(ctx); len(gens) != 1 {
+		t.Fatalf("a rotation awaiting approval rotated: %+v", gens)
+	}
+	if _, err := approver.Approve(ctx, rot.Approval.ID, "ok"); err != nil {
+		t.Fatal(err)
+	}
+	rot, err = n.admin.RotateCA(ctx, time.Hour, rot.Approval.ID)
+	if err != nil || len(rot.Generations) != 2 || rot.Generations[1].ApprovalID == "" {
+		t.Fatalf("approved rotation: %+v %v", rot, err)
 	}
 }
