@@ -81,6 +81,9 @@ type Config struct {
 	// from its desired one before it is flagged as drifted (default 10
 	// min); the drift check runs every tenth of it, at least every 5 s.
 	TwinGrace time.Duration
+	// Operators configures operator logins: session timeouts, lockout,
+	// password hashing, OpenID Connect providers (api.OperatorConfig).
+	Operators api.OperatorConfig
 }
 
 func (c *Config) defaults() {
@@ -321,6 +324,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		Privacy:     s.Privacy,
 		Twins:       s.Twins,
 		Deployments: s.Deployments,
+		Operators:   cfg.Operators,
 	})
 	if s.Metrics != nil {
 		mux := http.NewServeMux()
