@@ -25,6 +25,7 @@ import (
 	"github.com/steward-iot/steward/client"
 	"github.com/steward-iot/steward/decommission"
 	"github.com/steward-iot/steward/internal/testpki"
+	"github.com/steward-iot/steward/sim"
 )
 
 // runCredAgent starts the real agent with its state in dir; the channel is
@@ -640,5 +641,69 @@ func TestDecommissionNeedsApproval(t *testing.T) {
 	rot, err = n.admin.RotateCA(ctx, time.Hour, rot.Approval.ID)
 	if err != nil || len(rot.Generations) != 2 || rot.Generations[1].ApprovalID == "" {
 		t.Fatalf("approved rotation: %+v %v", rot, err)
+	}
+}
+
+// TestCARotationWithSimulatedFleet rotates the tenant's device CA with a
+// simulated fleet (package sim: real agents in one process) connected:
+// every device moves to the new CA, the old one is retired, and none is
+// lost.
+func TestCARotationWithSimulatedFleet(t *testing.T) {
+	t.Parallel()
+	const fleet = 6
+	n := startNode(t)
+	ctx := context.Background()
+	mfr, err := sim.NewManufacturer("Sim Devices")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.admin.CreateEnrollmentGroup(ctx, steward.EnrollmentGroup{Name: "sim", CAPEM: string(mfr.CertPEM()), Models: []string{"sim-gw"},
+		Firmware: map[string][]string{"sim-gw": {"1.0.0"}}}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := sim.New(sim.Config{Devices: fleet, Manufacturer: mfr, ESTURL: n.DeviceURL(), MQTTAddr: n.MQTTAddr(), ServerCA: n.pool,
+		StateDir: t.TempDir(), TelemetryInterval: 200 * time.Millisecond, Seed: 7, ConnectRate: -1,
+		BackoffMin: 50 * time.Millisecond, BackoffMax: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { _ = s.Run(runCtx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	online := func() []steward.Device {
+		ds, err := n.admin.AllDevices(ctx, "state = active AND online = true")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ds
+	}
+	eventually(t, "the simulated fleet active and online", func() bool { return len(online()) == fleet })
+
+	res, err := n.admin.RotateCA(ctx, 24*time.Hour, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	newKey := res.Generations[len(res.Generations)-1].KeyID
+	mig, err := n.admin.MigrateCA(ctx)
+	if err != nil || len(mig.Moved) != fleet || len(mig.Pending) != 0 {
+		t.Fatalf("migration: %d moved, pending %v, %v", len(mig.Moved), mig.Pending, err)
+	}
+	if _, err := n.admin.RetireOldCA(ctx); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the whole fleet back online on the new CA", func() bool { return len(online()) == fleet })
+	for _, d := range online() {
+		res, err := n.admin.SendCommand(ctx, d.ID, "ping", nil, 10*time.Second)
+		if err != nil || res.Status != steward.CommandOK {
+			t.Errorf("device %s after the rotation: %+v %v", d.ID, res, err)
+		}
+		for _, c := range n.deviceGet(t, d.ID).Certificates {
+			b, _ := pem.Decode([]byte(c.PEM))
+			x, _ := x509.ParseCertificate(b.Bytes)
+			if onNew := hex.EncodeToString(x.AuthorityKeyId) == newKey; onNew == c.Revoked() {
+				t.Errorf("device %s: certificate %s on the new CA=%v revoked=%v", d.ID, c.Serial, onNew, c.Revoked())
+			}
+		}
 	}
 }
