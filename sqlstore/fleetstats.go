@@ -74,19 +74,27 @@ func (s *Store) FleetAggregates(ctx context.Context, tenantID string, q steward.
 			WHERE tenant_id = ? AND metric = ? AND at >= ? AND at < ? GROUP BY device_id) s ON s.device_id = d.id`
 			args = append(args, tenantID, q.Metric, from, to)
 		} else {
-			// Each part is summed per device on its own table's primary
-			// key, and the parts add up: counts and sums, never means.
+			// Each part is summed per device and the parts add up:
+			// counts and sums, never means. Each part walks the tenant's
+			// devices and reads each one's rows of the part on its table's
+			// primary key (tenant, device, metric, at): a range per
+			// device. CROSS JOIN fixes that order on SQLite, whose planner
+			// (without statistics) would otherwise scan every row of the
+			// tenant for a range of a few minutes; PostgreSQL plans the
+			// same join with its statistics.
 			tail += ` LEFT JOIN (SELECT device_id, CAST(SUM(n) AS BIGINT) AS n, SUM(total) / SUM(n) AS mean FROM (`
 			for i, p := range parts {
 				if i > 0 {
 					tail += ` UNION ALL `
 				}
 				if p.table == "samples" {
-					tail += `SELECT device_id, COUNT(value) AS n, SUM(value) AS total FROM samples`
+					tail += `SELECT dv.id AS device_id, COUNT(r.value) AS n, SUM(r.value) AS total`
 				} else {
-					tail += `SELECT device_id, SUM(sample_count) AS n, SUM(sum_value) AS total FROM ` + p.table
+					tail += `SELECT dv.id AS device_id, SUM(r.sample_count) AS n, SUM(r.sum_value) AS total`
 				}
-				tail += ` WHERE tenant_id = ? AND metric = ? AND at >= ? AND at < ? GROUP BY device_id`
+				tail += ` FROM devices dv CROSS JOIN ` + p.table + ` r
+					WHERE dv.tenant_id = ? AND r.tenant_id = dv.tenant_id AND r.device_id = dv.id AND r.metric = ? AND r.at >= ? AND r.at < ?
+					GROUP BY dv.id`
 				args = append(args, tenantID, q.Metric, ts(p.from), ts(p.to))
 			}
 			tail += `) u GROUP BY device_id) s ON s.device_id = d.id`
