@@ -23,6 +23,7 @@ import (
 	"github.com/steward-iot/steward"
 	"github.com/steward-iot/steward/agent"
 	"github.com/steward-iot/steward/client"
+	"github.com/steward-iot/steward/credentials"
 	"github.com/steward-iot/steward/decommission"
 	"github.com/steward-iot/steward/internal/testpki"
 	"github.com/steward-iot/steward/sim"
@@ -705,5 +706,49 @@ func TestCARotationWithSimulatedFleet(t *testing.T) {
 				t.Errorf("device %s: certificate %s on the new CA=%v revoked=%v", d.ID, c.Serial, onNew, c.Revoked())
 			}
 		}
+	}
+}
+
+// TestExpiringCertificates: the report lists the certificates that expire
+// within the window, and the expiry watch writes a credential.expiring
+// event for a device that has not renewed, which an event alert rule turns
+// into an alert for that device only.
+func TestExpiringCertificates(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, func(c *Config) { c.AlertInterval = 20 * time.Millisecond })
+	ctx := context.Background()
+	mfr := testpki.NewCA(t, "Acme Devices")
+	n.registerGroup(t, n.admin, "gateways", mfr, nil)
+	early := n.enroll(t, mfr.Factory(t, "SN-EARLY")).Leaf.Subject.CommonName
+	n.clock.Add(30 * 24 * time.Hour)
+	late := n.enroll(t, mfr.Factory(t, "SN-LATE")).Leaf.Subject.CommonName
+	n.clock.Add(50 * 24 * time.Hour) // early expires in 10 days, late in 40
+
+	if _, err := n.admin.ExpiringCertificates(ctx, 0, 0); steward.ErrorCode(err) != steward.CodeInvalid {
+		t.Errorf("days=0: %v, want 400", err)
+	}
+	certs, err := n.admin.ExpiringCertificates(ctx, 14, 0)
+	if err != nil || len(certs) != 1 || certs[0].DeviceID != early {
+		t.Fatalf("expiring within 14 days: %+v %v", certs, err)
+	}
+	if certs, _ := n.admin.ExpiringCertificates(ctx, 60, 0); len(certs) != 2 || certs[0].DeviceID != early || certs[1].DeviceID != late {
+		t.Errorf("expiring within 60 days, soonest first: %+v", certs)
+	}
+
+	rule, err := n.admin.CreateAlertRule(ctx, steward.AlertRule{Name: "certificate expiring", Kind: steward.RuleEvent, Severity: steward.AlertMajor, Enabled: true,
+		Event: &steward.EventCondition{Type: credentials.EventCredentialExpiring, Window: steward.Duration(24 * time.Hour)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reported, err := n.Credentials.ReportExpiring(ctx, credentials.DefaultExpiryWindow)
+	if err != nil || reported != 1 {
+		t.Fatalf("reported %d devices, %v; want 1", reported, err)
+	}
+	eventually(t, "an alert for the device that did not renew", func() bool {
+		as, err := n.admin.ListAlerts(ctx, steward.AlertFilter{RuleID: rule.ID})
+		return err == nil && len(as) == 1 && as[0].DeviceID == early && as[0].State == steward.AlertFiring
+	})
+	if as, _ := n.admin.ListAlerts(ctx, steward.AlertFilter{RuleID: rule.ID, DeviceID: late}); len(as) != 0 {
+		t.Errorf("alert for a device whose certificate is fine: %+v", as)
 	}
 }

@@ -421,8 +421,9 @@ func (s *Server) Start() {
 	s.wg.Add(2)
 	go func() { defer s.wg.Done(); _ = s.Deployments.Run(ctx) }()
 	go func() { defer s.wg.Done(); _ = s.DeploymentStatus.Run(ctx) }()
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go func() { defer s.wg.Done(); s.Decommission.Run(ctx, time.Hour) }()
+	go func() { defer s.wg.Done(); s.Credentials.RunExpiryWatch(ctx, 24*time.Hour) }()
 	go func() {
 		defer s.wg.Done()
 		if err := s.broker.Serve(ctx); err != nil {
