@@ -48,17 +48,23 @@ type Config struct {
 	// Limits are the request rate per token and the authentication
 	// failure limit per client address; zero fields take the defaults.
 	Limits Limits
+	// Compliance builds compliance reports (GET /api/v1/compliance/report);
+	// nil makes that 503.
+	Compliance ComplianceReports
 	// Notifier sends test notifications (POST
 	// /api/v1/notification-channels/{id}/test); nil makes that 503.
 	Notifier NotificationTester
-	// Approvals is the two-person rule (/api/v1/approvals,
-	// /api/v1/approval-policies); nil makes those routes 503.
-	Approvals ApprovalService
 	// Credentials rotates and revokes credentials and serves CRLs (pki.go);
 	// Decommissioner decommissions and transfers devices
 	// (decommission.go). Nil makes their routes 503.
 	Credentials    steward.Credentials
 	Decommissioner steward.Decommissioner
+	// Approvals is the two-person rule (/api/v1/approvals,
+	// /api/v1/approval-policies); nil makes those routes 503.
+	Approvals ApprovalService
+	// Tenants suspends, resumes and deletes tenants (tenants.go); nil
+	// makes those routes 503.
+	Tenants TenantService
 	// Privacy serves device export, erasure and consent (privacy.go); nil
 	// makes those routes 503.
 	Privacy PrivacyService
@@ -193,13 +199,15 @@ func New(cfg Config) *Server {
 
 	s.registerOperators()
 	s.registerPrivacy()
+	s.registerApprovals()
+	s.registerTenants()
 	s.registerPKI()
 	s.registerDecommission()
 	s.registerTwins()
 	s.registerArtifacts()
 	s.registerDeployments()
-	s.registerApprovals()
 	s.registerAudit()
+	s.registerCompliance()
 	s.registerFallbacks()
 	return s
 }
@@ -247,6 +255,10 @@ func (s *Server) handle(method, path string, perm steward.Permission, h handlerF
 			var err error
 			if p, err = s.authenticateLimited(r); err != nil {
 				s.auditAuthFailure(r, method, path, err)
+				s.writeError(w, r, err)
+				return
+			}
+			if err := s.checkTenantActive(r.Context(), p); err != nil {
 				s.writeError(w, r, err)
 				return
 			}

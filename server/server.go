@@ -23,8 +23,10 @@ import (
 	"github.com/steward-iot/steward/alerting"
 	"github.com/steward-iot/steward/analytics"
 	"github.com/steward-iot/steward/api"
+	"github.com/steward-iot/steward/compliance"
 	"github.com/steward-iot/steward/approvals"
 	"github.com/steward-iot/steward/artifacts"
+	"github.com/steward-iot/steward/audit"
 	"github.com/steward-iot/steward/credentials"
 	"github.com/steward-iot/steward/decommission"
 	"github.com/steward-iot/steward/deploy"
@@ -150,9 +152,6 @@ type Server struct {
 	// whose re-signing job runs on every node (the store keeps one version).
 	Artifacts *artifacts.Service
 	TUF       *tufrepo.Repo
-	// Approvals is the two-person rule; its sweep of expired requests
-	// runs on every node (expiring twice is harmless).
-	Approvals *approvals.Service
 	// Twins is configuration as a device twin; its drift check runs on
 	// every node (the store flags each change once).
 	Twins *twin.Service
@@ -161,6 +160,9 @@ type Server struct {
 	// the devices' update/status reports.
 	Deployments      *deploy.Engine
 	DeploymentStatus *deploy.Intake
+	// Approvals is the two-person rule; its sweep of expired requests
+	// runs on every node (expiring twice is harmless).
+	Approvals *approvals.Service
 	// Credentials rotates and revokes device credentials and serves the
 	// CRLs; Decommission runs decommissionings and transfers, and purges
 	// the data kept after one when its retention ends.
@@ -169,6 +171,9 @@ type Server struct {
 	// Metrics is the node's Prometheus registry and instrumentation; nil
 	// with Config.NoMetrics.
 	Metrics *metrics.Metrics
+	// Audit is the tamper-evident audit log (server/audit.go): every
+	// state-changing API request is recorded in it.
+	Audit *audit.Log
 	// AdminToken is the first admin token's secret, set only on the start
 	// that created it.
 	AdminToken string
@@ -216,6 +221,9 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("pki: %w", err)
 	}
 	if err := s.firstStart(ctx); err != nil {
+		return nil, err
+	}
+	if s.Audit, err = newAuditLog(ctx, s.Store, key, cfg.Clock, log); err != nil {
 		return nil, err
 	}
 	var (
@@ -310,7 +318,12 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 
 	// The management plane: the REST API, and Prometheus metrics without
 	// authentication, as is customary on a private network (docs/security.md).
+	var auditVerifier compliance.AuditVerifier // nil, not a nil *audit.Log, when there is no log
+	if s.Audit != nil {
+		auditVerifier = s.Audit
+	}
 	var mgmt http.Handler = api.New(api.Config{
+		Auditor:   s.Audit,
 		Artifacts: s.Artifacts, TUF: s.TUF,
 		Credentials:    s.Credentials,
 		Decommissioner: s.Decommission,
@@ -320,11 +333,12 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		Analytics:   analytics.New(s.Store, log),
 		Health:      health.New(s.Store, cfg.Clock, health.DefaultRules()),
 		Notifier:    s.Notifier,
-		Approvals:   s.Approvals,
 		Privacy:     s.Privacy,
+		Approvals:   s.Approvals,
 		Twins:       s.Twins,
 		Deployments: s.Deployments,
 		Operators:   cfg.Operators,
+		Compliance:  compliance.New(s.Store, auditVerifier, cfg.Clock, log),
 	})
 	if s.Metrics != nil {
 		mux := http.NewServeMux()
