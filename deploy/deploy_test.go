@@ -377,11 +377,19 @@ func TestBadInputWritesNothing(t *testing.T) {
 	}
 }
 
-// TestTwoNodes runs two engines over one store, ticking at once: no device
-// is ever told twice.
+// TestTwoNodes runs two engines over one store, ticking at once, on each
+// backend: no device is ever told twice.
 func TestTwoNodes(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, 200)
+	for name, open := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			twoNodes(t, newEnvOn(t, open(t), 200))
+		})
+	}
+}
+
+func twoNodes(t *testing.T, e *env) {
 	other := New(Config{Store: e.store, Bus: e.bus, Clock: e.clock, Node: "node-2", Lease: time.Minute})
 	d := e.create(steward.DeploymentSpec{Concurrency: 50})
 	for range 6 {

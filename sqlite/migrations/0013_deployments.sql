@@ -58,7 +58,9 @@ CREATE TABLE deployment_devices (
 	PRIMARY KEY (deployment_id, device_id),
 	FOREIGN KEY (tenant_id, deployment_id) REFERENCES deployments (tenant_id, id) ON DELETE CASCADE
 ) STRICT;
-CREATE INDEX deployment_devices_state ON deployment_devices (deployment_id, state, phase);
+-- Counting by phase and state, and picking the next pending devices of a
+-- phase in device ID order, read this index alone.
+CREATE INDEX deployment_devices_state ON deployment_devices (deployment_id, state, phase, device_id);
 
 CREATE TABLE deployment_device_events (
 	id            INTEGER PRIMARY KEY AUTOINCREMENT,
