@@ -1,12 +1,15 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -23,36 +26,77 @@ import (
 // organisation's identity provider.
 type OIDCProvider struct {
 	// Tenant is the tenant whose users log in through this provider.
-	Tenant string
+	Tenant string `json:"tenant"`
 	// Issuer is the provider's issuer URL; its discovery document is at
 	// Issuer + "/.well-known/openid-configuration".
-	Issuer       string
-	ClientID     string
-	ClientSecret string
+	Issuer       string `json:"issuer"`
+	ClientID     string `json:"client_id"`
+	ClientSecret string `json:"client_secret"`
 	// RedirectURL is Steward's callback as registered at the provider:
 	// https://HOST/api/v1/oidc/TENANT/callback.
-	RedirectURL string
+	RedirectURL string `json:"redirect_url"`
 	// Scopes asked for besides "openid"; default "email", "profile".
-	Scopes []string
+	Scopes []string `json:"scopes,omitempty"`
 	// RoleClaim is the ID token claim that decides the user's role, a
 	// string or a list of strings; default "groups".
-	RoleClaim string
+	RoleClaim string `json:"role_claim,omitempty"`
 	// Roles maps claim values to roles: the first mapping whose value the
 	// claim holds gives the role. A user whose claim matches none is
 	// refused.
-	Roles []OIDCRoleMapping
+	Roles []OIDCRoleMapping `json:"roles"`
 	// CreateUsers creates a user at the first login of an identity the
 	// tenant does not know yet; otherwise only existing users (matched by
 	// a verified email the first time) may log in.
-	CreateUsers bool
+	CreateUsers bool `json:"create_users,omitempty"`
 	// HTTPClient talks to the provider; nil means http.DefaultClient.
-	HTTPClient *http.Client
+	HTTPClient *http.Client `json:"-"`
 }
 
 // OIDCRoleMapping gives Role to users whose role claim holds Value.
 type OIDCRoleMapping struct {
-	Value string
-	Role  steward.Role
+	Value string       `json:"value"`
+	Role  steward.Role `json:"role"`
+}
+
+// LoadOIDCProviders reads the OpenID Connect providers of a node from a
+// JSON file: an array of objects with tenant, issuer, client_id,
+// client_secret, redirect_url, roles ([{"value": …, "role": …}]) and
+// optionally scopes, role_claim and create_users. The file holds client
+// secrets: keep it readable by the node only.
+func LoadOIDCProviders(path string) ([]OIDCProvider, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read oidc providers: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var ps []OIDCProvider
+	if err := dec.Decode(&ps); err != nil {
+		return nil, fmt.Errorf("oidc providers %s: %w", path, err)
+	}
+	seen := map[string]bool{}
+	for i, p := range ps {
+		u, err := url.Parse(p.RedirectURL)
+		switch {
+		case p.Tenant == "" || p.Issuer == "" || p.ClientID == "" || p.RedirectURL == "":
+			return nil, fmt.Errorf("oidc provider %d: tenant, issuer, client_id and redirect_url are required", i)
+		case seen[p.Tenant]:
+			return nil, fmt.Errorf("oidc provider %d: tenant %s has two providers", i, p.Tenant)
+		case !strings.HasPrefix(p.Issuer, "https://"):
+			return nil, fmt.Errorf("oidc provider %d: the issuer must be an https URL", i)
+		case err != nil || u.Path != "/api/v1/oidc/"+p.Tenant+"/callback":
+			return nil, fmt.Errorf("oidc provider %d: redirect_url must end in /api/v1/oidc/%s/callback", i, p.Tenant)
+		case len(p.Roles) == 0:
+			return nil, fmt.Errorf("oidc provider %d: roles maps no claim value to a role, so nobody could log in", i)
+		}
+		for _, m := range p.Roles {
+			if m.Value == "" || m.Role == "" || m.Role == steward.RoleSystem {
+				return nil, fmt.Errorf("oidc provider %d: each role mapping needs a value and a role other than system", i)
+			}
+		}
+		seen[p.Tenant] = true
+	}
+	return ps, nil
 }
 
 // oidcProvider is a configured provider with its discovery, done on first

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -344,5 +345,36 @@ func TestOIDCLinksExistingUsersOnly(t *testing.T) {
 	r = e.oidcRound(t, idp, map[string]any{"sub": "b-1", "email": "bob@example.com", "email_verified": true, "groups": "plant-ops"}, nil)
 	if r.status != http.StatusUnauthorized {
 		t.Fatalf("disabled bob: %d %s", r.status, r.body)
+	}
+}
+
+func TestLoadOIDCProviders(t *testing.T) {
+	t.Parallel()
+	ps, err := LoadOIDCProviders("testdata/oidc-providers.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ps) != 1 || ps[0].Tenant != "acme" || ps[0].ClientSecret != "s3cret" || len(ps[0].Roles) != 2 || ps[0].Roles[1].Role != steward.RoleOperator || !ps[0].CreateUsers {
+		t.Fatalf("providers %+v", ps)
+	}
+	good := `{"tenant":"a","issuer":"https://idp","client_id":"c","redirect_url":"https://s/api/v1/oidc/a/callback","roles":[{"value":"g","role":"viewer"}]}`
+	for name, body := range map[string]string{
+		"not json":         `{`,
+		"unknown field":    `[{"tenant":"a","colour":"blue"}]`,
+		"no issuer":        `[{"tenant":"a","client_id":"c","redirect_url":"https://s/api/v1/oidc/a/callback","roles":[{"value":"g","role":"viewer"}]}]`,
+		"http issuer":      strings.Replace("["+good+"]", "https://idp", "http://idp", 1),
+		"wrong callback":   strings.Replace("["+good+"]", "/oidc/a/callback", "/oidc/b/callback", 1),
+		"no roles":         strings.Replace("["+good+"]", `[{"value":"g","role":"viewer"}]`, `[]`, 1),
+		"system role":      strings.Replace("["+good+"]", `"viewer"`, `"system"`, 1),
+		"tenant twice":     "[" + good + "," + good + "]",
+		"empty role value": strings.Replace("["+good+"]", `"value":"g"`, `"value":""`, 1),
+	} {
+		path := t.TempDir() + "/p.json"
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := LoadOIDCProviders(path); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/steward-iot/steward/api"
 	"github.com/steward-iot/steward/server"
 )
 
@@ -27,6 +28,11 @@ func serverFlags(fs *flag.FlagSet, cfg *server.Config, defaultData string) {
 	fs.Int64Var(&cfg.MaxArtifactSize, "max-artifact-size", 4<<30, "largest artifact an upload may be, in bytes")
 	fs.DurationVar(&cfg.CertValidity, "cert-validity", 90*24*time.Hour, "validity of device certificates")
 	fs.DurationVar(&cfg.Telemetry.Day, "retention-day-rollups", 0, "how long day rollups of telemetry are kept (0: 5 years)")
+	fs.BoolVar(&cfg.Operators.SecureCookies, "secure-cookies", false, "mark session cookies Secure on every answer (behind a TLS-terminating proxy)")
+	fs.Func("oidc-providers", "JSON file of the tenants' OpenID Connect providers (docs/security.md)", func(path string) (err error) {
+		cfg.Operators.OIDC, err = api.LoadOIDCProviders(path)
+		return err
+	})
 	fs.Var(offSwitch{&cfg.NoMetrics}, "metrics", "serve Prometheus metrics at GET /metrics on the management plane (--metrics=false to turn off)")
 }
 
