@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -750,5 +751,80 @@ func TestExpiringCertificates(t *testing.T) {
 	})
 	if as, _ := n.admin.ListAlerts(ctx, steward.AlertFilter{RuleID: rule.ID, DeviceID: late}); len(as) != 0 {
 		t.Errorf("alert for a device whose certificate is fine: %+v", as)
+	}
+}
+
+// TestCredentialRoutesRefuseBadInput sends what the credential and
+// decommissioning routes must refuse, and checks the status and that
+// nothing changed: no certificate revoked, no CA rotated, no record made.
+func TestCredentialRoutesRefuseBadInput(t *testing.T) {
+	t.Parallel()
+	n := startNode(t)
+	ctx := context.Background()
+	mfr := testpki.NewCA(t, "Acme Devices")
+	g := n.registerGroup(t, n.admin, "gateways", mfr, nil)
+	op := n.enroll(t, mfr.Factory(t, "SN-1"))
+	id, serial := op.Leaf.Subject.CommonName, op.Leaf.SerialNumber.Text(16)
+	post := func(path, contentType, body string) int {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, n.APIURL()+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+n.AdminToken)
+		if contentType != "" {
+			req.Header.Set("Content-Type", contentType)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	const js = "application/json"
+	tests := []struct {
+		name, path, ct, body string
+		status               int
+	}{
+		{"revoke: unknown field", "/api/v1/certificates/" + serial + "/revoke", js, `{"reason":"key_compromise","why":"x"}`, 400},
+		{"revoke: not JSON", "/api/v1/certificates/" + serial + "/revoke", js, `{`, 400},
+		{"revoke: wrong content type", "/api/v1/certificates/" + serial + "/revoke", "text/plain", `{}`, 415},
+		{"revoke: unknown serial", "/api/v1/certificates/abcdef/revoke", js, `{"reason":"key_compromise"}`, 404},
+		{"revoke: revoke_devices on a certificate", "/api/v1/certificates/" + serial + "/revoke", js, `{"revoke_devices":true}`, 400},
+		{"group: no reason", "/api/v1/enrollment-groups/" + g.ID + "/revoke", js, `{}`, 400},
+		{"group: unknown", "/api/v1/enrollment-groups/eg-nope/revoke", js, `{"reason":"x"}`, 404},
+		{"revoke-ca: no reason", "/api/v1/enrollment-groups/" + g.ID + "/revoke-ca", js, `{"revoke_devices":true}`, 400},
+		{"rotate CA: bad overlap", "/api/v1/ca/rotate", js, `{"overlap":"a month"}`, 400},
+		{"rotate CA: negative overlap", "/api/v1/ca/rotate", js, `{"overlap":"-5h"}`, 400},
+		{"rotate CA: overlap too long", "/api/v1/ca/rotate", js, `{"overlap":"200000h"}`, 400},
+		{"retire-old without a rotation", "/api/v1/ca/retire-old", "", ``, 409},
+		{"decommission: no reason", "/api/v1/devices/" + id + "/decommission", js, `{"data_policy":"delete"}`, 400},
+		{"decommission: unknown policy", "/api/v1/devices/" + id + "/decommission", js, `{"reason":"x","data_policy":"shred"}`, 400},
+		{"decommission: retention without keep", "/api/v1/devices/" + id + "/decommission", js, `{"reason":"x","retention_days":3}`, 400},
+		{"decommission: retention too long", "/api/v1/devices/" + id + "/decommission", js, `{"reason":"x","data_policy":"keep","retention_days":99999}`, 400},
+		{"decommission: unknown device", "/api/v1/devices/d-nope/decommission", js, `{"reason":"x"}`, 404},
+		{"transfer: no owner", "/api/v1/devices/" + id + "/transfer", js, `{"reason":"sold"}`, 400},
+		{"transfer: unknown device", "/api/v1/devices/d-nope/transfer", js, `{"owner":"o","reason":"sold"}`, 404},
+		{"rotate credentials: unknown device", "/api/v1/devices/d-nope/rotate-credentials", "", ``, 404},
+	}
+	for _, tc := range tests {
+		if got := post(tc.path, tc.ct, tc.body); got != tc.status {
+			t.Errorf("%s: status %d, want %d", tc.name, got, tc.status)
+		}
+	}
+	if _, err := n.admin.CRL(ctx, "00ff"); steward.ErrorCode(err) != steward.CodeNotFound {
+		t.Errorf("CRL of an unknown CA: %v, want 404", err)
+	}
+	// Nothing changed.
+	d := n.deviceGet(t, id)
+	if d.State != steward.StateProvisioned || d.Certificates[0].Revoked() || d.Owner != "" {
+		t.Errorf("device changed by refused requests: %s revoked=%v owner=%q", d.State, d.Certificates[0].Revoked(), d.Owner)
+	}
+	if gens, _ := n.admin.CAStatus(ctx); len(gens) != 1 {
+		t.Errorf("CA generations after refused requests: %+v", gens)
+	}
+	if recs, _ := n.admin.Decommissions(ctx, ""); len(recs) != 0 {
+		t.Errorf("decommissioning records after refused requests: %+v", recs)
+	}
+	if _, err := n.mqttClient(t, op, id, nil); err != nil {
+		t.Errorf("the device's certificate refused after refused requests: %v", err)
 	}
 }
