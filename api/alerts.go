@@ -127,6 +127,9 @@ func (s *Server) listAlerts(w http.ResponseWriter, r *http.Request, p principal)
 	if err != nil {
 		return err
 	}
+	if alerts, err = inScope(s, r.Context(), p, alerts, func(a steward.Alert) string { return a.DeviceID }); err != nil { // users.go
+		return err
+	}
 	return writeJSON(w, http.StatusOK, list(alerts))
 }
 

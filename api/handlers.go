@@ -345,6 +345,9 @@ func (s *Server) listSecurityEvents(w http.ResponseWriter, r *http.Request, p pr
 	if err != nil {
 		return err
 	}
+	if evs, err = inScope(s, r.Context(), p, evs, func(e steward.SecurityEvent) string { return e.DeviceID }); err != nil { // users.go
+		return err
+	}
 	return writeJSON(w, http.StatusOK, list(evs))
 }
 

@@ -184,30 +184,100 @@ func (p principal) deviceQuery(q string) (string, error) {
 	return "(" + p.fleetQuery + ") AND (" + e.String() + ")", nil
 }
 
+// under reports whether a route pattern is base or below it.
+func under(path, base string) bool { return path == base || strings.HasPrefix(path, base+"/") }
+
 // checkDeviceScope makes a device outside the caller's fleet query
 // invisible: every route under /api/v1/devices/{id} answers 404 for it, as
-// for a device that does not exist. Routes added later under that path are
-// covered without doing anything.
+// for a device that does not exist, and so does every route under
+// /api/v1/alerts/{id} for an alert of such a device (or of no device: a
+// site's). Routes added later under those paths are covered without doing
+// anything.
 func (s *Server) checkDeviceScope(r *http.Request, path string, p principal) error {
-	if p.fleetQuery == "" || (path != "/api/v1/devices/{id}" && !strings.HasPrefix(path, "/api/v1/devices/{id}/")) {
+	if p.fleetQuery == "" {
 		return nil
 	}
 	id := r.PathValue("id")
-	notFound := steward.Errorf(steward.CodeNotFound, "device %s not found", id)
-	if !steward.ValidDeviceID(id) {
-		return notFound
-	}
-	if s.cfg.Fleet == nil {
-		return steward.Errorf(steward.CodeUnavailable, "the device registry is not available")
-	}
-	ds, err := s.cfg.Fleet.ListDevices(r.Context(), p.tenantID, steward.DeviceQuery{Query: "(" + p.fleetQuery + `) AND id = "` + id + `"`, Limit: 1})
-	if err != nil {
-		return fmt.Errorf("check device scope: %w", err)
-	}
-	if len(ds) == 0 {
-		return notFound
+	switch {
+	case under(path, "/api/v1/devices/{id}"):
+		ok, err := s.deviceVisible(r.Context(), p, id)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return steward.Errorf(steward.CodeNotFound, "device %s not found", id)
+		}
+	case under(path, "/api/v1/alerts/{id}"):
+		a, err := s.cfg.Store.GetAlert(r.Context(), p.tenantID, id)
+		if err != nil {
+			return err
+		}
+		ok, err := s.deviceVisible(r.Context(), p, a.DeviceID)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return steward.Errorf(steward.CodeNotFound, "alert %s not found", id)
+		}
 	}
 	return nil
+}
+
+// deviceVisible reports whether the caller's fleet query reaches device id.
+func (s *Server) deviceVisible(ctx context.Context, p principal, id string) (bool, error) {
+	if p.fleetQuery == "" {
+		return true, nil
+	}
+	seen, err := s.visibleDevices(ctx, p, []string{id})
+	return seen[id], err
+}
+
+// visibleDevices returns which of ids the caller's fleet query reaches, in
+// one query per 50 IDs (the query language has a length limit).
+func (s *Server) visibleDevices(ctx context.Context, p principal, ids []string) (map[string]bool, error) {
+	seen := map[string]bool{}
+	var valid []string
+	for _, id := range ids {
+		if steward.ValidDeviceID(id) && !slices.Contains(valid, id) {
+			valid = append(valid, id)
+		}
+	}
+	if s.cfg.Fleet == nil && len(valid) > 0 {
+		return nil, steward.Errorf(steward.CodeUnavailable, "the device registry is not available")
+	}
+	for chunk := range slices.Chunk(valid, 50) {
+		terms := make([]string, len(chunk))
+		for i, id := range chunk {
+			terms[i] = `id = "` + id + `"` // a valid device ID needs no escaping
+		}
+		ds, err := s.cfg.Fleet.ListDevices(ctx, p.tenantID, steward.DeviceQuery{
+			Query: "(" + p.fleetQuery + ") AND (" + strings.Join(terms, " OR ") + ")", Limit: len(chunk)})
+		if err != nil {
+			return nil, fmt.Errorf("check device scope: %w", err)
+		}
+		for _, d := range ds {
+			seen[d.ID] = true
+		}
+	}
+	return seen, nil
+}
+
+// inScope keeps the items of a list whose device the caller's fleet query
+// reaches (items of no device, such as a site's alerts, only for callers
+// without one). A filtered page may hold fewer items than its limit.
+func inScope[T any](s *Server, ctx context.Context, p principal, items []T, device func(T) string) ([]T, error) {
+	if p.fleetQuery == "" {
+		return items, nil
+	}
+	ids := make([]string, len(items))
+	for i, it := range items {
+		ids[i] = device(it)
+	}
+	seen, err := s.visibleDevices(ctx, p, ids)
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(items, func(it T) bool { return !seen[device(it)] }), nil
 }
 
 // recordOperator records an operator action (a login, a lockout, a role

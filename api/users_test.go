@@ -597,7 +597,8 @@ func TestFleetQueryScope(t *testing.T) {
 	in := e.addDevice(t, steward.DefaultTenant, deviceID("in7"), "gw", map[string]string{"site": "plant-7"})
 	out := e.addDevice(t, steward.DefaultTenant, deviceID("out8"), "gw", map[string]string{"site": "plant-8"})
 	e.must(t, http.StatusCreated, "POST", "/api/v1/roles", e.system, RoleRequest{Name: "plant7",
-		Permissions: []steward.Permission{steward.PermDevicesRead, steward.PermDevicesQuarantine, steward.PermTelemetryRead, steward.PermUsersAdmin, steward.PermUsersRead, steward.PermTokensAdmin},
+		Permissions: []steward.Permission{steward.PermDevicesRead, steward.PermDevicesQuarantine, steward.PermTelemetryRead, steward.PermUsersAdmin, steward.PermUsersRead, steward.PermTokensAdmin,
+			steward.PermAlertsRead, steward.PermAlertsWrite},
 		Query:       `labels.site = "plant-7"`})
 	tok := e.serviceToken(t, e.system, "plant7")
 
@@ -642,6 +643,48 @@ func TestFleetQueryScope(t *testing.T) {
 	}
 	e.must(t, http.StatusOK, "GET", "/api/v1/devices/"+in.ID, tok, nil)
 	e.must(t, http.StatusOK, "POST", "/api/v1/devices/"+in.ID+"/quarantine", tok, QuarantineRequest{Reason: "scope"})
+
+	// Lists of per-device records keep only the role's devices; an alert
+	// of another device is as invisible as the device.
+	ctx := t.Context()
+	now := time.Now().UTC()
+	for _, d := range []string{in.ID, out.ID} {
+		if err := e.store.AddSecurityEvent(ctx, steward.SecurityEvent{TenantID: steward.DefaultTenant, DeviceID: d, Kind: steward.SecAuthFailed, Detail: "x", At: now}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var sev List[steward.SecurityEvent]
+	e.must(t, http.StatusOK, "GET", "/api/v1/security-events", tok, nil).decode(t, &sev)
+	if len(sev.Items) != 1 || sev.Items[0].DeviceID != in.ID {
+		t.Fatalf("security events %+v", sev.Items)
+	}
+	rule := steward.AlertRule{ID: "r-scope", TenantID: steward.DefaultTenant, Name: "hot", Kind: steward.RuleThreshold, Severity: steward.AlertMajor, Enabled: true,
+		Threshold: &steward.ThresholdCondition{Metric: "temperature", Aggregation: steward.AggAvg, Window: steward.Duration(10 * time.Minute), Operator: ">", Value: 80},
+		CreatedAt: now, UpdatedAt: now}
+	if err := e.store.CreateAlertRule(ctx, rule); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{in.ID, out.ID} {
+		if _, err := e.store.PutAlert(ctx, steward.Alert{ID: "a-" + d, TenantID: steward.DefaultTenant, RuleID: rule.ID, DeviceID: d, State: steward.AlertPending,
+			Severity: steward.AlertMajor, Summary: "hot", Value: 81, StartedAt: now, LastEvaluatedAt: now}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var al List[steward.Alert]
+	e.must(t, http.StatusOK, "GET", "/api/v1/alerts", tok, nil).decode(t, &al)
+	if len(al.Items) != 1 || al.Items[0].DeviceID != in.ID {
+		t.Fatalf("alerts %+v", al.Items)
+	}
+	e.must(t, http.StatusOK, "GET", "/api/v1/alerts/a-"+in.ID, tok, nil)
+	e.must(t, http.StatusNotFound, "GET", "/api/v1/alerts/a-"+out.ID, tok, nil)
+	e.must(t, http.StatusNotFound, "POST", "/api/v1/alerts/a-"+out.ID+"/ack", tok, nil)
+	if a, _ := e.store.GetAlert(ctx, steward.DefaultTenant, "a-"+out.ID); a.AcknowledgedBy != "" {
+		t.Fatalf("an alert outside the role was acknowledged by %s", a.AcknowledgedBy)
+	}
+	e.must(t, http.StatusOK, "GET", "/api/v1/alerts", e.system, nil).decode(t, &al)
+	if len(al.Items) != 2 {
+		t.Fatalf("an unlimited caller sees %d alerts", len(al.Items))
+	}
 
 	var me Me
 	e.must(t, http.StatusOK, "GET", "/api/v1/me", tok, nil).decode(t, &me)
