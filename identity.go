@@ -69,9 +69,14 @@ type APIToken struct {
 
 // Tenant is an isolated organisation: its own device CA, groups and devices.
 type Tenant struct {
-	ID        string    `json:"id"`
-	Name      string    `json:"name"`
-	CreatedAt time.Time `json:"created_at"`
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	// Status is TenantActive or TenantSuspended (tenantadmin.go); a store
+	// creates a tenant with an empty status as active.
+	Status          string     `json:"status"`
+	StatusReason    string     `json:"status_reason,omitempty"`
+	StatusChangedAt *time.Time `json:"status_changed_at,omitempty"`
+	CreatedAt       time.Time  `json:"created_at"`
 }
 
 // Sample is one metric value of one device.

@@ -471,7 +471,7 @@ func (s *Server) createTenant(w http.ResponseWriter, r *http.Request, p principa
 	} else if !steward.IsNotFound(err) {
 		return fmt.Errorf("look up tenant: %w", err)
 	}
-	t := steward.Tenant{ID: req.ID, Name: req.Name, CreatedAt: s.clock.Now().UTC()}
+	t := steward.Tenant{ID: req.ID, Name: req.Name, Status: steward.TenantActive, CreatedAt: s.clock.Now().UTC()}
 	var created CreatedTenant
 	err := s.cfg.Store.InTx(ctx, func(tx steward.Store) error {
 		if err := tx.CreateTenant(ctx, t); err != nil {

@@ -255,6 +255,9 @@ func (s *Service) Enroll(ctx context.Context, r steward.EnrollRequest) ([]*x509.
 	if r.Label != "" && r.Label != g.TenantID {
 		return nil, steward.Errorf(steward.CodeUnauthenticated, "the factory certificate is not registered with tenant %q", r.Label)
 	}
+	if err := s.tenantActive(ctx, g.TenantID, "", r.Remote); err != nil {
+		return nil, err
+	}
 	if rc, err := s.cfg.Store.GetRevokedCA(ctx, g.TenantID, g.CAFingerprint); err == nil {
 		s.security(ctx, steward.SecurityEvent{TenantID: g.TenantID, Kind: steward.SecEnrollRefused, Remote: r.Remote,
 			Detail: fmt.Sprintf("manufacturer CA of enrollment group %q was revoked (%s)", g.Name, rc.Reason)})
@@ -488,6 +491,9 @@ func parsePEMCert(p string) (*x509.Certificate, error) {
 func (s *Service) AuthenticateDevice(ctx context.Context, cert *x509.Certificate, remote string) (steward.DeviceSession, error) {
 	tenant, err := s.cfg.Authority.VerifyDevice(ctx, cert)
 	if err != nil {
+		return steward.DeviceSession{}, err
+	}
+	if err := s.tenantActive(ctx, tenant, cert.Subject.CommonName, remote); err != nil {
 		return steward.DeviceSession{}, err
 	}
 	serial := cert.SerialNumber.Text(16)

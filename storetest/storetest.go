@@ -90,6 +90,7 @@ func Run(t *testing.T, open func(t *testing.T) steward.Store) {
 		{"NotificationPoliciesInvalid", testPoliciesInvalid},
 		{"NotificationGroups", testNotificationGroups},
 		{"ApprovalPolicies", testApprovalPolicies}, {"ApprovalRequests", testApprovalRequests}, {"ApprovalRequestsConcurrent", testApprovalRequestsConcurrent},
+		{"TenantStatus", testTenantStatus}, {"DeleteTenant", testDeleteTenant},
 		{"AuditAppend", testAuditAppend},
 		{"AuditAppendInvalid", testAuditAppendInvalid},
 		{"AuditConcurrent", testAuditConcurrent},

@@ -22,7 +22,7 @@ func testTenants(t *testing.T, s steward.Store) {
 	must(t, s.CreateTenant(c, steward.Tenant{ID: tenantA, Name: "A", CreatedAt: t0}))
 	a, err := s.GetTenant(c, tenantA)
 	must(t, err)
-	if want := (steward.Tenant{ID: tenantA, Name: "A", CreatedAt: stored(t0)}); a != want {
+	if want := (steward.Tenant{ID: tenantA, Name: "A", Status: steward.TenantActive, CreatedAt: stored(t0)}); a != want {
 		t.Fatalf("GetTenant = %+v, want %+v", a, want)
 	}
 
