@@ -13,6 +13,8 @@ import (
 
 	"github.com/steward-iot/steward"
 	"github.com/steward-iot/steward/inproc"
+	"github.com/steward-iot/steward/internal/pgtest"
+	"github.com/steward-iot/steward/postgres"
 	"github.com/steward-iot/steward/sqlite"
 )
 
@@ -47,12 +49,41 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "s.db"), slog.New(slog.DiscardHandler))
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "s.db"), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
+	return newEnvOn(t, st)
+}
+
+// forEachStore runs fn on SQLite and, when STEWARD_TEST_POSTGRES is set,
+// on PostgreSQL in a schema of its own.
+func forEachStore(t *testing.T, fn func(t *testing.T, e *env)) {
+	t.Run("sqlite", func(t *testing.T) {
+		t.Parallel()
+		fn(t, newEnv(t))
+	})
+	t.Run("postgres", func(t *testing.T) {
+		t.Parallel()
+		base, ok := pgtest.URL()
+		if !ok {
+			t.Skip(pgtest.Env + " is not set: PostgreSQL not tested")
+		}
+		_, u := pgtest.Schema(t, base, "twin_")
+		st, err := postgres.Open(context.Background(), u, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		fn(t, newEnvOn(t, st))
+	})
+}
+
+// newEnvOn is an env over st.
+func newEnvOn(t *testing.T, st steward.Store) *env {
+	t.Helper()
+	ctx := context.Background()
 	e := &env{store: st, bus: inproc.New(slog.New(slog.DiscardHandler)), clock: &clock{now: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}}
 	must(t, st.CreateTenant(ctx, steward.Tenant{ID: tenant, Name: "T1", CreatedAt: e.clock.Now()}))
 	must(t, st.CreateTenant(ctx, steward.Tenant{ID: "t2", Name: "T2", CreatedAt: e.clock.Now()}))

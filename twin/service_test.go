@@ -250,7 +250,10 @@ func TestSchemaErrors(t *testing.T) {
 // others are refused as stale, and no report is lost.
 func TestStaleVersionsRefused(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	forEachStore(t, testStaleVersionsRefused)
+}
+
+func testStaleVersionsRefused(t *testing.T, e *env) {
 	ctx := context.Background()
 	e.device(t, "d-1", "gw-100", "", "")
 	e.template(t, "base", steward.LayerBase, "", `{"interval": 30}`, "")
@@ -313,7 +316,10 @@ func TestStaleVersionsRefused(t *testing.T) {
 // is cleared.
 func TestDrift(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	forEachStore(t, testDrift)
+}
+
+func testDrift(t *testing.T, e *env) {
 	ctx := context.Background()
 	e.device(t, "d-1", "gw-100", "", "")
 	e.device(t, "d-2", "gw-100", "", "")
