@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 
+	"github.com/steward-iot/steward"
 	"github.com/steward-iot/steward/artifacts"
 	"github.com/steward-iot/steward/fsblob"
 	"github.com/steward-iot/steward/tufrepo"
@@ -20,7 +21,11 @@ func (s *Server) newArtifacts(masterKey []byte) error {
 	if err != nil {
 		return err
 	}
-	s.Artifacts = artifacts.New(artifacts.Config{Store: s.Store, Blobs: blobs, TUF: s.TUF, Clock: s.cfg.Clock, Logger: s.cfg.Logger,
+	var auditor steward.Auditor // nil, not a nil *audit.Log, when there is no log
+	if s.Audit != nil {
+		auditor = s.Audit
+	}
+	s.Artifacts = artifacts.New(artifacts.Config{Store: s.Store, Blobs: blobs, TUF: s.TUF, Auditor: auditor, Clock: s.cfg.Clock, Logger: s.cfg.Logger,
 		MaxSize: s.cfg.MaxArtifactSize})
 	return nil
 }
