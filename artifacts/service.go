@@ -281,13 +281,22 @@ func (s *Service) List(ctx context.Context, tenantID string, f steward.ArtifactF
 }
 
 // Delete withdraws an artifact's TUF target (online mode), deletes it and
-// its grants, and drops its content when no other artifact has it.
+// its grants, and drops its content when no other artifact has it. In
+// offline targets mode an artifact that is still a signed target is not
+// deleted (CodeFailedPrecondition): the release engineer signs it out
+// first.
 func (s *Service) Delete(ctx context.Context, tenantID, id, actor string) error {
 	a, err := s.cfg.Store.GetArtifact(ctx, tenantID, id)
 	if err != nil {
 		return err
 	}
-	if err := s.cfg.TUF.RemoveTarget(ctx, tenantID, a.TargetPath()); err != nil && steward.ErrorCode(err) != steward.CodeFailedPrecondition {
+	if err := s.cfg.TUF.RemoveTarget(ctx, tenantID, a.TargetPath()); err != nil {
+		if steward.ErrorCode(err) == steward.CodeFailedPrecondition {
+			// Offline targets mode with the artifact still signed: deleting
+			// its content would leave devices a target they cannot fetch.
+			return steward.Errorf(steward.CodeFailedPrecondition,
+				"artifact %s is a signed target and the server cannot re-sign targets (offline mode): sign it out first (steward artifacts sign --remove %s), then delete it", id, a.TargetPath())
+		}
 		return fmt.Errorf("withdraw target %s: %w", a.TargetPath(), err)
 	}
 	if err := s.cfg.Store.DeleteArtifact(ctx, tenantID, id); err != nil {

@@ -173,6 +173,14 @@ func TestOfflineRefusesServerPublish(t *testing.T) {
 	if _, ok := targets(t, env).Signed.Targets["fw/2.0"]; !ok {
 		t.Fatal("release-signed target not published")
 	}
+	// A signed target cannot be deleted by the server alone.
+	wantCode(t, env.Artifacts.Delete(t.Context(), tenant, p.ID, "token:test"), steward.CodeFailedPrecondition)
+	if _, err := env.Store.GetArtifact(t.Context(), tenant, p.ID); err != nil {
+		t.Fatalf("a refused delete removed the artifact: %v", err)
+	}
+	if _, err := env.Blobs.Stat(t.Context(), p.SHA256); err != nil {
+		t.Fatalf("a refused delete removed the content: %v", err)
+	}
 	// Back online: the server signs with a new key of its own.
 	if err := env.TUF.RotateRoot(t.Context(), tenant, tufrepo.TargetsKey{Server: true}); err != nil {
 		t.Fatal(err)
