@@ -47,7 +47,7 @@ type env struct {
 	drifts []steward.DriftChange
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "s.db"), slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -81,7 +81,7 @@ func forEachStore(t *testing.T, fn func(t *testing.T, e *env)) {
 }
 
 // newEnvOn is an env over st.
-func newEnvOn(t *testing.T, st steward.Store) *env {
+func newEnvOn(t testing.TB, st steward.Store) *env {
 	t.Helper()
 	ctx := context.Background()
 	e := &env{store: st, bus: inproc.New(slog.New(slog.DiscardHandler)), clock: &clock{now: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}}
@@ -111,7 +111,7 @@ func newEnvOn(t *testing.T, st steward.Store) *env {
 }
 
 // device adds a device of model, owner and site.
-func (e *env) device(t *testing.T, id, model, owner, site string) {
+func (e *env) device(t testing.TB, id, model, owner, site string) {
 	t.Helper()
 	now := e.clock.Now()
 	must(t, e.store.CreateDevice(context.Background(), steward.Device{ID: id, TenantID: tenant, Model: model, Owner: owner,
@@ -119,7 +119,7 @@ func (e *env) device(t *testing.T, id, model, owner, site string) {
 }
 
 // template creates a template with one version of doc (and schema).
-func (e *env) template(t *testing.T, name string, layer steward.ConfigLayer, selector, doc, schema string) (steward.ConfigTemplate, steward.ConfigVersion) {
+func (e *env) template(t testing.TB, name string, layer steward.ConfigLayer, selector, doc, schema string) (steward.ConfigTemplate, steward.ConfigVersion) {
 	t.Helper()
 	ctx := context.Background()
 	tm, err := e.svc.CreateTemplate(ctx, steward.ConfigTemplate{TenantID: tenant, Name: name, Layer: layer, Selector: selector}, "token:op")
@@ -134,7 +134,7 @@ func (e *env) template(t *testing.T, name string, layer steward.ConfigLayer, sel
 }
 
 // report publishes a device's report and returns its acknowledgement.
-func (e *env) report(t *testing.T, device, payload string) error {
+func (e *env) report(t testing.TB, device, payload string) error {
 	t.Helper()
 	acked := make(chan error, 1)
 	e.bus.PublishInbound(context.Background(), steward.DeviceMessage{TenantID: tenant, DeviceID: device, Channel: steward.ChannelTwinReported,
@@ -148,21 +148,21 @@ func (e *env) report(t *testing.T, device, payload string) error {
 	}
 }
 
-func (e *env) twin(t *testing.T, device string) steward.Twin {
+func (e *env) twin(t testing.TB, device string) steward.Twin {
 	t.Helper()
 	tw, err := e.store.GetTwin(context.Background(), tenant, device)
 	must(t, err)
 	return tw
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
 	}
 }
 
-func wantCode(t *testing.T, err error, code steward.Code, contains ...string) {
+func wantCode(t testing.TB, err error, code steward.Code, contains ...string) {
 	t.Helper()
 	if steward.ErrorCode(err) != code {
 		t.Fatalf("got %v (%s), want %s", err, steward.ErrorCode(err), code)
@@ -174,7 +174,7 @@ func wantCode(t *testing.T, err error, code steward.Code, contains ...string) {
 	}
 }
 
-func wantDoc(t *testing.T, what string, got json.RawMessage, want string) {
+func wantDoc(t testing.TB, what string, got json.RawMessage, want string) {
 	t.Helper()
 	if !steward.JSONEqual(got, json.RawMessage(want)) {
 		t.Fatalf("%s = %s, want %s", what, got, want)

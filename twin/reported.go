@@ -131,23 +131,28 @@ func (s *Service) storeReported(ctx context.Context, m steward.DeviceMessage, re
 			s.cfg.Logger.Info("stale twin report dropped", "tenant", m.TenantID, "device", m.DeviceID, "version", rep.Version, "reported", t.ReportedVersion)
 			return nil
 		}
+		// Known good: the device reached its desired state now (it was not
+		// there with this version before), so a rollback can come back to
+		// the versions it was built from.
+		wasGood := t.ReportedVersion == t.DesiredVersion && t.InSync()
 		t.Reported, t.ReportedVersion, t.ReportErrors, t.ReportedAt, t.UpdatedAt = rep.State, rep.Version, rep.Errors, now, now
 		if t.DesiredVersion > 0 {
 			t.UpdateDrift(now)
 		}
-		after, err := s.cfg.Store.PutTwin(ctx, t)
+		good := t.DesiredVersion > 0 && t.ReportedVersion == t.DesiredVersion && t.InSync() && len(t.Sources) > 0 && !wasGood
+		err = s.cfg.Store.InTx(ctx, func(tx steward.Store) error {
+			if _, err := tx.PutTwin(ctx, t); err != nil {
+				return err
+			}
+			if good {
+				return tx.RecordKnownGood(ctx, m.TenantID, m.DeviceID, t.Sources, now)
+			}
+			return nil
+		})
 		if steward.IsConflict(err) {
 			continue
 		}
-		if err != nil {
-			return err
-		}
-		if after.DesiredVersion > 0 && after.ReportedVersion == after.DesiredVersion && after.InSync() && len(after.Sources) > 0 {
-			if err := s.cfg.Store.RecordKnownGood(ctx, m.TenantID, m.DeviceID, after.Sources, now); err != nil {
-				return err
-			}
-		}
-		return nil
+		return err
 	}
 	return steward.Errorf(steward.CodeUnavailable, "the twin of device %s kept changing", m.DeviceID)
 }

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -51,6 +52,35 @@ type Config struct {
 type Service struct {
 	cfg    Config
 	counts atomic.Pointer[[]steward.DriftCount]
+
+	// schemas caches compiled schemas by version ID: a version never
+	// changes, and compiling is most of the cost of building a twin.
+	schemaMu sync.Mutex
+	schemas  map[string]*jsonschema.Schema
+}
+
+// maxCachedSchemas bounds the schema cache; it starts over when full.
+const maxCachedSchemas = 1024
+
+// schemaOf returns the compiled schema of a version.
+func (s *Service) schemaOf(v steward.ConfigVersion) (*jsonschema.Schema, error) {
+	s.schemaMu.Lock()
+	sch, ok := s.schemas[v.ID]
+	s.schemaMu.Unlock()
+	if ok {
+		return sch, nil
+	}
+	sch, err := compileSchema(v.Schema)
+	if err != nil {
+		return nil, err
+	}
+	s.schemaMu.Lock()
+	if s.schemas == nil || len(s.schemas) >= maxCachedSchemas {
+		s.schemas = map[string]*jsonschema.Schema{}
+	}
+	s.schemas[v.ID] = sch
+	s.schemaMu.Unlock()
+	return sch, nil
 }
 
 var _ steward.ConfigRollout = (*Service)(nil)
@@ -282,7 +312,7 @@ func (s *Service) compose(ctx context.Context, d steward.Device, current []stewa
 		doc = MergePatch(doc, patch)
 		c.sources = append(c.sources, steward.ConfigSource{TemplateID: t.ID, VersionID: v.ID, Version: v.Version, Layer: t.Layer})
 		if len(v.Schema) > 0 {
-			sch, err := compileSchema(v.Schema)
+			sch, err := s.schemaOf(v)
 			if err != nil {
 				return c, err
 			}
