@@ -28,6 +28,7 @@ import (
 	"github.com/steward-iot/steward/privacy"
 	"github.com/steward-iot/steward/provisioning"
 	"github.com/steward-iot/steward/sqlite"
+	"github.com/steward-iot/steward/tenants"
 	"github.com/steward-iot/steward/twin"
 )
 
@@ -72,7 +73,7 @@ func New(t testing.TB) *Env {
 		t.Fatalf("create token: %v", err)
 	}
 	srv := httptest.NewServer(api.New(api.Config{Fleet: fleet, Groups: prov, Authority: auth, Store: store, Analytics: analytics.New(store, log), Health: health.New(store, clock, health.DefaultRules()),
-		Notifier: notify.New(notify.Config{Store: store, Clock: clock, Logger: log}), Approvals: approvals.New(approvals.Config{Store: store, Clock: clock, Logger: log}), Clock: clock, Logger: log,
+		Notifier: notify.New(notify.Config{Store: store, Clock: clock, Logger: log}), Approvals: approvals.New(approvals.Config{Store: store, Clock: clock, Logger: log}), Tenants: tenants.New(tenants.Config{Store: store, Bus: bus, Approvals: approvals.New(approvals.Config{Store: store, Clock: clock, Logger: log}), Clock: clock, Logger: log}), Clock: clock, Logger: log,
 		Twins: twin.New(twin.Config{Store: store, Clock: clock, Logger: log}), Privacy: privacy.New(privacy.Config{Store: store, Clock: clock, Logger: log}),
 		Compliance: compliance.New(store, nil, clock, log)}))
 	t.Cleanup(srv.Close)

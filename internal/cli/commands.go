@@ -575,6 +575,7 @@ func (e *env) tenantsCommand() *cobra.Command {
 		}),
 	}
 	g.AddCommand(create, list)
+	g.AddCommand(e.tenantAdminCommands()...)
 	return g
 }
 
