@@ -55,6 +55,12 @@ type Config struct {
 	// Artifacts grants each device told to install an artifact the right
 	// to download it (optional).
 	Artifacts steward.ArtifactGrants
+	// Configs rolls configuration versions out through the device twins
+	// (optional): a configuration deployment then sets each device's
+	// desired state and reads whether the device applied it, instead of
+	// sending an update job. Target.Name is the template's ID and
+	// Target.Version the configuration version's ID.
+	Configs steward.ConfigRollout
 	// Node names this node as the holder of deployment leases (default:
 	// random).
 	Node string
@@ -411,7 +417,9 @@ func (e *Engine) stopDevices(ctx context.Context, d steward.Deployment, reason s
 					From: []steward.UpdateState{steward.UpdatePending}, State: steward.UpdateSkipped, Reason: reason, At: now})
 				continue
 			}
-			e.send(ctx, d, r, steward.JobCancel, nil, now)
+			if !e.viaTwin(d) { // a desired state already set is not taken back
+				e.send(ctx, d, r, steward.JobCancel, nil, now)
+			}
 		}
 		if _, err := e.cfg.Store.UpdateDeploymentDevices(ctx, ups); err != nil {
 			return err
@@ -473,8 +481,20 @@ func (e *Engine) Rollback(ctx context.Context, tenantID, id, actor string) (stew
 		add := make([]steward.DeploymentDevice, 0, len(rows))
 		for _, r := range rows {
 			after = r.DeviceID
-			add = append(add, steward.DeploymentDevice{TenantID: tenantID, DeploymentID: rb.ID, DeviceID: r.DeviceID,
-				Window: r.Window, State: steward.UpdatePending, FromVersion: r.ToVersion, ToVersion: r.FromVersion, UpdatedAt: now})
+			row := steward.DeploymentDevice{TenantID: tenantID, DeploymentID: rb.ID, DeviceID: r.DeviceID,
+				Window: r.Window, State: steward.UpdatePending, FromVersion: r.ToVersion, ToVersion: r.FromVersion, UpdatedAt: now}
+			if row.ToVersion == "" && e.viaTwin(d) {
+				// The version the device was last in sync with before.
+				prev, err := e.cfg.Configs.PreviousGoodConfig(ctx, tenantID, r.DeviceID, d.Target.Name)
+				switch {
+				case steward.IsNotFound(err):
+					row.State, row.Reason = steward.UpdateSkipped, "no earlier configuration to go back to"
+				case err != nil:
+					return rb, err
+				}
+				row.ToVersion = prev
+			}
+			add = append(add, row)
 		}
 		if _, err := e.cfg.Store.AddDeploymentDevices(ctx, add); err != nil {
 			return rb, err
@@ -705,6 +725,11 @@ func (e *Engine) step(ctx context.Context, d steward.Deployment) error {
 	}
 	if err := e.retry(ctx, d, now); err != nil {
 		return err
+	}
+	if e.viaTwin(d) {
+		if err := e.pollConfigs(ctx, d, now); err != nil {
+			return err
+		}
 	}
 	cs, err := e.cfg.Store.CountDeploymentDevices(ctx, d.TenantID, d.ID)
 	if err != nil {
@@ -963,6 +988,7 @@ func (e *Engine) startDevices(ctx context.Context, d *steward.Deployment, p, act
 		byID[r.DeviceID] = r
 	}
 	started := 0
+	var fails []steward.DeploymentDeviceUpdate
 	for i, u := range ups {
 		if !applied[i] || u.State != steward.UpdateNotified {
 			continue
@@ -976,6 +1002,12 @@ func (e *Engine) startDevices(ctx context.Context, d *steward.Deployment, p, act
 				e.log.Warn("grant artifact failed", "deployment", d.ID, "device", u.DeviceID, "err", err)
 			}
 		}
+		if e.viaTwin(*d) {
+			if f, failed := e.applyConfig(ctx, *d, r, now); failed {
+				fails = append(fails, f)
+			}
+			continue
+		}
 		action := steward.JobInstall
 		if d.RollbackOf != "" {
 			action = steward.JobRollback
@@ -985,7 +1017,74 @@ func (e *Engine) startDevices(ctx context.Context, d *steward.Deployment, p, act
 	if d.Rate > 0 {
 		d.Tokens -= float64(started)
 	}
-	return nil
+	if len(fails) > 0 {
+		_, err = e.cfg.Store.UpdateDeploymentDevices(ctx, fails)
+	}
+	return err
+}
+
+// viaTwin reports whether d goes out through the device twins.
+func (e *Engine) viaTwin(d steward.Deployment) bool {
+	return d.Target.Kind == steward.KindConfig && e.cfg.Configs != nil
+}
+
+// applyConfig sets the configuration version r is to get as part of the
+// device's desired state. A version the device's configuration cannot take
+// (it breaks a schema) skips the device as incompatible; another error
+// fails it.
+func (e *Engine) applyConfig(ctx context.Context, d steward.Deployment, r steward.DeploymentDevice, now time.Time) (steward.DeploymentDeviceUpdate, bool) {
+	version := r.ToVersion
+	if version == "" {
+		version = d.Target.Version
+	}
+	_, err := e.cfg.Configs.ApplyConfigVersion(ctx, d.TenantID, r.DeviceID, version, "deployment:"+d.ID)
+	if err == nil {
+		return steward.DeploymentDeviceUpdate{}, false
+	}
+	u := steward.DeploymentDeviceUpdate{TenantID: d.TenantID, DeploymentID: d.ID, DeviceID: r.DeviceID, Attempt: r.Attempt,
+		From: []steward.UpdateState{steward.UpdateNotified}, State: steward.UpdateFailed, Reason: "apply configuration: " + steward.ErrorMessage(err), At: now}
+	if steward.ErrorCode(err) == steward.CodeInvalid {
+		u.State, u.Reason = steward.UpdateSkipped, "incompatible: "+steward.ErrorMessage(err)
+	}
+	return u, true
+}
+
+// pollConfigs moves the devices of a configuration deployment on from what
+// their twins say: applied is succeeded, failed (the device reported
+// errors) failed, superseded (another version replaced it) skipped.
+func (e *Engine) pollConfigs(ctx context.Context, d steward.Deployment, now time.Time) error {
+	rows, err := e.cfg.Store.ListDeploymentDevices(ctx, d.TenantID, d.ID, steward.DeploymentDeviceFilter{Phase: -1,
+		States: []steward.UpdateState{steward.UpdateNotified}, Limit: 5000})
+	if err != nil || len(rows) == 0 {
+		return err
+	}
+	var ups []steward.DeploymentDeviceUpdate
+	for _, r := range rows {
+		version := r.ToVersion
+		if version == "" {
+			version = d.Target.Version
+		}
+		state, detail, err := e.cfg.Configs.ConfigStatus(ctx, d.TenantID, r.DeviceID, version)
+		if err != nil {
+			e.log.Warn("configuration status", "deployment", d.ID, "device", r.DeviceID, "err", err)
+			continue
+		}
+		u := steward.DeploymentDeviceUpdate{TenantID: d.TenantID, DeploymentID: d.ID, DeviceID: r.DeviceID, Attempt: r.Attempt,
+			From: []steward.UpdateState{steward.UpdateNotified}, At: now}
+		switch state {
+		case steward.ConfigApplied:
+			u.State, u.Version = steward.UpdateSucceeded, version
+		case steward.ConfigFailed:
+			u.State, u.Reason = steward.UpdateFailed, "the device reported errors: "+detail
+		case steward.ConfigSuperseded:
+			u.State, u.Reason = steward.UpdateSkipped, "superseded by another configuration version"
+		default:
+			continue
+		}
+		ups = append(ups, u)
+	}
+	_, err = e.cfg.Store.UpdateDeploymentDevices(ctx, ups)
+	return err
 }
 
 // batteryLow reports whether the device's latest battery sample is below

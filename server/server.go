@@ -262,7 +262,8 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	s.Approvals = approvals.New(approvals.Config{Store: s.Store, Clock: cfg.Clock, Logger: log})
-	s.Deployments = deploy.New(deploy.Config{Store: s.Store, Bus: s.Bus, Clock: cfg.Clock, Logger: log, Artifacts: s.Store, Approvals: s.Approvals})
+	s.Deployments = deploy.New(deploy.Config{Store: s.Store, Bus: s.Bus, Clock: cfg.Clock, Logger: log, Artifacts: s.Store, Approvals: s.Approvals,
+		Configs: s.Twins})
 	s.DeploymentStatus = deploy.NewIntake(deploy.IntakeConfig{Store: s.Store, Clock: cfg.Clock, Logger: log}, s.Bus)
 	s.Alerts = alerting.New(alerting.Config{Store: s.Store, Clock: cfg.Clock, Logger: log, Interval: cfg.AlertInterval, Notifier: s.Notifier})
 	s.Twins = twin.New(twin.Config{Store: s.Store, Bus: s.Bus, Clock: cfg.Clock, Logger: log, Grace: cfg.TwinGrace, OnDrift: twin.Signals(s.Store, log)})
