@@ -272,6 +272,11 @@ func TestCredentialRotationWithFleetConnected(t *testing.T) {
 			t.Fatalf("rotate: %+v %v", res, err)
 		}
 		newKey := res.Generations[1].KeyID
+		// EST cacerts serves both device CAs, the active one first.
+		cas, err := n.est(nil).CACerts(ctx)
+		if err != nil || len(cas) != 3 || hex.EncodeToString(cas[0].SubjectKeyId) != newKey || !cas[1].Equal(oldCA) {
+			t.Fatalf("cacerts during the overlap: %d certificates, %v", len(cas), err)
+		}
 		// During the overlap the fleet stays connected on the old CA.
 		for _, id := range ids {
 			ping(id)
@@ -428,6 +433,23 @@ func TestDecommissionEndToEnd(t *testing.T) {
 	}
 	if _, err := n.admin.Decommission(ctx, id, steward.DecommissionRequest{Reason: "again"}); !is409(err) {
 		t.Errorf("decommissioning twice: %v, want 409", err)
+	}
+	// Every step is in the audit log too.
+	recs, _, err := n.admin.SearchAudit(ctx, client.AuditQuery{Target: "device:" + id, Asc: true, Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var audited []string
+	for _, r := range recs {
+		audited = append(audited, r.Action)
+	}
+	for _, step := range want {
+		if !slices.Contains(audited, "device.decommission."+step) {
+			t.Errorf("step %s not in the audit log: %v", step, audited)
+		}
+	}
+	if !slices.Contains(audited, "device.decommission") {
+		t.Errorf("the decommissioning is not in the audit log: %v", audited)
 	}
 
 	// The decommissioning certificate.

@@ -268,9 +268,9 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.Alerts = alerting.New(alerting.Config{Store: s.Store, Clock: cfg.Clock, Logger: log, Interval: cfg.AlertInterval, Notifier: s.Notifier})
 	s.Twins = twin.New(twin.Config{Store: s.Store, Bus: s.Bus, Clock: cfg.Clock, Logger: log, Grace: cfg.TwinGrace, OnDrift: twin.Signals(s.Store, log)})
 	s.Credentials = credentials.New(credentials.Config{Store: s.Store, Authority: s.Authority, Fleet: s.Fleet, Bus: s.Bus, Approvals: s.Approvals,
-		Clock: cfg.Clock, Logger: log})
+		Auditor: s.Audit, Clock: cfg.Clock, Logger: log})
 	s.Decommission = decommission.New(decommission.Config{Store: s.Store, Fleet: s.Fleet, Lifecycle: s.Fleet, Gate: s.Prov, Enroller: s.Prov,
-		Bus: s.Bus, Signer: s.Authority, Approvals: s.Approvals, Clock: cfg.Clock, Logger: log})
+		Bus: s.Bus, Signer: s.Authority, Approvals: s.Approvals, Auditor: s.Audit, Clock: cfg.Clock, Logger: log})
 
 	hosts := append([]string(nil), cfg.DeviceHosts...)
 	if _, err := s.Authority.ServerCertificate(ctx, hosts); err != nil {
