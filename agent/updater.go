@@ -16,69 +16,12 @@ import (
 	"github.com/steward-iot/steward/agent/abslots"
 )
 
-// Update job actions and kinds (docs/protocol.md, "Deployments").
-const (
-	UpdateInstall  = "install"
-	UpdateRollback = "rollback"
-	UpdateCancel   = "cancel"
-
-	UpdateKindArtifact = "artifact"
-	UpdateKindConfig   = "config"
-)
-
-// Device-side update states reported on update/status.
-const (
-	UpdateDownloading = "downloading"
-	UpdateDownloaded  = "downloaded"
-	UpdateInstalling  = "installing"
-	UpdateRebooting   = "rebooting"
-	UpdateVerifying   = "verifying"
-	UpdateSucceeded   = "succeeded"
-	UpdateFailed      = "failed"
-	UpdateRolledBack  = "rolled_back"
-	UpdateSkipped     = "skipped"
-)
+// The job and status messages are the root package's (steward.UpdateJob,
+// steward.UpdateStatus): the server and the agent share one definition of
+// the protocol (docs/protocol.md, "Deployments").
 
 // UpdateTarget is what a job installs.
-type UpdateTarget struct {
-	Name    string `json:"name"`
-	Version string `json:"version"`
-	SHA256  string `json:"sha256,omitempty"`
-	Length  int64  `json:"length,omitempty"`
-	TUFPath string `json:"tuf_path,omitempty"`
-}
-
-// UpdateWindow is when installing may start: [From, To).
-type UpdateWindow struct {
-	From time.Time `json:"from"`
-	To   time.Time `json:"to"`
-}
-
-// UpdateJob is the server's message on update/job.
-type UpdateJob struct {
-	DeploymentID  string        `json:"deployment_id"`
-	Attempt       int           `json:"attempt"`
-	Action        string        `json:"action"`
-	Kind          string        `json:"kind"`
-	Target        UpdateTarget  `json:"target"`
-	InstallWindow *UpdateWindow `json:"install_window,omitempty"`
-	Deadline      time.Time     `json:"deadline,omitzero"`
-	Emergency     bool          `json:"emergency,omitempty"`
-	SentAt        time.Time     `json:"sent_at,omitzero"`
-}
-
-// UpdateStatus is the device's report on update/status.
-type UpdateStatus struct {
-	DeploymentID    string    `json:"deployment_id"`
-	Attempt         int       `json:"attempt,omitempty"`
-	State           string    `json:"state"`
-	Reason          string    `json:"reason,omitempty"`
-	Transient       bool      `json:"transient,omitempty"`
-	Progress        *float64  `json:"progress,omitempty"`
-	Version         string    `json:"version,omitempty"`
-	PreviousVersion string    `json:"previous_version,omitempty"`
-	At              time.Time `json:"at"`
-}
+type UpdateTarget = steward.UpdateJobTarget
 
 // ErrNotTrusted marks a download that failed verification (signatures,
 // hashes, length, freshness): it is never installed, and retrying the same
@@ -109,11 +52,11 @@ type Installer interface {
 // updateRecord is the job in hand, kept in the state directory so that a
 // restart (the one an install asks for, or a crash) knows where it was.
 type updateRecord struct {
-	Job             UpdateJob `json:"job"`
-	State           string    `json:"state"`
-	Reason          string    `json:"reason,omitempty"`
-	PreviousVersion string    `json:"previous_version,omitempty"`
-	File            string    `json:"file,omitempty"` // the verified download
+	Job             steward.UpdateJob   `json:"job"`
+	State           steward.UpdateState `json:"state"`
+	Reason          string              `json:"reason,omitempty"`
+	PreviousVersion string              `json:"previous_version,omitempty"`
+	File            string              `json:"file,omitempty"` // the verified download
 }
 
 const updateFile = "update.json"
@@ -165,17 +108,17 @@ func (u *updater) run(ctx context.Context) {
 			if err != nil {
 				u.a.log.Warn("update job refused", "err", err)
 				if job.DeploymentID != "" {
-					u.report(ctx, UpdateStatus{DeploymentID: job.DeploymentID, Attempt: job.Attempt, State: UpdateFailed, Reason: err.Error()})
+					u.report(ctx, steward.UpdateStatus{DeploymentID: job.DeploymentID, Attempt: job.Attempt, State: steward.UpdateFailed, Reason: err.Error()})
 				}
 				continue
 			}
 			if job.DeploymentID == "" { // an empty retained message: nothing to do
 				continue
 			}
-			if cur := u.current(); cur != nil && cur.Job.DeploymentID == job.DeploymentID && cur.Job.Attempt == job.Attempt && job.Action != UpdateCancel {
+			if cur := u.current(); cur != nil && cur.Job.DeploymentID == job.DeploymentID && cur.Job.Attempt == job.Attempt && job.Action != steward.JobCancel {
 				// A reminder: say where we are, never start over.
 				u.report(ctx, u.statusOf(cur))
-				if cur.State == UpdateDownloaded && !u.busy(done) {
+				if cur.State == steward.UpdateDownloaded && !u.busy(done) {
 					cancel, done = u.start(ctx, cur.Job, cur)
 				}
 				continue
@@ -188,7 +131,7 @@ func (u *updater) run(ctx context.Context) {
 			}
 			cancel()
 			<-done
-			if job.Action == UpdateCancel {
+			if job.Action == steward.JobCancel {
 				u.a.log.Info("update cancelled", "deployment", job.DeploymentID)
 				u.save(nil)
 				cancel, done = func() {}, closed()
@@ -215,7 +158,7 @@ func (u *updater) busy(done chan struct{}) bool {
 }
 
 // start runs job in its own goroutine; rec resumes a downloaded job.
-func (u *updater) start(ctx context.Context, job UpdateJob, rec *updateRecord) (context.CancelFunc, chan struct{}) {
+func (u *updater) start(ctx context.Context, job steward.UpdateJob, rec *updateRecord) (context.CancelFunc, chan struct{}) {
 	jctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
@@ -226,8 +169,8 @@ func (u *updater) start(ctx context.Context, job UpdateJob, rec *updateRecord) (
 }
 
 // parseJob decodes a job; an empty payload is the cleared retained job.
-func parseJob(payload []byte) (UpdateJob, error) {
-	var job UpdateJob
+func parseJob(payload []byte) (steward.UpdateJob, error) {
+	var job steward.UpdateJob
 	if len(payload) == 0 {
 		return job, nil
 	}
@@ -243,40 +186,40 @@ func parseJob(payload []byte) (UpdateJob, error) {
 	switch {
 	case job.DeploymentID == "":
 		return job, errors.New("update job has no deployment_id")
-	case job.Action != UpdateInstall && job.Action != UpdateRollback && job.Action != UpdateCancel:
+	case job.Action != steward.JobInstall && job.Action != steward.JobRollback && job.Action != steward.JobCancel:
 		return job, fmt.Errorf("update job action %q is not install, rollback or cancel", job.Action)
-	case job.Action != UpdateCancel && job.Kind != UpdateKindArtifact && job.Kind != UpdateKindConfig:
+	case job.Action != steward.JobCancel && job.Kind != steward.KindArtifact && job.Kind != steward.KindConfig:
 		return job, fmt.Errorf("update job kind %q is not artifact or config", job.Kind)
-	case job.Action != UpdateCancel && job.Target.Version == "":
+	case job.Action != steward.JobCancel && job.Target.Version == "":
 		return job, errors.New("update job target has no version")
 	}
 	return job, nil
 }
 
 // runJob carries a job from download to the switch into the new slot.
-func (u *updater) runJob(ctx context.Context, job UpdateJob, rec *updateRecord) {
+func (u *updater) runJob(ctx context.Context, job steward.UpdateJob, rec *updateRecord) {
 	a := u.a
-	if job.Kind == UpdateKindConfig {
+	if job.Kind == steward.KindConfig {
 		// Configuration reaches the device through its twin (twin/desired);
 		// the server follows the twin's reported version, not this channel.
-		u.finish(ctx, job, UpdateSkipped, "incompatible: configuration is applied through the device twin", false)
+		u.finish(ctx, job, steward.UpdateSkipped, "incompatible: configuration is applied through the device twin", false)
 		return
 	}
 	if a.cfg.Installer == nil || a.cfg.Fetcher == nil {
-		u.finish(ctx, job, UpdateSkipped, "incompatible: this device has no installer", false)
+		u.finish(ctx, job, steward.UpdateSkipped, "incompatible: this device has no installer", false)
 		return
 	}
 	installed := a.cfg.Installer.ActiveVersion()
 	if installed == job.Target.Version {
-		u.finish(ctx, job, UpdateSkipped, "already_installed", false)
+		u.finish(ctx, job, steward.UpdateSkipped, "already_installed", false)
 		return
 	}
 	if p := a.cfg.Installer.Pending(); p != nil {
-		u.finish(ctx, job, UpdateFailed, fmt.Sprintf("version %s is still on trial", p.Version), true)
+		u.finish(ctx, job, steward.UpdateFailed, fmt.Sprintf("version %s is still on trial", p.Version), true)
 		return
 	}
 	if rec == nil || rec.File == "" {
-		rec = &updateRecord{Job: job, State: UpdateDownloading, PreviousVersion: installed}
+		rec = &updateRecord{Job: job, State: steward.UpdateDownloading, PreviousVersion: installed}
 		u.save(rec)
 		u.report(ctx, u.statusOf(rec))
 		var last time.Time
@@ -287,7 +230,7 @@ func (u *updater) runJob(ctx context.Context, job UpdateJob, rec *updateRecord) 
 			last = time.Now()
 			p := float64(done) / float64(total)
 			st := u.statusOf(rec)
-			st.Progress = &p
+			st.Progress = p
 			u.report(ctx, st)
 		})
 		if ctx.Err() != nil {
@@ -295,10 +238,10 @@ func (u *updater) runJob(ctx context.Context, job UpdateJob, rec *updateRecord) 
 		}
 		if err != nil {
 			a.log.Warn("update download failed", "deployment", job.DeploymentID, "err", err)
-			u.finish(ctx, job, UpdateFailed, "download: "+err.Error(), !errors.Is(err, ErrNotTrusted))
+			u.finish(ctx, job, steward.UpdateFailed, "download: "+err.Error(), !errors.Is(err, ErrNotTrusted))
 			return
 		}
-		rec.File, rec.State = file, UpdateDownloaded
+		rec.File, rec.State = file, steward.UpdateDownloaded
 		u.save(rec)
 		u.report(ctx, u.statusOf(rec))
 	}
@@ -329,12 +272,12 @@ func (u *updater) runJob(ctx context.Context, job UpdateJob, rec *updateRecord) 
 // and restarts. From here on a new job waits.
 func (u *updater) install(ctx context.Context, rec *updateRecord) {
 	a := u.a
-	rec.State = UpdateInstalling
+	rec.State = steward.UpdateInstalling
 	u.save(rec)
 	u.report(ctx, u.statusOf(rec))
 	f, err := os.Open(rec.File)
 	if err != nil {
-		u.finish(ctx, rec.Job, UpdateFailed, "install: "+err.Error(), true)
+		u.finish(ctx, rec.Job, steward.UpdateFailed, "install: "+err.Error(), true)
 		return
 	}
 	name := path.Base(rec.Job.Target.TUFPath)
@@ -344,16 +287,16 @@ func (u *updater) install(ctx context.Context, rec *updateRecord) {
 	err = a.cfg.Installer.Stage(f, name, rec.Job.Target.Version, rec.Job.DeploymentID)
 	f.Close()
 	if err != nil {
-		u.finish(ctx, rec.Job, UpdateFailed, "install: "+err.Error(), false)
+		u.finish(ctx, rec.Job, steward.UpdateFailed, "install: "+err.Error(), false)
 		return
 	}
 	_ = os.Remove(rec.File)
 	rec.File = ""
-	rec.State = UpdateRebooting
+	rec.State = steward.UpdateRebooting
 	u.save(rec)
 	u.report(ctx, u.statusOf(rec))
 	if _, err := a.cfg.Installer.Switch(); err != nil {
-		u.finish(ctx, rec.Job, UpdateFailed, "switch: "+err.Error(), false)
+		u.finish(ctx, rec.Job, steward.UpdateFailed, "switch: "+err.Error(), false)
 		return
 	}
 	if a.cfg.Restart == nil {
@@ -387,9 +330,9 @@ func (u *updater) boot(ctx context.Context) {
 		return
 	}
 	if rec == nil || rec.Job.DeploymentID != trial.DeploymentID {
-		rec = &updateRecord{Job: UpdateJob{DeploymentID: trial.DeploymentID, Target: UpdateTarget{Version: trial.Version}}, PreviousVersion: trial.FromVersion}
+		rec = &updateRecord{Job: steward.UpdateJob{DeploymentID: trial.DeploymentID, Target: UpdateTarget{Version: trial.Version}}, PreviousVersion: trial.FromVersion}
 	}
-	rec.State = UpdateVerifying
+	rec.State = steward.UpdateVerifying
 	u.save(rec)
 	// Reporting "verifying" proves the new version reaches the server.
 	if err := u.reportErr(ctx, u.statusOf(rec)); err != nil {
@@ -424,12 +367,12 @@ func (u *updater) boot(ctx context.Context) {
 // ended reports how a trial ended and forgets the job.
 func (u *updater) ended(ctx context.Context, rec *updateRecord, o abslots.Outcome) {
 	if rec == nil {
-		rec = &updateRecord{Job: UpdateJob{DeploymentID: o.DeploymentID}}
+		rec = &updateRecord{Job: steward.UpdateJob{DeploymentID: o.DeploymentID}}
 	}
 	st := u.statusOf(rec)
-	st.State, st.Reason = UpdateRolledBack, o.Reason
+	st.State, st.Reason = steward.UpdateRolledBack, o.Reason
 	if o.Committed {
-		st.State, st.Reason = UpdateSucceeded, ""
+		st.State, st.Reason = steward.UpdateSucceeded, ""
 	}
 	st.Version = u.a.cfg.Installer.ActiveVersion()
 	u.a.log.Info("update ended", "deployment", o.DeploymentID, "state", st.State, "version", st.Version, "reason", o.Reason)
@@ -448,7 +391,7 @@ func (u *updater) restart() {
 }
 
 // finish reports a final state of a job that never reached an install.
-func (u *updater) finish(ctx context.Context, job UpdateJob, state, reason string, transient bool) {
+func (u *updater) finish(ctx context.Context, job steward.UpdateJob, state steward.UpdateState, reason string, transient bool) {
 	rec := &updateRecord{Job: job, State: state, Reason: reason}
 	st := u.statusOf(rec)
 	st.Transient = transient
@@ -456,22 +399,23 @@ func (u *updater) finish(ctx context.Context, job UpdateJob, state, reason strin
 	u.save(nil)
 }
 
-func (u *updater) statusOf(rec *updateRecord) UpdateStatus {
-	st := UpdateStatus{DeploymentID: rec.Job.DeploymentID, Attempt: rec.Job.Attempt, State: rec.State,
-		Reason: rec.Reason, PreviousVersion: rec.PreviousVersion, At: u.a.cfg.Clock.Now().UTC()}
-	if rec.State == UpdateSucceeded || rec.State == UpdateRolledBack {
+func (u *updater) statusOf(rec *updateRecord) steward.UpdateStatus {
+	now := u.a.cfg.Clock.Now().UTC()
+	st := steward.UpdateStatus{DeploymentID: rec.Job.DeploymentID, Attempt: rec.Job.Attempt, State: rec.State,
+		Reason: rec.Reason, PreviousVersion: rec.PreviousVersion, At: &now}
+	if rec.State == steward.UpdateSucceeded || rec.State == steward.UpdateRolledBack {
 		st.Version = u.a.cfg.Installer.ActiveVersion()
 	}
 	return st
 }
 
-func (u *updater) report(ctx context.Context, st UpdateStatus) {
+func (u *updater) report(ctx context.Context, st steward.UpdateStatus) {
 	if err := u.reportErr(ctx, st); err != nil && ctx.Err() == nil {
 		u.a.log.Warn("update status not confirmed by the broker", "deployment", st.DeploymentID, "state", st.State, "err", err)
 	}
 }
 
-func (u *updater) reportErr(ctx context.Context, st UpdateStatus) error {
+func (u *updater) reportErr(ctx context.Context, st steward.UpdateStatus) error {
 	body, err := json.Marshal(st)
 	if err != nil {
 		return fmt.Errorf("encode update status: %w", err)
@@ -491,7 +435,7 @@ func (u *updater) current() *updateRecord {
 
 func (u *updater) installing() bool {
 	r := u.current()
-	return r != nil && (r.State == UpdateInstalling || r.State == UpdateRebooting || r.State == UpdateVerifying)
+	return r != nil && (r.State == steward.UpdateInstalling || r.State == steward.UpdateRebooting || r.State == steward.UpdateVerifying)
 }
 
 func (u *updater) load() *updateRecord {

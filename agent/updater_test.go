@@ -77,7 +77,7 @@ func newUpdateEnv(t *testing.T, mod func(*Config)) *updateEnv {
 	return &updateEnv{agentEnv: e, slots: slots, target: target}
 }
 
-func (e *updateEnv) send(job UpdateJob) {
+func (e *updateEnv) send(job steward.UpdateJob) {
 	e.t.Helper()
 	b, err := json.Marshal(job)
 	if err != nil {
@@ -86,14 +86,14 @@ func (e *updateEnv) send(job UpdateJob) {
 	e.broker.Send(e.topic(steward.ChannelUpdateJob), b)
 }
 
-func (e *updateEnv) job(id string) UpdateJob {
-	return UpdateJob{DeploymentID: id, Attempt: 1, Action: UpdateInstall, Kind: UpdateKindArtifact, Target: e.target}
+func (e *updateEnv) job(id string) steward.UpdateJob {
+	return steward.UpdateJob{DeploymentID: id, Attempt: 1, Action: steward.JobInstall, Kind: steward.KindArtifact, Target: e.target}
 }
 
-func (e *updateEnv) statuses() []UpdateStatus {
-	var out []UpdateStatus
+func (e *updateEnv) statuses() []steward.UpdateStatus {
+	var out []steward.UpdateStatus
 	for _, m := range e.broker.Messages(e.topic(steward.ChannelUpdateStatus)) {
-		var st UpdateStatus
+		var st steward.UpdateStatus
 		if err := json.Unmarshal(m, &st); err != nil {
 			e.t.Fatalf("status %s: %v", m, err)
 		}
@@ -102,10 +102,10 @@ func (e *updateEnv) statuses() []UpdateStatus {
 	return out
 }
 
-func states(sts []UpdateStatus) []string {
-	var out []string
+func states(sts []steward.UpdateStatus) []steward.UpdateState {
+	var out []steward.UpdateState
 	for _, s := range sts {
-		if s.Progress == nil { // progress reports repeat a state
+		if s.Progress == 0 { // progress reports repeat a state
 			out = append(out, s.State)
 		}
 	}
@@ -114,9 +114,9 @@ func states(sts []UpdateStatus) []string {
 
 // waitFinal waits for a final state of deployment id and returns every
 // status of it.
-func (e *updateEnv) waitFinal(id string) []UpdateStatus {
+func (e *updateEnv) waitFinal(id string) []steward.UpdateStatus {
 	e.t.Helper()
-	var got []UpdateStatus
+	var got []steward.UpdateStatus
 	e.broker.WaitFor("final status of "+id, func() bool {
 		got = got[:0]
 		for _, s := range e.statuses() {
@@ -124,8 +124,8 @@ func (e *updateEnv) waitFinal(id string) []UpdateStatus {
 				got = append(got, s)
 			}
 		}
-		return slices.ContainsFunc(got, func(s UpdateStatus) bool {
-			return slices.Contains([]string{UpdateSucceeded, UpdateFailed, UpdateRolledBack, UpdateSkipped}, s.State)
+		return slices.ContainsFunc(got, func(s steward.UpdateStatus) bool {
+			return slices.Contains([]steward.UpdateState{steward.UpdateSucceeded, steward.UpdateFailed, steward.UpdateRolledBack, steward.UpdateSkipped}, s.State)
 		})
 	})
 	return got
@@ -136,7 +136,7 @@ func TestUpdateInstallsAndCommits(t *testing.T) {
 	e := newUpdateEnv(t, nil)
 	e.send(e.job("dp-1"))
 	got := e.waitFinal("dp-1")
-	want := []string{UpdateDownloading, UpdateDownloaded, UpdateInstalling, UpdateRebooting, UpdateVerifying, UpdateSucceeded}
+	want := []steward.UpdateState{steward.UpdateDownloading, steward.UpdateDownloaded, steward.UpdateInstalling, steward.UpdateRebooting, steward.UpdateVerifying, steward.UpdateSucceeded}
 	if !slices.Equal(states(got), want) {
 		t.Fatalf("states %v, want %v", states(got), want)
 	}
@@ -169,38 +169,38 @@ func TestUpdateRefusals(t *testing.T) {
 	tests := []struct {
 		name       string
 		mod        func(*Config)
-		job        func(e *updateEnv) UpdateJob
-		wantStates []string
+		job        func(e *updateEnv) steward.UpdateJob
+		wantStates []steward.UpdateState
 		wantReason string
 		transient  bool
 	}{
-		{"tampered download", nil, func(e *updateEnv) UpdateJob {
+		{"tampered download", nil, func(e *updateEnv) steward.UpdateJob {
 			j := e.job("dp-t")
 			j.Target.SHA256 = strings.Repeat("0", 64)
 			return j
-		}, []string{UpdateDownloading, UpdateFailed}, "does not match the signed target", false},
-		{"wrong length", nil, func(e *updateEnv) UpdateJob {
+		}, []steward.UpdateState{steward.UpdateDownloading, steward.UpdateFailed}, "does not match the signed target", false},
+		{"wrong length", nil, func(e *updateEnv) steward.UpdateJob {
 			j := e.job("dp-l")
 			j.Target.Length++
 			return j
-		}, []string{UpdateDownloading, UpdateFailed}, "does not match", false},
-		{"missing file is transient", nil, func(e *updateEnv) UpdateJob {
+		}, []steward.UpdateState{steward.UpdateDownloading, steward.UpdateFailed}, "does not match", false},
+		{"missing file is transient", nil, func(e *updateEnv) steward.UpdateJob {
 			j := e.job("dp-m")
 			j.Target.TUFPath = "app/none.bin"
 			return j
-		}, []string{UpdateDownloading, UpdateFailed}, "download", true},
-		{"already installed", nil, func(e *updateEnv) UpdateJob {
+		}, []steward.UpdateState{steward.UpdateDownloading, steward.UpdateFailed}, "download", true},
+		{"already installed", nil, func(e *updateEnv) steward.UpdateJob {
 			j := e.job("dp-a")
 			j.Target.Version = "1.0.0"
 			return j
-		}, []string{UpdateSkipped}, "already_installed", false},
+		}, []steward.UpdateState{steward.UpdateSkipped}, "already_installed", false},
 		{"health check fails", func(c *Config) {
 			c.HealthCheck = func(context.Context) error { return errors.New("service did not answer") }
-		}, func(e *updateEnv) UpdateJob { return e.job("dp-h") },
-			[]string{UpdateDownloading, UpdateDownloaded, UpdateInstalling, UpdateRebooting, UpdateVerifying, UpdateRolledBack},
+		}, func(e *updateEnv) steward.UpdateJob { return e.job("dp-h") },
+			[]steward.UpdateState{steward.UpdateDownloading, steward.UpdateDownloaded, steward.UpdateInstalling, steward.UpdateRebooting, steward.UpdateVerifying, steward.UpdateRolledBack},
 			"health check: service did not answer", false},
 		{"no installer", func(c *Config) { c.Installer, c.Fetcher = nil, nil },
-			func(e *updateEnv) UpdateJob { return e.job("dp-n") }, []string{UpdateSkipped}, "incompatible", false},
+			func(e *updateEnv) steward.UpdateJob { return e.job("dp-n") }, []steward.UpdateState{steward.UpdateSkipped}, "incompatible", false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -238,13 +238,13 @@ func TestUpdateMalformedJobs(t *testing.T) {
 		if tc.id == "" {
 			continue
 		}
-		if got := e.waitFinal(tc.id); !slices.Equal(states(got), []string{UpdateFailed}) {
+		if got := e.waitFinal(tc.id); !slices.Equal(states(got), []steward.UpdateState{steward.UpdateFailed}) {
 			t.Errorf("%s: states %v", tc.id, states(got))
 		}
 	}
 	// A valid job after them still works: the updater did not wedge.
 	e.send(e.job("dp-ok"))
-	if got := e.waitFinal("dp-ok"); got[len(got)-1].State != UpdateSucceeded {
+	if got := e.waitFinal("dp-ok"); got[len(got)-1].State != steward.UpdateSucceeded {
 		t.Fatalf("valid job after malformed ones: %+v", got)
 	}
 }
@@ -253,29 +253,21 @@ func TestUpdateWaitsForWindow(t *testing.T) {
 	t.Parallel()
 	e := newUpdateEnv(t, nil)
 	closed := e.job("dp-closed")
-	closed.InstallWindow = &UpdateWindow{From: time.Now().Add(-2 * time.Hour), To: time.Now().Add(-time.Hour)}
+	closed.InstallWindow = &steward.InstallWindow{From: time.Now().Add(-2 * time.Hour), To: time.Now().Add(-time.Hour)}
 	e.send(closed)
-	e.broker.WaitFor("downloaded", func() bool { return slices.Contains(states(e.statuses()), UpdateDownloaded) })
+	e.broker.WaitFor("downloaded", func() bool { return slices.Contains(states(e.statuses()), steward.UpdateDownloaded) })
 	// The same job again is a reminder: the state is reported again, and
 	// nothing starts over or installs outside the window.
 	e.send(closed)
-	e.broker.WaitFor("reminder answered", func() bool {
-		n := 0
-		for _, s := range states(e.statuses()) {
-			if s == UpdateDownloaded {
-				n++
-			}
-		}
-		return n >= 2
-	})
-	if got := states(e.statuses()); slices.Contains(got, UpdateInstalling) || strings.Count(strings.Join(got, " "), UpdateDownloading) != 1 {
+	e.broker.WaitFor("reminder answered", func() bool { return count(states(e.statuses()), steward.UpdateDownloaded) >= 2 })
+	if got := states(e.statuses()); slices.Contains(got, steward.UpdateInstalling) || count(got, steward.UpdateDownloading) != 1 {
 		t.Fatalf("states %v: installed outside its window or started over", got)
 	}
 	// A new job whose window opens shortly installs once it opens.
 	open := e.job("dp-open")
-	open.InstallWindow = &UpdateWindow{From: time.Now().Add(200 * time.Millisecond), To: time.Now().Add(time.Hour)}
+	open.InstallWindow = &steward.InstallWindow{From: time.Now().Add(200 * time.Millisecond), To: time.Now().Add(time.Hour)}
 	e.send(open)
-	if got := e.waitFinal("dp-open"); got[len(got)-1].State != UpdateSucceeded {
+	if got := e.waitFinal("dp-open"); got[len(got)-1].State != steward.UpdateSucceeded {
 		t.Fatalf("states %v", states(got))
 	}
 }
@@ -318,11 +310,21 @@ func TestUpdateSurvivesRestart(t *testing.T) {
 	go func() { done <- a2.Run(ctx) }()
 	defer func() { cancel(); <-done }()
 	got := e.waitFinal("dp-r")
-	want := []string{UpdateDownloading, UpdateDownloaded, UpdateInstalling, UpdateRebooting, UpdateVerifying, UpdateSucceeded}
+	want := []steward.UpdateState{steward.UpdateDownloading, steward.UpdateDownloaded, steward.UpdateInstalling, steward.UpdateRebooting, steward.UpdateVerifying, steward.UpdateSucceeded}
 	if !slices.Equal(states(got), want) {
 		t.Fatalf("states %v, want %v", states(got), want)
 	}
 	if got[len(got)-1].PreviousVersion != "1.0.0" || e.slots.ActiveVersion() != "2.0.0" {
 		t.Fatalf("final %+v, active %s", got[len(got)-1], e.slots.ActiveVersion())
 	}
+}
+
+func count(states []steward.UpdateState, s steward.UpdateState) int {
+	n := 0
+	for _, x := range states {
+		if x == s {
+			n++
+		}
+	}
+	return n
 }
