@@ -28,6 +28,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -401,7 +402,10 @@ func (r *Repo) resignSnapshot(ctx context.Context, tenantID string, st *state) e
 	return r.resignTimestamp(ctx, tenantID, st)
 }
 
-// retry runs fn once more when another node changed the repository first.
+// retry runs fn again when another node changed the repository first:
+// each attempt starts from the newest state, after a random pause that
+// grows with the attempts, so that two busy nodes stop colliding. It
+// gives up after 20 attempts or when ctx ends.
 func (r *Repo) retry(ctx context.Context, tenantID string, fn func(st *state) error) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -411,8 +415,14 @@ func (r *Repo) retry(ctx context.Context, tenantID string, fn func(st *state) er
 			return err
 		}
 		err = fn(st)
-		if !steward.IsConflict(err) || attempt == 2 {
+		if !steward.IsConflict(err) || attempt == 19 {
 			return err
+		}
+		pause := time.Duration(rand.Int64N(int64(min(time.Millisecond<<attempt, 200*time.Millisecond)))) + time.Millisecond
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(pause):
 		}
 	}
 }
@@ -481,7 +491,7 @@ func (r *Repo) PublishTargets(ctx context.Context, tenantID string, signed []byt
 			return steward.WrapError(steward.CodeInvalid, err, "the targets metadata is not signed by the targets key of the current root")
 		}
 		if want := st.targets.Signed.Version + 1; targets.Signed.Version != want {
-			return steward.Errorf(steward.CodeConflict, "targets version %d: the next version is %d (sign again on the current targets)", targets.Signed.Version, want)
+			return steward.Errorf(steward.CodeFailedPrecondition, "targets version %d: the next version is %d (sign again on the current targets)", targets.Signed.Version, want)
 		}
 		if !targets.Signed.Expires.After(r.cfg.Clock.Now()) {
 			return steward.Errorf(steward.CodeInvalid, "the targets metadata expired at %s", targets.Signed.Expires.Format(time.RFC3339))

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"strconv"
 	"testing"
 	"time"
 
@@ -154,7 +157,7 @@ func TestOfflineRefusesServerPublish(t *testing.T) {
 		{"a version skipped", func() []byte {
 			b := sign(t, cur, p.Artifact, release, exp)
 			return sign(t, b, p.Artifact, release, exp)
-		}, steward.CodeConflict},
+		}, steward.CodeFailedPrecondition},
 	}
 	for _, tc := range cases {
 		err := env.TUF.PublishTargets(t.Context(), tenant, tc.make())
@@ -243,5 +246,62 @@ func TestRefreshJob(t *testing.T) {
 	run()
 	if v := env.Root().Signed.Version; v != 2 {
 		t.Fatalf("root near expiry not re-signed: v%d", v)
+	}
+}
+
+// TestTwoNodes: two repositories over one store (two nodes of a cluster)
+// publish at once; every target ends up in the newest targets, and the
+// timestamp, snapshot and targets chain holds.
+func TestTwoNodes(t *testing.T) {
+	t.Parallel()
+	env := updatetest.New(t)
+	if err := env.TUF.Init(t.Context(), tenant); err != nil {
+		t.Fatal(err)
+	}
+	other, err := tufrepo.New(tufrepo.Config{Store: env.Store, MasterKey: env.MasterKey, Clock: env.Clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 12
+	var arts []steward.Artifact
+	for i := range n {
+		// Recorded but not yet published: AddTarget below is the only publisher.
+		sum := sha256.Sum256([]byte{byte(i)})
+		a := steward.Artifact{ID: "art-" + strconv.Itoa(i), TenantID: tenant, Name: "fw", Version: "1." + strconv.Itoa(i), Type: steward.ArtifactFirmware,
+			SHA256: hex.EncodeToString(sum[:]), Size: 1, CreatedAt: env.Clock.Now()}
+		if err := env.Store.CreateArtifact(t.Context(), a); err != nil {
+			t.Fatal(err)
+		}
+		arts = append(arts, a)
+	}
+	errs := make(chan error, n)
+	for i, a := range arts {
+		repo := env.TUF
+		if i%2 == 1 {
+			repo = other
+		}
+		go func() { errs <- repo.AddTarget(t.Context(), a) }()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	tg := targets(t, env)
+	for _, a := range arts {
+		if _, ok := tg.Signed.Targets[a.TargetPath()]; !ok {
+			t.Fatalf("target %s lost", a.TargetPath())
+		}
+	}
+	ts, err := metadata.Timestamp().FromBytes(mustMeta(t, env, steward.TUFTimestamp, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := metadata.Snapshot().FromBytes(mustMeta(t, env, steward.TUFSnapshot, ts.Signed.Meta["snapshot.json"].Version))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := snap.Signed.Meta["targets.json"].Version; v != tg.Signed.Version {
+		t.Fatalf("the newest timestamp leads to targets v%d, the newest is v%d", v, tg.Signed.Version)
 	}
 }
