@@ -216,7 +216,7 @@ func (e *Engine) submit(ctx context.Context, d steward.Deployment, actor string)
 	if e.cfg.Approvals != nil {
 		payload, _ := json.Marshal(map[string]any{"name": d.Name, "target": d.Target, "query": d.Query, "emergency": d.Emergency, "attributes": attrs})
 		r, err := e.cfg.Approvals.Request(ctx, steward.ApprovalRequest{TenantID: d.TenantID, Action: "deployment.start",
-			Target: "deployment:" + d.ID, Payload: payload, Reason: why, Requester: actor, Approvals: n,
+			Target: "deployment:" + d.ID, Payload: payload, Reason: why, Requester: actor, Attributes: attrs, Approvals: n,
 			CreatedAt: d.UpdatedAt, ExpiresAt: d.UpdatedAt.Add(7 * 24 * time.Hour)})
 		if err != nil {
 			return d, fmt.Errorf("request approval: %w", err)
@@ -298,6 +298,11 @@ func (e *Engine) Approve(ctx context.Context, tenantID, id, actor, comment strin
 			return d, e.audit(ctx, tenantID, actor, "deployment.approve", id, steward.AuditSuccess,
 				fmt.Sprintf("%d of %d approvals", len(r.Decisions), r.Approvals), before, before)
 		}
+		// The approvals service may already have told ApprovalDecided.
+		if err := e.ApprovalDecided(ctx, r); err != nil {
+			return d, err
+		}
+		return e.cfg.Store.GetDeployment(ctx, tenantID, id)
 	}
 	d.ApprovedBy = actor
 	d.State, d.StateReason, d.UpdatedAt = steward.DeploymentScheduled, "", e.clock.Now()
@@ -309,6 +314,49 @@ func (e *Engine) Approve(ctx context.Context, tenantID, id, actor, comment strin
 		detail = strings.TrimSpace("emergency approved; " + comment)
 	}
 	return d, e.audit(ctx, tenantID, actor, "deployment.approve", id, steward.AuditSuccess, detail, before, sum(d))
+}
+
+// ApprovalDecided moves on the deployment an approval request was opened
+// for, once the request is decided, however it was (here, or on the
+// approvals API): approved, it is scheduled; rejected or expired, it is
+// aborted. A request that is not a deployment's, or a deployment no longer
+// awaiting it, is left alone, so that telling it twice does no harm. Wire
+// it to the approvals service's OnDecided.
+func (e *Engine) ApprovalDecided(ctx context.Context, r steward.ApprovalRequest) error {
+	id, ok := strings.CutPrefix(r.Target, "deployment:")
+	if r.Action != "deployment.start" || !ok || r.State == steward.ApprovalPending {
+		return nil
+	}
+	d, err := e.cfg.Store.GetDeployment(ctx, r.TenantID, id)
+	if err != nil || d.State != steward.DeploymentAwaitingApproval || d.ApprovalID != r.ID {
+		return err
+	}
+	before := sum(d)
+	actor, detail := "system:approvals", ""
+	if n := len(r.Decisions); n > 0 {
+		actor, detail = r.Decisions[n-1].Approver, r.Decisions[n-1].Comment
+	}
+	action := "deployment.approve"
+	switch r.State {
+	case steward.ApprovalApproved:
+		d.ApprovedBy = actor
+		d.State, d.StateReason = steward.DeploymentScheduled, ""
+		if d.Emergency {
+			detail = strings.TrimSpace("emergency approved; " + detail)
+		}
+	default: // rejected, expired
+		action = "deployment.abort"
+		d.State, d.StateReason, d.FinishedAt = steward.DeploymentAborted, "approval "+r.State, e.clock.Now()
+	}
+	d.UpdatedAt = e.clock.Now()
+	nd, err := e.cfg.Store.UpdateDeployment(ctx, d)
+	if steward.ErrorCode(err) == steward.CodeConflict {
+		return nil // changed meanwhile: the other change decided
+	}
+	if err != nil {
+		return err
+	}
+	return e.audit(ctx, d.TenantID, actor, action, d.ID, steward.AuditSuccess, detail, before, sum(nd))
 }
 
 // Pause stops a deployment from starting more devices; devices under way

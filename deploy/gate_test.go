@@ -237,4 +237,20 @@ func TestApprovalsService(t *testing.T) {
 	d, err = e.engine.Approve(t.Context(), tenant, d.ID, "user:carol", "")
 	must(t, err)
 	e.wantState(d, steward.DeploymentScheduled)
+	if d.ApprovedBy != "user:carol" {
+		t.Fatalf("approved by %q", d.ApprovedBy)
+	}
+
+	// Decided elsewhere (the approvals API): a rejection aborts it, and
+	// hearing of it twice changes nothing more.
+	d2 := e.create(steward.DeploymentSpec{})
+	r := ap.reqs[d2.ApprovalID]
+	r.State = steward.ApprovalRejected
+	r.Decisions = []steward.Decision{{Approver: "user:bob", Comment: "not this week"}}
+	must(t, e.engine.ApprovalDecided(t.Context(), r))
+	must(t, e.engine.ApprovalDecided(t.Context(), r))
+	d2 = e.get(d2.ID)
+	if d2.State != steward.DeploymentAborted || d2.StateReason != "approval rejected" {
+		t.Fatalf("rejected: %s %q", d2.State, d2.StateReason)
+	}
 }

@@ -190,3 +190,64 @@ func TestDeploymentOverMQTT(t *testing.T) {
 		}
 	}
 }
+
+// TestDeploymentApprovalsOnNode runs the two-person rule for deployments
+// on a whole node, with the approvals service and a tenant policy: the
+// creator cannot approve, another operator can, from the deployments API
+// or from the approvals API; a rejection aborts the deployment.
+func TestDeploymentApprovalsOnNode(t *testing.T) {
+	t.Parallel()
+	n := startNode(t)
+	ctx := context.Background()
+	if _, err := n.admin.CreateApprovalPolicy(ctx, client.ApprovalPolicyRequest{Name: "every deployment", Action: "deployment.start", Approvals: 1}); err != nil {
+		t.Fatal(err)
+	}
+	token := func(name string) *client.Client {
+		t.Helper()
+		tok, err := n.admin.CreateToken(ctx, name, steward.RoleAdmin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return client.New(n.APIURL(), tok.Secret, nil)
+	}
+	alice, bob := token("alice"), token("bob")
+	req := client.DeploymentRequest{Name: "cfg", DeploymentSpec: steward.DeploymentSpec{
+		Target: steward.DeploymentTarget{Kind: steward.KindArtifact, Name: "gw-firmware", Version: "1.2.0"}, Query: `model = "none"`}}
+	create := func() client.Deployment {
+		t.Helper()
+		d, err := alice.CreateDeployment(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.State != steward.DeploymentAwaitingApproval || d.ApprovalID == "" {
+			t.Fatalf("created %+v", d.Deployment)
+		}
+		return d
+	}
+	d := create()
+	if _, err := alice.ApproveDeployment(ctx, d.ID, "mine"); steward.ErrorCode(err) != steward.CodePermissionDenied {
+		t.Fatalf("the creator approved: %v", err)
+	}
+	got, err := bob.ApproveDeployment(ctx, d.ID, "fine")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.State != steward.DeploymentScheduled && got.State != steward.DeploymentRunning && got.State != steward.DeploymentCompleted {
+		t.Fatalf("approved %+v", got.Deployment)
+	}
+	// Approved on the approvals API: the deployment moves on too.
+	d2 := create()
+	if _, err := bob.Approve(ctx, d2.ApprovalID, "fine"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := alice.GetDeployment(ctx, d2.ID); err != nil || got.State == steward.DeploymentAwaitingApproval || got.ApprovedBy == "" {
+		t.Fatalf("after approval on the approvals API: %+v %v", got.Deployment, err)
+	}
+	d3 := create()
+	if _, err := bob.Reject(ctx, d3.ApprovalID, "not now"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := alice.GetDeployment(ctx, d3.ID); err != nil || got.State != steward.DeploymentAborted {
+		t.Fatalf("after a rejection: %+v %v", got.Deployment, err)
+	}
+}

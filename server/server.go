@@ -261,7 +261,8 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := s.newArtifacts(key); err != nil {
 		return nil, err
 	}
-	s.Approvals = approvals.New(approvals.Config{Store: s.Store, Clock: cfg.Clock, Logger: log})
+	s.Approvals = approvals.New(approvals.Config{Store: s.Store, Clock: cfg.Clock, Logger: log,
+		OnDecided: func(ctx context.Context, r steward.ApprovalRequest) { s.approvalDecided(ctx, r) }})
 	s.Deployments = deploy.New(deploy.Config{Store: s.Store, Bus: s.Bus, Clock: cfg.Clock, Logger: log, Artifacts: s.Store, Approvals: s.Approvals,
 		Configs: s.Twins})
 	s.DeploymentStatus = deploy.NewIntake(deploy.IntakeConfig{Store: s.Store, Clock: cfg.Clock, Logger: log}, s.Bus)
