@@ -139,6 +139,12 @@ func TestTwinEndToEnd(t *testing.T) {
 		t.Fatalf("handlers applied %v", dev.values)
 	}
 
+	// The change is in the audit log, with the desired state after it.
+	recs, _, err := n.admin.SearchAudit(ctx, client.AuditQuery{Action: "twin.update", Target: "device:" + id})
+	if err != nil || len(recs) != 1 || !strings.Contains(string(recs[0].After), `"desired_version":1`) || recs[0].Actor == "" {
+		t.Fatalf("audit of the change: %+v %v", recs, err)
+	}
+
 	// A change against a stale version is refused (412), and so is one
 	// that breaks the schema (400, with the path); neither changes the twin.
 	_, err = n.admin.PatchTwin(ctx, id, json.RawMessage(`{"log": "warn"}`), &zero)
