@@ -20,6 +20,7 @@ import (
 	"github.com/steward-iot/steward/api"
 	"github.com/steward-iot/steward/approvals"
 	"github.com/steward-iot/steward/compliance"
+	"github.com/steward-iot/steward/deploy"
 	"github.com/steward-iot/steward/health"
 	"github.com/steward-iot/steward/inproc"
 	"github.com/steward-iot/steward/lifecycle"
@@ -75,7 +76,8 @@ func New(t testing.TB) *Env {
 	srv := httptest.NewServer(api.New(api.Config{Fleet: fleet, Groups: prov, Authority: auth, Store: store, Analytics: analytics.New(store, log), Health: health.New(store, clock, health.DefaultRules()),
 		Notifier: notify.New(notify.Config{Store: store, Clock: clock, Logger: log}), Approvals: approvals.New(approvals.Config{Store: store, Clock: clock, Logger: log}), Tenants: tenants.New(tenants.Config{Store: store, Bus: bus, Approvals: approvals.New(approvals.Config{Store: store, Clock: clock, Logger: log}), Clock: clock, Logger: log}), Clock: clock, Logger: log,
 		Twins: twin.New(twin.Config{Store: store, Clock: clock, Logger: log}), Privacy: privacy.New(privacy.Config{Store: store, Clock: clock, Logger: log}),
-		Compliance: compliance.New(store, nil, clock, log)}))
+		Compliance:  compliance.New(store, nil, clock, log),
+		Deployments: deploy.New(deploy.Config{Store: store, Bus: bus, Clock: clock, Logger: log, Policy: deploy.Policy{MaxDevices: 2}})}))
 	t.Cleanup(srv.Close)
 	return &Env{URL: srv.URL, SystemToken: secret, Store: store, Bus: bus, Server: srv}
 }
