@@ -263,11 +263,13 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	s.Approvals = approvals.New(approvals.Config{Store: s.Store, Clock: cfg.Clock, Logger: log,
 		OnDecided: func(ctx context.Context, r steward.ApprovalRequest) { s.approvalDecided(ctx, r) }})
+	// Before the deployment engine, which rolls configuration out through it.
+	s.Twins = twin.New(twin.Config{Store: s.Store, Bus: s.Bus, Clock: cfg.Clock, Logger: log, Grace: cfg.TwinGrace, OnDrift: twin.Signals(s.Store, log),
+		Auditor: s.Audit})
 	s.Deployments = deploy.New(deploy.Config{Store: s.Store, Bus: s.Bus, Clock: cfg.Clock, Logger: log, Artifacts: s.Store, Approvals: s.Approvals,
 		Configs: s.Twins})
 	s.DeploymentStatus = deploy.NewIntake(deploy.IntakeConfig{Store: s.Store, Clock: cfg.Clock, Logger: log}, s.Bus)
 	s.Alerts = alerting.New(alerting.Config{Store: s.Store, Clock: cfg.Clock, Logger: log, Interval: cfg.AlertInterval, Notifier: s.Notifier})
-	s.Twins = twin.New(twin.Config{Store: s.Store, Bus: s.Bus, Clock: cfg.Clock, Logger: log, Grace: cfg.TwinGrace, OnDrift: twin.Signals(s.Store, log)})
 	s.Credentials = credentials.New(credentials.Config{Store: s.Store, Authority: s.Authority, Fleet: s.Fleet, Bus: s.Bus, Approvals: s.Approvals,
 		Auditor: s.Audit, Clock: cfg.Clock, Logger: log})
 	s.Decommission = decommission.New(decommission.Config{Store: s.Store, Fleet: s.Fleet, Lifecycle: s.Fleet, Gate: s.Prov, Enroller: s.Prov,
