@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -125,7 +126,27 @@ type Log struct {
 	keys  Keys
 	clock steward.Clock
 	log   *slog.Logger
+
+	// Records of concurrent Record calls wait here, per tenant, to be
+	// appended together: one transaction, one fsync and one signature for
+	// all of them (group commit), while each call still returns only once
+	// its record is committed.
+	mu       sync.Mutex
+	pending  map[string][]*waiter
+	flushing map[string]bool
 }
+
+// waiter is a Record call waiting for its record's commit.
+type waiter struct {
+	rec  steward.AuditRecord
+	done chan error
+}
+
+// Group commit limits.
+const (
+	maxBatch     = 256              // records in one append
+	flushTimeout = 30 * time.Second // for the append of a batch, which serves many callers
+)
 
 var _ steward.Auditor = (*Log)(nil)
 
@@ -135,7 +156,8 @@ func New(cfg Config) (*Log, error) {
 	if cfg.Store == nil || cfg.Keys.Signer == nil || cfg.Keys.Verifier == nil {
 		return nil, steward.Errorf(steward.CodeInvalid, "the audit log needs a store and its keys")
 	}
-	l := &Log{store: cfg.Store, keys: cfg.Keys, clock: cfg.Clock, log: cfg.Logger}
+	l := &Log{store: cfg.Store, keys: cfg.Keys, clock: cfg.Clock, log: cfg.Logger,
+		pending: map[string][]*waiter{}, flushing: map[string]bool{}}
 	if l.clock == nil {
 		l.clock = steward.SystemClock{}
 	}
@@ -149,11 +171,63 @@ func New(cfg Config) (*Log, error) {
 func (l *Log) VerifierKey() string { return l.keys.VerifierKey }
 
 // Record appends r to its tenant's log (the system log when r.TenantID is
-// empty) and returns once it is committed. It must not be called inside a
-// store transaction (use RecordIn there).
+// empty) and returns once it is committed. Records of calls made at the
+// same time are committed together. It must not be called inside a store
+// transaction (use RecordIn there).
 func (l *Log) Record(ctx context.Context, r steward.AuditRecord) error {
-	_, err := l.Append(ctx, l.store, r)
-	return err
+	// Checked here, so that a bad record fails alone, not its batch.
+	if r.At.IsZero() {
+		r.At = l.clock.Now()
+	}
+	r.At = r.At.UTC().Truncate(time.Microsecond)
+	if err := validate(r); err != nil {
+		return err
+	}
+	w := &waiter{rec: r, done: make(chan error, 1)}
+	l.mu.Lock()
+	l.pending[r.TenantID] = append(l.pending[r.TenantID], w)
+	lead := !l.flushing[r.TenantID]
+	l.flushing[r.TenantID] = true
+	l.mu.Unlock()
+	if lead {
+		l.flush(r.TenantID)
+	}
+	// The record is written even when ctx ends first: it cannot be taken
+	// back from a batch, and the caller's action happened.
+	return <-w.done
+}
+
+// flush appends one batch of tenant's waiting records and, when more are
+// waiting, hands the next batch to another goroutine, so that the caller
+// who led returns as soon as its own record is committed.
+func (l *Log) flush(tenant string) {
+	l.mu.Lock()
+	batch := l.pending[tenant]
+	if len(batch) > maxBatch {
+		batch, l.pending[tenant] = batch[:maxBatch], batch[maxBatch:]
+	} else {
+		delete(l.pending, tenant)
+	}
+	l.mu.Unlock()
+	recs := make([]steward.AuditRecord, len(batch))
+	for i, w := range batch {
+		recs[i] = w.rec
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
+	_, err := l.Append(ctx, l.store, recs...)
+	cancel()
+	for _, w := range batch {
+		w.done <- err
+	}
+	l.mu.Lock()
+	more := len(l.pending[tenant]) > 0
+	if !more {
+		l.flushing[tenant] = false
+	}
+	l.mu.Unlock()
+	if more {
+		go l.flush(tenant)
+	}
 }
 
 // RecordIn appends r in the caller's transaction tx, so that the record
