@@ -247,4 +247,3 @@ func checkReport(t *testing.T, what string, rep audit.Report, firstBad int64, sa
 	}
 	t.Logf("%s: %s", what, rep.Problems[0])
 }
-

@@ -147,6 +147,7 @@ and "steward sim" run a server, a demonstration and a fleet simulator.`,
 	root.AddCommand(e.operatorCommands()...)
 	root.AddCommand(e.configCommand())
 	root.AddCommand(e.complianceCommand())
+	root.AddCommand(e.auditCommand())
 	e.addCredentialCommands(root) // under ca, devices, enrollment-groups; and certificates
 	e.addPrivacyCommands(root)    // export, erase and consent under devices
 	return root
