@@ -55,10 +55,33 @@ type Config struct {
 	Logger        *slog.Logger
 }
 
+// crlCacheTTL is how long a node serves a CRL it has read without asking
+// the store again, unless it revoked something itself meanwhile: the
+// device-plane CRL route needs no credentials, so it must not cost a few
+// queries and a parse of every revoked certificate per request.
+const crlCacheTTL = 30 * time.Second
+
 // Service implements credential rotation, revocation and CRLs.
 type Service struct {
 	cfg Config
 	log *slog.Logger
+
+	crlMu    sync.Mutex
+	crlCache map[string]cachedCRL // tenant + "/" + requested issuer key ID
+	revoked  uint64               // local revocations so far; a change empties crlCache
+}
+
+type cachedCRL struct {
+	der     []byte
+	at      time.Time
+	revoked uint64
+}
+
+// invalidateCRLs makes the next CRL request read the store again.
+func (s *Service) invalidateCRLs() {
+	s.crlMu.Lock()
+	s.revoked++
+	s.crlMu.Unlock()
 }
 
 var _ steward.Credentials = (*Service)(nil)
@@ -137,6 +160,7 @@ func (s *Service) RevokeCertificate(ctx context.Context, tenantID, serial string
 	if err != nil {
 		return steward.Certificate{}, err
 	}
+	s.invalidateCRLs()
 	s.closeSession(ctx, tenantID, c.DeviceID, serial, "certificate "+serial+" revoked")
 	s.log.Info("certificate revoked", "tenant", tenantID, "device", c.DeviceID, "serial", serial, "reason", reason, "actor", actor)
 	return c, s.audit(ctx, steward.AuditRecord{TenantID: tenantID, Actor: actor, Action: "certificate.revoke", Target: "certificate:" + serial,
@@ -146,6 +170,7 @@ func (s *Service) RevokeCertificate(ctx context.Context, tenantID, serial string
 // closeSession closes the live session of a device that uses serial (any
 // session of the device when serial is empty).
 func (s *Service) closeSession(ctx context.Context, tenantID, deviceID, serial, why string) {
+	s.invalidateCRLs() // every caller has just revoked something
 	if err := s.cfg.Bus.Control(ctx, steward.SessionControl{TenantID: tenantID, DeviceID: deviceID, Close: true, Serial: serial, Reason: why}); err != nil {
 		s.log.Warn("close device session", "device", deviceID, "serial", serial, "err", err)
 	}
@@ -178,6 +203,7 @@ func (s *Service) revokeGroupDevices(ctx context.Context, g steward.EnrollmentGr
 		}
 		out.Devices = append(out.Devices, id)
 	}
+	s.invalidateCRLs()
 	s.log.Info("enrollment group revoked", "tenant", g.TenantID, "group", g.ID, "devices", len(out.Devices), "actor", actor)
 	return out, nil
 }
@@ -215,8 +241,31 @@ func (s *Service) RevokeManufacturerCA(ctx context.Context, tenantID, groupID, r
 // issuerKeyID (the active CA when empty), DER. It lists the revoked
 // certificates that CA issued and that have not expired; it is signed again
 // only when they change or half of its validity is spent, with the next
-// number of the tenant's sequence.
+// number of the tenant's sequence. A node serves what it read for up to
+// crlCacheTTL, or until it revokes something itself.
 func (s *Service) CRL(ctx context.Context, tenantID, issuerKeyID string) ([]byte, error) {
+	key := tenantID + "/" + issuerKeyID
+	s.crlMu.Lock()
+	c, ok := s.crlCache[key]
+	gen := s.revoked
+	s.crlMu.Unlock()
+	if ok && c.revoked == gen && time.Since(c.at) < crlCacheTTL {
+		return c.der, nil
+	}
+	der, err := s.crl(ctx, tenantID, issuerKeyID)
+	if err != nil {
+		return nil, err
+	}
+	s.crlMu.Lock()
+	if s.crlCache == nil || len(s.crlCache) > 10000 {
+		s.crlCache = map[string]cachedCRL{}
+	}
+	s.crlCache[key] = cachedCRL{der: der, at: time.Now(), revoked: gen}
+	s.crlMu.Unlock()
+	return der, nil
+}
+
+func (s *Service) crl(ctx context.Context, tenantID, issuerKeyID string) ([]byte, error) {
 	if _, err := s.cfg.Store.GetTenant(ctx, tenantID); err != nil {
 		return nil, err
 	}
