@@ -7,6 +7,12 @@
 //	go run ./bench/fleetstats -devices 10000 -days 30 -every 1h
 //	go run ./bench/fleetstats -store 'postgres://postgres@127.0.0.1:5432/test?sslmode=disable'
 //
+// The queries are first timed -raw-runs times on raw samples only (as
+// they ran before day rollups), then the samples are rolled up (minute,
+// hour, day) as the rollup job keeps them, the rollup transaction of one
+// run of the job is timed, and the queries are timed -runs times again,
+// now reading rollups; the two answers must agree.
+//
 // SQLite (synchronous=FULL, as Steward opens it) in a temporary directory
 // by default; with -store a PostgreSQL URL, the command creates a fresh
 // schema, points the store at it with search_path, and drops it at the
@@ -22,12 +28,14 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"time"
 
@@ -45,6 +53,7 @@ type config struct {
 	every               time.Duration
 	store, cpuprofile   string
 	keep                bool
+	rawRuns             int
 }
 
 func main() {
@@ -56,6 +65,7 @@ func main() {
 	flag.StringVar(&cfg.store, "store", "", "empty: SQLite in a temporary directory; or a postgres:// URL (a fresh schema is made and dropped)")
 	flag.StringVar(&cfg.cpuprofile, "cpuprofile", "", "write a CPU profile of the timed queries to this file")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the SQLite directory or the PostgreSQL schema")
+	flag.IntVar(&cfg.rawRuns, "raw-runs", 1, "timed runs of each query before the samples are rolled up (raw samples only, as before day rollups); 0 for none")
 	timeout := flag.Duration("timeout", 30*time.Minute, "give up after this long")
 	flag.Parse()
 	if cfg.devices < 10 || cfg.devices > 1_000_000 || cfg.days < 1 || cfg.days > 366 || cfg.every < time.Minute || cfg.runs < 1 {
@@ -98,7 +108,6 @@ func run(ctx context.Context, cfg config) error {
 	}
 	fmt.Printf("setup (%s): %d devices, %d samples of cpu, %d samples of mem (not read), %d reboot events seeded in %s\n",
 		backend, cfg.devices, perDevice*cfg.devices, perDevice*cfg.devices/10, events, time.Since(t).Round(time.Second))
-
 	svc := analytics.New(s, slog.New(slog.DiscardHandler))
 	q := steward.FleetStatsQuery{GroupBy: "firmware", Metric: "cpu", Event: "reboot", From: from, To: to}
 	if cfg.cpuprofile != "" {
@@ -112,20 +121,46 @@ func run(ctx context.Context, cfg config) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	for i := range cfg.runs {
-		t := time.Now()
-		st, err := svc.Stats(ctx, tenant, q)
-		if err != nil {
+	var raw steward.FleetStats
+	if cfg.rawRuns > 0 {
+		if raw, err = timeStats(ctx, svc, q, cfg, events, cfg.rawRuns, "raw samples only"); err != nil {
 			return err
+		}
+	}
+	if err := rollup(ctx, s, from, to); err != nil {
+		return err
+	}
+	rolled, err := timeStats(ctx, svc, q, cfg, events, cfg.runs, "rollups")
+	if err != nil {
+		return err
+	}
+	if cfg.rawRuns > 0 {
+		if err := sameStats(raw, rolled); err != nil {
+			return err
+		}
+		fmt.Println("check: the answer from rollups is the answer from raw samples (counts equal, means within 1e-9)")
+	}
+	return nil
+}
+
+// timeStats times Stats and Outliers runs times and checks their answers.
+func timeStats(ctx context.Context, svc *analytics.Service, q steward.FleetStatsQuery, cfg config, events, runs int, what string) (steward.FleetStats, error) {
+	var st steward.FleetStats
+	for i := range runs {
+		t := time.Now()
+		var err error
+		st, err = svc.Stats(ctx, tenant, q)
+		if err != nil {
+			return st, err
 		}
 		statsTime := time.Since(t)
 		if err := checkStats(st, cfg, events); err != nil {
-			return err
+			return st, err
 		}
 		t = time.Now()
 		out, err := svc.Outliers(ctx, tenant, q, steward.OutlierRule{})
 		if err != nil {
-			return err
+			return st, err
 		}
 		outTime := time.Since(t)
 		found := false
@@ -133,10 +168,63 @@ func run(ctx context.Context, cfg config) error {
 			found = found || o.Value == cohorts[len(cohorts)-1]
 		}
 		if !found {
-			return fmt.Errorf("outliers: firmware %s not found in %+v", cohorts[len(cohorts)-1], out.Outliers)
+			return st, fmt.Errorf("outliers: firmware %s not found in %+v", cohorts[len(cohorts)-1], out.Outliers)
 		}
-		fmt.Printf("run %d: Stats by firmware over %d days: %s; Outliers: %s (%d found)\n", i+1, cfg.days,
+		fmt.Printf("run %d (%s): Stats by firmware over %d days: %s; Outliers: %s (%d found)\n", i+1, what, cfg.days,
 			statsTime.Round(time.Millisecond), outTime.Round(time.Millisecond), len(out.Outliers))
+	}
+	return st, nil
+}
+
+// sameStats checks that two answers agree: the same groups and counts,
+// and means equal but for the rounding of a different order of addition.
+func sameStats(a, b steward.FleetStats) error {
+	close := func(x, y float64) bool { return math.Abs(x-y) <= 1e-9*math.Max(1, math.Abs(x)) }
+	if len(a.Groups) != len(b.Groups) {
+		return fmt.Errorf("raw and rolled-up answers differ: %d and %d groups", len(a.Groups), len(b.Groups))
+	}
+	for i, g := range a.Groups {
+		h := b.Groups[i]
+		if g.Value != h.Value || g.Devices != h.Devices || g.Online != h.Online || *g.Event != *h.Event ||
+			g.Metric.Devices != h.Metric.Devices || !close(g.Metric.Mean, h.Metric.Mean) || !close(g.Metric.P50, h.Metric.P50) || !close(g.Metric.P95, h.Metric.P95) {
+			return fmt.Errorf("raw and rolled-up answers differ:\n%+v %+v\n%+v %+v", g, *g.Metric, h, *h.Metric)
+		}
+	}
+	return nil
+}
+
+// rollup rolls the seeded samples up to the end of the range, as the
+// rollup job would have, a day per transaction (untimed setup); then it
+// times what the job does every minute once it has caught up, which is how
+// long each run holds the writer: the last minute again (the steady state)
+// and the last ten minutes (the job's largest chunk, while catching up),
+// both late in a day of hour rollups, so that the day's recompute reads
+// most of its hours.
+func rollup(ctx context.Context, s steward.Store, from, to time.Time) error {
+	t := time.Now()
+	for at := from.Add(-time.Hour); at.Before(to); {
+		next := at.Add(24 * time.Hour)
+		if next.After(to) {
+			next = to
+		}
+		if err := s.RollupSamples(ctx, at, next); err != nil {
+			return fmt.Errorf("roll up: %w", err)
+		}
+		at = next
+	}
+	fmt.Printf("rollup of the whole range, a day per transaction (setup): %s\n", time.Since(t).Round(time.Millisecond))
+	for _, w := range []time.Duration{time.Minute, 10 * time.Minute} {
+		var times []time.Duration
+		for range 5 {
+			t := time.Now()
+			if err := s.RollupSamples(ctx, to.Add(-w), to); err != nil {
+				return fmt.Errorf("roll up: %w", err)
+			}
+			times = append(times, time.Since(t))
+		}
+		slices.Sort(times)
+		fmt.Printf("rollup transaction over the last %s (writer held): median %s, max %s of 5\n", w,
+			times[2].Round(100*time.Microsecond), times[4].Round(100*time.Microsecond))
 	}
 	return nil
 }
