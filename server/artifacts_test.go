@@ -8,6 +8,8 @@ import (
 	"errors"
 	"net/http"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/steward-iot/steward"
@@ -65,4 +67,51 @@ func TestArtifactUpdateEndToEnd(t *testing.T) {
 	if !bytes.Equal(got, content) {
 		t.Fatal("the device got other bytes than were uploaded")
 	}
+}
+
+// TestTamperedUpdateRefusedAndReported: the artifact's content changes on
+// the server's disk after it was signed. A real agent told to install it
+// downloads it, refuses it (its SHA-256 is not the signed one), installs
+// nothing, and reports the failure, which the deployment records.
+func TestTamperedUpdateRefusedAndReported(t *testing.T) {
+	t.Parallel()
+	n := startNode(t)
+	ctx := context.Background()
+	mfr := testpki.NewCA(t, "Acme Devices")
+	n.registerGroup(t, n.admin, "gateways", mfr, nil)
+	content := make([]byte, 256<<10)
+	_, _ = rand.Read(content)
+	art, err := n.admin.UploadArtifact(ctx, client.ArtifactMeta{Name: "gw-firmware", Version: "1.5.0", Type: steward.ArtifactFirmware},
+		bytes.NewReader(content), int64(len(content)), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := bytes.Clone(content)
+	bad[100] ^= 0xff
+	blob := filepath.Join(n.cfg.DataDir, "blobs", "sha256", art.SHA256[:2], art.SHA256)
+	if err := os.WriteFile(blob, bad, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dev := n.runUpdatingAgent(t, mfr.Factory(t, "SN-TAMPER-1"), true)
+	n.waitState(t, dev.a, steward.StateActive)
+	dep, err := n.admin.CreateDeployment(ctx, client.DeploymentRequest{Name: "fw 1.5.0", DeploymentSpec: steward.DeploymentSpec{
+		Target: steward.DeploymentTarget{Kind: steward.KindArtifact, ArtifactID: art.ID, Name: art.Name, Version: art.Version,
+			SHA256: art.SHA256, Length: art.Size, TUFPath: art.TargetPath()},
+		Query:  `model = "gw-100"`,
+		Phases: []steward.Phase{{Name: "all", Percent: 100, SuccessThreshold: 1}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dd client.DeploymentDevice
+	eventually(t, "the device to report the refused update", func() bool {
+		dd, err = n.admin.GetDeploymentDevice(ctx, dep.ID, dev.a.DeviceID())
+		return err == nil && dd.State == steward.UpdateFailed
+	})
+	if !strings.Contains(dd.Reason, "sha256") && !strings.Contains(dd.Reason, "SHA-256") {
+		t.Errorf("reason %q does not say what failed", dd.Reason)
+	}
+	if v := dev.slots.ActiveVersion(); v != "1.1.0" {
+		t.Fatalf("active version %q after a refused update", v)
+	}
+	t.Logf("reported: %s", dd.Reason)
 }
