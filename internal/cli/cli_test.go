@@ -146,7 +146,7 @@ func TestUsageErrorsSendNothing(t *testing.T) {
 		{"group without CA", []string{"enrollment-groups", "create", "g"}, "--ca FILE is required"},
 		{"group with missing CA file", []string{"enrollment-groups", "create", "g", "--ca", "testdata/nope.pem"}, "nope.pem"},
 		{"bad firmware", []string{"enrollment-groups", "create", "g", "--ca", ca, "--firmware", "gw-100"}, "MODEL=VERSION"},
-		{"bad role", []string{"tokens", "create", "x", "--role", "root"}, "admin or system"},
+		{"bad role", []string{"tokens", "create", "x", "--role", "root"}, "a built-in role"},
 		{"bad limit", []string{"devices", "list", "--limit", "5000"}, "--limit"},
 	}
 	for _, c := range cases {
@@ -428,7 +428,7 @@ func TestTokensAndTenants(t *testing.T) {
 		t.Fatalf("tokens %+v", toks)
 	}
 	res = admin.run(t, "tenants", "create", "acme")
-	if res.code != cli.ExitError || !strings.Contains(res.stderr, "system role") || !strings.Contains(res.stderr, "HTTP 403") {
+	if res.code != cli.ExitError || !strings.Contains(res.stderr, "permission tenants:admin") || !strings.Contains(res.stderr, "HTTP 403") {
 		t.Fatalf("admin creates tenant: %+v", res)
 	}
 	var created struct {

@@ -464,10 +464,10 @@ func (e *env) tokensCommand() *cobra.Command {
 	g := group("tokens", "Manage API tokens of your tenant", "token")
 	var role string
 	create := &cobra.Command{
-		Use: "create NAME [--role admin|system]", Short: "Create an API token; its secret is shown once", Args: exactArgs("NAME"),
+		Use: "create NAME [--role ROLE]", Short: "Create an API token of a built-in role; its secret is shown once", Args: exactArgs("NAME"),
 		RunE: run(func(cmd *cobra.Command, args []string) error {
-			if role != "" && role != string(steward.RoleAdmin) && role != string(steward.RoleSystem) {
-				return usagef("--role must be admin or system, not %q", role)
+			if _, builtin := steward.RolePermissions(steward.Role(role)); role != "" && !builtin {
+				return usagef("--role must be a built-in role (%s), not %q", builtinRoleNames(), role)
 			}
 			c, err := e.client(0)
 			if err != nil {
@@ -488,7 +488,7 @@ func (e *env) tokensCommand() *cobra.Command {
 			})
 		}),
 	}
-	create.Flags().StringVar(&role, "role", "", "admin (default) or system")
+	create.Flags().StringVar(&role, "role", "", "a built-in role: admin (default), system, owner, operator, release-manager, approver, viewer or auditor")
 	list := &cobra.Command{
 		Use: "list", Short: "List API tokens (never their secrets)", Args: exactArgs(),
 		RunE: run(func(cmd *cobra.Command, _ []string) error {
@@ -621,4 +621,13 @@ func (e *env) deviceStateCommand(use, short string, call func(*client.Client, co
 			return e.emit(d, func(w io.Writer) error { return deviceTable(w, d) })
 		}),
 	}
+}
+
+// builtinRoleNames lists the built-in roles for messages.
+func builtinRoleNames() string {
+	var names []string
+	for _, r := range steward.BuiltinRoles() {
+		names = append(names, string(r))
+	}
+	return strings.Join(names, ", ")
 }
