@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -316,16 +317,71 @@ func (s *Store) CountDeploymentDevices(ctx context.Context, tenantID, deployment
 // its text, prepared once per batch, never changes.
 const maxFrom = 12
 
-const updateDeploymentDeviceSQL = `UPDATE deployment_devices SET state = ?, reason = ?, transient = ?, progress = ?,
-	from_version = COALESCE(NULLIF(?, ''), from_version), to_version = COALESCE(NULLIF(?, ''), to_version),
-	attempt = attempt + ?, not_before = COALESCE(?, not_before), deadline = COALESCE(?, deadline), updated_at = ?
-	WHERE tenant_id = ? AND deployment_id = ? AND device_id = ? AND (? = 0 OR attempt = ?)
-	AND state IN (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-	RETURNING attempt`
+// updateCols is the parameters of one update in the statement below.
+const updateCols = 14 + maxFrom
 
-// UpdateDeploymentDevices implements steward.Store: one prepared UPDATE …
-// RETURNING per update and one multi-row INSERT of the history, in one
-// transaction.
+// updateSizes are the sizes of the update statements, largest first: a
+// batch goes in as few of them as it takes (1 is the last resort).
+var updateSizes = []int{256, 32, 4, 1}
+
+// queryIn runs a query that writes in the Store's transaction, through its
+// prepared statement when prepare made one.
+func (s *Store) queryIn(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	query = s.q(query)
+	s.shared.stmtMu.Lock()
+	st := s.shared.stmts[query]
+	s.shared.stmtMu.Unlock()
+	if st == nil || s.tx == nil {
+		return s.w.QueryContext(ctx, query, args...)
+	}
+	return s.tx.StmtContext(ctx, st).QueryContext(ctx, args...)
+}
+
+// updateDeploymentDevicesSQL is the UPDATE of n devices at once, from a
+// VALUES list named v in a WITH clause (SQLite names no VALUES columns
+// otherwise). Every value is cast, so that PostgreSQL knows its type. The
+// RETURNING clause names only the updated table, as SQLite requires.
+func updateDeploymentDevicesSQL(n int) string {
+	row := "(CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS INTEGER), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BOOLEAN), " +
+		"CAST(? AS DOUBLE PRECISION), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS INTEGER), CAST(? AS TIMESTAMPTZ), CAST(? AS TIMESTAMPTZ), " +
+		"CAST(? AS TIMESTAMPTZ)" + strings.Repeat(", CAST(? AS TEXT)", maxFrom) + ")"
+	var b strings.Builder
+	b.WriteString(`WITH v (tenant_id, deployment_id, device_id, attempt, state, reason, transient, progress, prev, ver, inc, not_before, deadline, at`)
+	for i := range maxFrom {
+		fmt.Fprintf(&b, ", f%d", i)
+	}
+	b.WriteString(`) AS (VALUES `)
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(row)
+	}
+	b.WriteString(`)
+	UPDATE deployment_devices SET state = v.state, reason = v.reason, transient = v.transient, progress = v.progress,
+		from_version = COALESCE(NULLIF(v.prev, ''), deployment_devices.from_version),
+		to_version = COALESCE(NULLIF(v.ver, ''), deployment_devices.to_version),
+		attempt = deployment_devices.attempt + v.inc,
+		not_before = COALESCE(v.not_before, deployment_devices.not_before),
+		deadline = COALESCE(v.deadline, deployment_devices.deadline), updated_at = v.at
+	FROM v
+	WHERE deployment_devices.tenant_id = v.tenant_id AND deployment_devices.deployment_id = v.deployment_id
+		AND deployment_devices.device_id = v.device_id AND (v.attempt = 0 OR deployment_devices.attempt = v.attempt)
+		AND deployment_devices.state IN (`)
+	for i := range maxFrom {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "v.f%d", i)
+	}
+	b.WriteString(`)
+	RETURNING deployment_devices.deployment_id, deployment_devices.device_id, deployment_devices.attempt`)
+	return b.String()
+}
+
+// UpdateDeploymentDevices implements steward.Store: set-based UPDATEs
+// (see updateDeploymentDevicesSQL) and multi-row INSERTs of the history,
+// in one transaction.
 func (s *Store) UpdateDeploymentDevices(ctx context.Context, updates []steward.DeploymentDeviceUpdate) ([]bool, error) {
 	froms := make([][]any, len(updates))
 	for i, u := range updates {
@@ -362,36 +418,86 @@ func (s *Store) UpdateDeploymentDevices(ctx context.Context, updates []steward.D
 	if len(updates) == 0 {
 		return applied, nil
 	}
+	// Updates of one device must apply in their order; those of distinct
+	// devices need not. So they go in rounds, the n-th update of each
+	// device in round n, and each round in set-based statements of up to
+	// updateChunk rows: one UPDATE … FROM a VALUES list, RETURNING what
+	// applied.
+	type key struct{ dep, dev string }
+	seen := map[key]int{}
+	var rounds [][]int
+	for i, u := range updates {
+		k := key{u.DeploymentID, u.DeviceID}
+		r := seen[k]
+		seen[k] = r + 1
+		if r == len(rounds) {
+			rounds = append(rounds, nil)
+		}
+		rounds[r] = append(rounds[r], i)
+	}
+	// Statements of a few fixed sizes, prepared once, so that SQLite does
+	// not parse a statement of hundreds of rows for every batch.
+	if s.tx == nil {
+		for _, n := range updateSizes {
+			if err := s.prepare(ctx, updateDeploymentDevicesSQL(n)); err != nil {
+				return nil, s.fail(err, "update deployment devices: prepare")
+			}
+		}
+	}
 	err := s.InTx(ctx, func(tx steward.Store) error {
 		t := tx.(*Store)
-		st, err := t.tx.PrepareContext(ctx, t.q(updateDeploymentDeviceSQL))
-		if err != nil {
-			return t.fail(err, "update deployment devices: prepare")
-		}
-		defer st.Close()
 		type hist struct {
 			i       int
 			attempt int
 		}
 		var done []hist
-		for i, u := range updates {
-			inc := 0
-			if u.NextAttempt {
-				inc = 1
+		for _, round := range rounds {
+			for len(round) > 0 {
+				size := updateSizes[len(updateSizes)-1]
+				for _, n := range updateSizes {
+					if n <= len(round) {
+						size = n
+						break
+					}
+				}
+				chunk := round[:size]
+				round = round[size:]
+				byKey := make(map[key]int, len(chunk))
+				args := make([]any, 0, len(chunk)*updateCols)
+				for _, i := range chunk {
+					u := updates[i]
+					byKey[key{u.DeploymentID, u.DeviceID}] = i
+					inc := 0
+					if u.NextAttempt {
+						inc = 1
+					}
+					args = append(args, u.TenantID, u.DeploymentID, u.DeviceID, u.Attempt, string(u.State), u.Reason, u.Transient,
+						u.Progress, u.PreviousVersion, u.Version, inc, nullTS(u.NotBefore), nullTS(u.Deadline), ts(u.At))
+					args = append(args, froms[i]...)
+				}
+				rows, err := t.queryIn(ctx, updateDeploymentDevicesSQL(len(chunk)), args...)
+				if err != nil {
+					return t.fail(err, "update deployment devices")
+				}
+				for rows.Next() {
+					var dep, dev string
+					var attempt int
+					if err := rows.Scan(&dep, &dev, &attempt); err != nil {
+						rows.Close()
+						return t.fail(err, "update deployment devices")
+					}
+					if i, ok := byKey[key{dep, dev}]; ok {
+						applied[i] = true
+						done = append(done, hist{i, attempt})
+					}
+				}
+				if err := rows.Close(); err != nil {
+					return t.fail(err, "update deployment devices")
+				}
+				if err := rows.Err(); err != nil {
+					return t.fail(err, "update deployment devices")
+				}
 			}
-			args := []any{string(u.State), u.Reason, u.Transient, u.Progress, u.PreviousVersion, u.Version, inc,
-				nullTS(u.NotBefore), nullTS(u.Deadline), ts(u.At), u.TenantID, u.DeploymentID, u.DeviceID,
-				u.Attempt, u.Attempt}
-			var attempt int
-			err := st.QueryRowContext(ctx, append(args, froms[i]...)...).Scan(&attempt)
-			if errors.Is(err, sql.ErrNoRows) {
-				continue
-			}
-			if err != nil {
-				return t.fail(err, "update deployment device %s", u.DeviceID)
-			}
-			applied[i] = true
-			done = append(done, hist{i, attempt})
 		}
 		const histCols = 8
 		per := min(1000, s.d.MaxParams/histCols)
