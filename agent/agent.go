@@ -117,6 +117,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.state.ensure(); err != nil {
 		return err
 	}
+	if err := a.checkWiped(); err != nil { // credentials.go
+		return err
+	}
 	id, err := a.startIdentity(ctx)
 	if err != nil {
 		if ctx.Err() != nil {

@@ -19,6 +19,15 @@ const (
 	CommandWipe              = steward.CommandWipe
 )
 
+// WipedFile marks a state directory whose credentials were erased on
+// command: an agent refuses to start on it, so that a wiped device does
+// not enroll again by itself. Removing it (and provisioning the device
+// again) is a person's decision.
+const WipedFile = "wiped"
+
+// ErrWiped is what Run returns on a state directory that was wiped.
+var ErrWiped = errors.New("the device was wiped on command and is not provisioned again by itself")
+
 // rotateReconnectWait bounds the wait for a connection made with the new
 // certificate after a rotation.
 const rotateReconnectWait = time.Minute
@@ -108,6 +117,11 @@ func (a *Agent) wipe(cmd steward.Command) (steward.CommandResult, func(context.C
 			return res, nil
 		}
 	}
+	marker := fmt.Sprintf("wiped by command %s at %s\n", cmd.ID, a.cfg.Clock.Now().UTC().Format(time.RFC3339))
+	if err := a.state.write(WipedFile, []byte(marker)); err != nil {
+		res.Status, res.Error = steward.CommandError, "could not record the wipe"
+		return res, nil
+	}
 	if err := syncDir(string(a.state)); err != nil {
 		res.Status, res.Error = steward.CommandError, "could not make the erasure durable"
 		return res, nil
@@ -117,6 +131,17 @@ func (a *Agent) wipe(cmd steward.Command) (steward.CommandResult, func(context.C
 	res.Status = steward.CommandOK
 	res.Result = map[string]any{"erased": erased}
 	return res, func(context.Context) { a.halt() }
+}
+
+// checkWiped refuses a state directory that was wiped.
+func (a *Agent) checkWiped() error {
+	if _, err := os.Stat(a.state.path(WipedFile)); err == nil {
+		a.wiped.Store(true)
+		return fmt.Errorf("%w (remove %s to provision it again)", ErrWiped, a.state.path(WipedFile))
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("read %s: %w", WipedFile, err)
+	}
+	return nil
 }
 
 // Wiped reports whether the agent was wiped (and so has stopped).

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -409,6 +410,16 @@ func TestDecommissionEndToEnd(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, agent.IdentityFile)); !os.IsNotExist(err) {
 		t.Errorf("identity file still there: %v", err)
+	}
+	// Started again on its state, the agent refuses: a wiped device does
+	// not enroll again by itself.
+	again, err := agent.New(agent.Config{ESTURL: n.DeviceURL(), MQTTAddr: n.MQTTAddr(), ServerCA: n.pool, FactoryCert: mfr.Factory(t, "SN-1"), StateDir: dir,
+		Attributes: func() map[string]any { return nil }, Telemetry: func() map[string]float64 { return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := again.Run(ctx); !errors.Is(err, agent.ErrWiped) {
+		t.Errorf("restarted wiped agent: %v, want ErrWiped", err)
 	}
 	// The inventory and the data policy.
 	d := n.deviceGet(t, id)
