@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/steward-iot/steward"
@@ -49,6 +50,17 @@ type Config struct {
 // Service is the artifact service.
 type Service struct {
 	cfg Config
+	// blobLocks serialise, per digest, recording an artifact against
+	// dropping its content: content another upload is about to reference
+	// is never deleted under it. Striped by the digest's first byte; this
+	// covers one node (see docs/updates.md for clusters).
+	blobLocks [256]sync.Mutex
+}
+
+func (s *Service) lockBlob(sum string) func() {
+	m := &s.blobLocks[int(sum[0])]
+	m.Lock()
+	return m.Unlock
 }
 
 // New returns a Service.
@@ -114,8 +126,22 @@ func (s *Service) Upload(ctx context.Context, meta steward.Artifact, r io.Reader
 func (s *Service) create(ctx context.Context, meta steward.Artifact, info steward.BlobInfo, actor string) (Published, error) {
 	a := meta
 	a.ID, a.SHA256, a.Size, a.CreatedBy, a.CreatedAt = newID("art-"), info.SHA256, info.Size, actor, s.cfg.Clock.Now()
-	if err := s.cfg.Store.CreateArtifact(ctx, a); err != nil {
-		s.dropBlobIfUnused(ctx, info.SHA256)
+	unlock := s.lockBlob(info.SHA256)
+	// The content may have been dropped since Put found it already stored
+	// (the last artifact with it deleted in between): record nothing then.
+	if _, err := s.cfg.Blobs.Stat(ctx, info.SHA256); err != nil {
+		unlock()
+		if steward.IsNotFound(err) {
+			return Published{}, steward.Errorf(steward.CodeUnavailable, "the content was deleted while it was uploaded: upload it again")
+		}
+		return Published{}, err
+	}
+	err := s.cfg.Store.CreateArtifact(ctx, a)
+	if err != nil {
+		s.dropBlobIfUnusedLocked(ctx, info.SHA256)
+	}
+	unlock()
+	if err != nil {
 		return Published{}, err
 	}
 	p := Published{Artifact: a, Published: true}
@@ -134,6 +160,11 @@ func (s *Service) create(ctx context.Context, meta steward.Artifact, info stewar
 }
 
 func (s *Service) dropBlobIfUnused(ctx context.Context, sum string) {
+	defer s.lockBlob(sum)()
+	s.dropBlobIfUnusedLocked(ctx, sum)
+}
+
+func (s *Service) dropBlobIfUnusedLocked(ctx context.Context, sum string) {
 	n, err := s.cfg.Store.CountArtifactsBySHA256(ctx, sum)
 	if err == nil && n == 0 {
 		if err := s.cfg.Blobs.Delete(ctx, sum); err != nil {

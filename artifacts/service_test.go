@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -273,3 +274,37 @@ func BenchmarkDeviceDownload(b *testing.B) {
 		}
 	}
 }
+
+// TestDeleteRacesUpload: deleting the last artifact with some content
+// while the same content is uploaded again never leaves an artifact whose
+// content is gone.
+func TestDeleteRacesUpload(t *testing.T) {
+	t.Parallel()
+	env := updatetest.New(t)
+	content := []byte("the same image")
+	for i := range 15 {
+		old := env.Upload("fw", "old-"+itoa(i), content)
+		done := make(chan error, 1)
+		go func() { done <- env.Artifacts.Delete(t.Context(), tenant, old.ID, "token:t") }()
+		p, err := env.Artifacts.Upload(t.Context(), meta("fw", "new-"+itoa(i)), bytes.NewReader(content), "", "token:t")
+		if derr := <-done; derr != nil {
+			t.Fatal(derr)
+		}
+		if err != nil {
+			// Refused because the content went in between: nothing recorded.
+			wantCode(t, err, steward.CodeUnavailable)
+			if _, gerr := env.Store.ArtifactByTarget(t.Context(), tenant, "fw", "new-"+itoa(i)); !steward.IsNotFound(gerr) {
+				t.Fatalf("a refused upload was recorded: %v", gerr)
+			}
+			continue
+		}
+		if _, err := env.Blobs.Stat(t.Context(), p.SHA256); err != nil {
+			t.Fatalf("round %d: artifact %s has no content: %v", i, p.ID, err)
+		}
+		if err := env.Artifacts.Delete(t.Context(), tenant, p.ID, "token:t"); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
