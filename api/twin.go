@@ -116,7 +116,7 @@ func ifMatch(r *http.Request) (*int64, error) {
 	if h == "" {
 		return nil, nil
 	}
-	v, err := strconv.ParseInt(strings.TrimPrefix(strings.Trim(h, `"`), "W/"), 10, 64)
+	v, err := strconv.ParseInt(strings.Trim(strings.TrimPrefix(h, "W/"), `"`), 10, 64)
 	if err != nil || v < 0 || strings.Contains(h, ",") {
 		return nil, invalidf("If-Match must be one desired version, as the ETag gives it (\"3\"), not %q", h)
 	}
