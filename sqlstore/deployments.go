@@ -207,26 +207,27 @@ func (s *Store) AddDeploymentDevices(ctx context.Context, rows []steward.Deploym
 			return 0, invalid("deployment device %d: updated_at is required", i)
 		}
 	}
-	per := min(1000, s.d.MaxParams/deploymentDeviceNCols)
 	added := 0
+	if s.tx == nil {
+		for _, n := range updateSizes {
+			if err := s.prepare(ctx, addDevicesSQL(n)); err != nil {
+				return 0, s.fail(err, "add deployment devices: prepare")
+			}
+		}
+	}
 	err := s.InTx(ctx, func(tx steward.Store) error {
 		t := tx.(*Store)
-		for start := 0; start < len(rows); start += per {
-			batch := rows[start:min(start+per, len(rows))]
-			var b strings.Builder
-			b.WriteString(`INSERT INTO deployment_devices (` + deploymentDeviceCols + `) VALUES `)
+		for len(rows) > 0 {
+			size := chunkSize(len(rows))
+			batch := rows[:size]
+			rows = rows[size:]
 			args := make([]any, 0, len(batch)*deploymentDeviceNCols)
-			for i, r := range batch {
-				if i > 0 {
-					b.WriteString(", ")
-				}
-				b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+			for _, r := range batch {
 				args = append(args, r.TenantID, r.DeploymentID, r.DeviceID, r.Phase, r.Window, string(r.State), r.Reason,
 					r.Transient, r.Attempt, r.Progress, r.FromVersion, r.ToVersion, orNoTime(r.NotBefore),
 					orNoTime(r.Deadline), ts(r.UpdatedAt))
 			}
-			b.WriteString(` ON CONFLICT (deployment_id, device_id) DO NOTHING`)
-			res, err := t.exec(ctx, b.String(), args...)
+			res, err := t.execIn(ctx, t.tx, addDevicesSQL(size), args...)
 			if err != nil {
 				if s.d.IsForeignKeyViolation(err) {
 					return steward.WrapError(steward.CodeNotFound, err, "deployment %s not found", batch[0].DeploymentID)
@@ -323,6 +324,29 @@ const updateCols = 14 + maxFrom
 // updateSizes are the sizes of the update statements, largest first: a
 // batch goes in as few of them as it takes (1 is the last resort).
 var updateSizes = []int{256, 32, 4, 1}
+
+// chunkSize is the largest of updateSizes not over n (n > 0).
+func chunkSize(n int) int {
+	for _, size := range updateSizes {
+		if size <= n {
+			return size
+		}
+	}
+	return 1
+}
+
+// historyInsertSQL inserts n steps of device history.
+func historyInsertSQL(n int) string {
+	return `INSERT INTO deployment_device_events (tenant_id, deployment_id, device_id, attempt, state, reason, progress, at) VALUES ` +
+		strings.Repeat("(?, ?, ?, ?, ?, ?, ?, ?), ", n-1) + "(?, ?, ?, ?, ?, ?, ?, ?)"
+}
+
+// addDevicesSQL inserts n deployment devices, leaving those already in.
+func addDevicesSQL(n int) string {
+	const row = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+	return `INSERT INTO deployment_devices (` + deploymentDeviceCols + `) VALUES ` + strings.Repeat(row+", ", n-1) + row +
+		` ON CONFLICT (deployment_id, device_id) DO NOTHING`
+}
 
 // queryIn runs a query that writes in the Store's transaction, through its
 // prepared statement when prepare made one.
@@ -442,6 +466,9 @@ func (s *Store) UpdateDeploymentDevices(ctx context.Context, updates []steward.D
 			if err := s.prepare(ctx, updateDeploymentDevicesSQL(n)); err != nil {
 				return nil, s.fail(err, "update deployment devices: prepare")
 			}
+			if err := s.prepare(ctx, historyInsertSQL(n)); err != nil {
+				return nil, s.fail(err, "update deployment devices: prepare")
+			}
 		}
 	}
 	err := s.InTx(ctx, func(tx steward.Store) error {
@@ -453,13 +480,7 @@ func (s *Store) UpdateDeploymentDevices(ctx context.Context, updates []steward.D
 		var done []hist
 		for _, round := range rounds {
 			for len(round) > 0 {
-				size := updateSizes[len(updateSizes)-1]
-				for _, n := range updateSizes {
-					if n <= len(round) {
-						size = n
-						break
-					}
-				}
+				size := chunkSize(len(round))
 				chunk := round[:size]
 				round = round[size:]
 				byKey := make(map[key]int, len(chunk))
@@ -499,22 +520,16 @@ func (s *Store) UpdateDeploymentDevices(ctx context.Context, updates []steward.D
 				}
 			}
 		}
-		const histCols = 8
-		per := min(1000, s.d.MaxParams/histCols)
-		for start := 0; start < len(done); start += per {
-			batch := done[start:min(start+per, len(done))]
-			var b strings.Builder
-			b.WriteString(`INSERT INTO deployment_device_events (tenant_id, deployment_id, device_id, attempt, state, reason, progress, at) VALUES `)
-			args := make([]any, 0, len(batch)*histCols)
-			for k, h := range batch {
-				if k > 0 {
-					b.WriteString(", ")
-				}
-				b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?)")
+		for len(done) > 0 {
+			size := chunkSize(len(done))
+			batch := done[:size]
+			done = done[size:]
+			args := make([]any, 0, len(batch)*8)
+			for _, h := range batch {
 				u := updates[h.i]
 				args = append(args, u.TenantID, u.DeploymentID, u.DeviceID, h.attempt, string(u.State), u.Reason, u.Progress, ts(u.At))
 			}
-			if _, err := t.exec(ctx, b.String(), args...); err != nil {
+			if _, err := t.execIn(ctx, t.tx, historyInsertSQL(size), args...); err != nil {
 				return t.fail(err, "record deployment device history")
 			}
 		}
