@@ -35,6 +35,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/google/renameio/v2"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
@@ -60,6 +61,9 @@ type Config struct {
 	Clock  steward.Clock
 	Logger *slog.Logger
 }
+
+// metadataTimeout bounds one TUF metadata request (a few KiB).
+const metadataTimeout = time.Minute
 
 // Client fetches and verifies update targets. It implements agent.Fetcher.
 // Fetches are not meant to run concurrently (the agent runs one job at a
@@ -198,7 +202,13 @@ func (c *Client) Target(ctx context.Context, path string) (*metadata.TargetFiles
 	}
 	cfg.LocalMetadataDir = filepath.Join(c.cfg.Dir, "metadata")
 	cfg.LocalTargetsDir = filepath.Join(c.cfg.Dir, "targets")
-	if err := cfg.SetDefaultFetcherHTTPClient(c.cfg.HTTPClient); err != nil {
+	// go-tuf's fetcher takes no context: bound each metadata request
+	// instead, so a server that stops answering cannot hold the update.
+	mc := *c.cfg.HTTPClient
+	if mc.Timeout == 0 || mc.Timeout > metadataTimeout {
+		mc.Timeout = metadataTimeout
+	}
+	if err := cfg.SetDefaultFetcherHTTPClient(&mc); err != nil {
 		return nil, fmt.Errorf("tuf config: %w", err)
 	}
 	up, err := updater.New(cfg)
