@@ -26,6 +26,7 @@ type Service struct {
 	bus    steward.Bus
 	clock  steward.Clock
 	logger *slog.Logger
+	audit  TxAuditor // optional (audit.go)
 
 	mu      sync.Mutex
 	pending map[string]chan steward.CommandResult // command ID → waiter
@@ -79,7 +80,7 @@ func (s *Service) ApplyDeferred(ctx context.Context, tenantID, id string, fn fun
 					return fmt.Errorf("record lifecycle event: %w", err)
 				}
 			}
-			return nil
+			return s.auditTransitions(ctx, tx, events)
 		})
 		if steward.IsConflict(err) {
 			continue
@@ -252,6 +253,7 @@ func (s *Service) Revoke(ctx context.Context, tenantID, id, actor string) (stewa
 		return steward.Device{}, err
 	}
 	s.logger.Info("device credentials revoked", "tenant", tenantID, "device", id, "certificates", n, "actor", actor)
+	s.auditRevoke(ctx, tenantID, id, actor, n)
 	if err := s.bus.Control(ctx, steward.SessionControl{TenantID: tenantID, DeviceID: id, State: d.State, Close: true, Reason: "credentials revoked"}); err != nil {
 		s.logger.Warn("close revoked device session", "device", id, "err", err)
 	}

@@ -244,6 +244,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	s.Bus = inproc.New(log)
 	s.Fleet = lifecycle.New(s.Store, s.Bus, cfg.Clock, log)
+	s.Fleet.SetAuditor(s.Audit)
 	s.Prov = provisioning.New(provisioning.Config{
 		Store: s.Store, Authority: s.Authority, Bus: s.Bus, Lifecycle: s.Fleet,
 		ParseCSR: pki.ParseCSR, Clock: cfg.Clock, Logger: log,
