@@ -17,3 +17,12 @@ func (s *Server) approvalDecided(ctx context.Context, r steward.ApprovalRequest)
 		s.cfg.Logger.Warn("deployment approval not applied", "tenant", r.TenantID, "request", r.ID, "target", r.Target, "err", err)
 	}
 }
+
+// deploymentAuditor is the audit log as the deployment engine takes it:
+// nil (no records) rather than a nil *audit.Log.
+func (s *Server) deploymentAuditor() steward.Auditor {
+	if s.Audit == nil {
+		return nil
+	}
+	return s.Audit
+}
