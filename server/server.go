@@ -45,6 +45,7 @@ import (
 	"github.com/steward-iot/steward/retention"
 	"github.com/steward-iot/steward/sqlite"
 	"github.com/steward-iot/steward/telemetry"
+	"github.com/steward-iot/steward/tenants"
 	"github.com/steward-iot/steward/tufrepo"
 	"github.com/steward-iot/steward/twin"
 )
@@ -163,6 +164,10 @@ type Server struct {
 	// Approvals is the two-person rule; its sweep of expired requests
 	// runs on every node (expiring twice is harmless).
 	Approvals *approvals.Service
+	// Tenants suspends, resumes and deletes tenants.
+	Tenants *tenants.Service
+	// API is the management plane API (its routes are listed by Routes).
+	API *api.Server
 	// Credentials rotates and revokes device credentials and serves the
 	// CRLs; Decommission runs decommissionings and transfers, and purges
 	// the data kept after one when its retention ends.
@@ -267,6 +272,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	// Before the deployment engine, which rolls configuration out through it.
 	s.Twins = twin.New(twin.Config{Store: s.Store, Bus: s.Bus, Clock: cfg.Clock, Logger: log, Grace: cfg.TwinGrace, OnDrift: twin.Signals(s.Store, log),
 		Auditor: s.Audit})
+	s.Tenants = tenants.New(tenants.Config{Store: s.Store, Bus: s.Bus, Approvals: s.Approvals, Clock: cfg.Clock, Logger: log})
 	s.Deployments = deploy.New(deploy.Config{Store: s.Store, Bus: s.Bus, Clock: cfg.Clock, Logger: log, Artifacts: s.Store, Approvals: s.Approvals,
 		Configs: s.Twins, Auditor: s.deploymentAuditor()})
 	s.DeploymentStatus = deploy.NewIntake(deploy.IntakeConfig{Store: s.Store, Clock: cfg.Clock, Logger: log}, s.Bus)
@@ -327,7 +333,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if s.Audit != nil {
 		auditVerifier = s.Audit
 	}
-	var mgmt http.Handler = api.New(api.Config{
+	s.API = api.New(api.Config{
 		Auditor:   s.Audit,
 		Artifacts: s.Artifacts, TUF: s.TUF,
 		Credentials:    s.Credentials,
@@ -340,11 +346,13 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		Notifier:    s.Notifier,
 		Privacy:     s.Privacy,
 		Approvals:   s.Approvals,
+		Tenants:     s.Tenants,
 		Twins:       s.Twins,
 		Deployments: s.Deployments,
 		Operators:   cfg.Operators,
 		Compliance:  compliance.New(s.Store, auditVerifier, cfg.Clock, log),
 	})
+	var mgmt http.Handler = s.API
 	if s.Metrics != nil {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", s.Metrics.Handler())
