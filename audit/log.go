@@ -15,7 +15,10 @@ package audit
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -63,18 +66,26 @@ type Keys struct {
 }
 
 // LoadOrCreateKeys reads the cluster's audit signing key from the store,
-// or creates it on the first start: one key per cluster, sealed under the
-// master key. Two nodes starting at once agree on one (CreateSecret
-// refuses the second).
+// or creates it on the first start: one Ed25519 key per cluster, sealed
+// under the master key as the other server-held keys are (a JSON record
+// with the PKCS #8 key). Two nodes starting at once agree on one
+// (CreateSecret refuses the second).
 func LoadOrCreateKeys(ctx context.Context, store steward.Store, sealer Sealer) (Keys, error) {
 	sealed, err := store.GetSecret(ctx, secretName)
 	if steward.IsNotFound(err) {
-		skey, vkey, gerr := note.GenerateKey(rand.Reader, KeyName)
+		_, priv, gerr := ed25519.GenerateKey(rand.Reader)
 		if gerr != nil {
 			return Keys{}, fmt.Errorf("generate audit key: %w", gerr)
 		}
-		sealed, err = sealer.Seal(secretName, []byte(skey+"\n"+vkey))
-		if err != nil {
+		der, merr := x509.MarshalPKCS8PrivateKey(priv)
+		if merr != nil {
+			return Keys{}, fmt.Errorf("encode audit key: %w", merr)
+		}
+		rec, merr := json.Marshal(keyRecord{Key: der})
+		if merr != nil {
+			return Keys{}, fmt.Errorf("encode audit key: %w", merr)
+		}
+		if sealed, err = sealer.Seal(secretName, rec); err != nil {
 			return Keys{}, fmt.Errorf("seal audit key: %w", err)
 		}
 		err = store.CreateSecret(ctx, secretName, sealed)
@@ -89,10 +100,34 @@ func LoadOrCreateKeys(ctx context.Context, store steward.Store, sealer Sealer) (
 	if err != nil {
 		return Keys{}, fmt.Errorf("open audit key: %w", err)
 	}
-	skey, vkey, ok := strings.Cut(string(plain), "\n")
-	if !ok {
-		return Keys{}, steward.Errorf(steward.CodeInternal, "the stored audit key is malformed")
+	var rec keyRecord
+	if err := json.Unmarshal(plain, &rec); err != nil {
+		return Keys{}, steward.WrapError(steward.CodeInternal, err, "the stored audit key is malformed")
 	}
+	k, err := x509.ParsePKCS8PrivateKey(rec.Key)
+	priv, ok := k.(ed25519.PrivateKey)
+	if err != nil || !ok {
+		return Keys{}, steward.Errorf(steward.CodeInternal, "the stored audit key is not an Ed25519 key")
+	}
+	return KeysOf(priv)
+}
+
+// keyRecord is how the signing key is sealed, as pki seals its keys.
+type keyRecord struct {
+	Key []byte `json:"key"` // PKCS #8
+}
+
+// KeysOf returns the note signer and verifier of an Ed25519 key, named
+// KeyName.
+func KeysOf(priv ed25519.PrivateKey) (Keys, error) {
+	vkey, err := note.NewEd25519VerifierKey(KeyName, priv.Public().(ed25519.PublicKey))
+	if err != nil {
+		return Keys{}, fmt.Errorf("audit verifier key: %w", err)
+	}
+	// A note signer key is the verifier key's name and hash with the
+	// private seed: "PRIVATE+KEY+NAME+HASH+base64(1 || seed)".
+	parts := strings.Split(vkey, "+")
+	skey := "PRIVATE+KEY+" + parts[0] + "+" + parts[1] + "+" + base64.StdEncoding.EncodeToString(append([]byte{1}, priv.Seed()...))
 	return NewKeys(skey, vkey)
 }
 

@@ -3,6 +3,8 @@ package audit
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"path/filepath"
@@ -588,8 +590,33 @@ func TestKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if bytes.Contains(sealed, []byte("PRIVATE+KEY")) {
+	if bytes.Contains(sealed, []byte("PRIVATE+KEY")) || bytes.Contains(sealed, []byte(`"key"`)) {
 		t.Fatal("the audit signing key is stored in the clear")
+	}
+	// The key record is pki's: JSON with the PKCS #8 key, sealed.
+	plain, err := kr.Open(secretName, sealed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec keyRecord
+	if err := json.Unmarshal(plain, &rec); err != nil {
+		t.Fatal(err)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(rec.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := KeysOf(k.(ed25519.PrivateKey))
+	if err != nil || again.VerifierKey != a.VerifierKey {
+		t.Fatalf("keys of the stored key: %v %v", again.VerifierKey, err)
+	}
+	// Its signatures check with its verifier key.
+	msg, err := note.Sign(&note.Note{Text: "hello\n"}, a.Signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := note.Open(msg, note.VerifierList(a.Verifier)); err != nil {
+		t.Fatal(err)
 	}
 }
 
