@@ -1,0 +1,143 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/steward-iot/steward"
+	"github.com/steward-iot/steward/storetest"
+)
+
+// fleetPerSeries is how many samples each of the fleet's 100,000 series
+// holds before BenchmarkWriteSamplesFleet writes: 3,000,000 rows, a
+// samples table (and its time index) of several hundred MiB, far larger
+// than the writer's default page cache.
+const fleetPerSeries = 30
+
+// fleetTemplate is the seeded database, made once per test binary run and
+// copied for each benchmark, so that -count n does not seed n times.
+var fleetTemplate struct {
+	once sync.Once
+	dir  string
+	path string
+	took time.Duration
+	err  error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if fleetTemplate.dir != "" {
+		_ = os.RemoveAll(fleetTemplate.dir)
+	}
+	os.Exit(code)
+}
+
+// seededFleet returns the path of a copy of the seeded database in a
+// directory of the benchmark's.
+func seededFleet(b *testing.B) string {
+	b.Helper()
+	t := &fleetTemplate
+	t.once.Do(func() {
+		if t.dir, t.err = os.MkdirTemp("", "steward-fleet-"); t.err != nil {
+			return
+		}
+		t.path = filepath.Join(t.dir, "steward.db")
+		start := time.Now()
+		s, err := Open(context.Background(), t.path, nil)
+		if err != nil {
+			t.err = err
+			return
+		}
+		t.err = seedFleet(context.Background(), s.DB())
+		if err := s.Close(); t.err == nil {
+			t.err = err // closing checkpoints the WAL into the file
+		}
+		t.took = time.Since(start)
+		log.Printf("seeded %d samples in %s (once per run)", storetest.FleetDevices*storetest.FleetMetrics*fleetPerSeries, t.took.Round(time.Millisecond))
+	})
+	if t.err != nil {
+		b.Fatalf("seed the fleet's samples: %v", t.err)
+	}
+	path := filepath.Join(b.TempDir(), "steward.db")
+	if err := copyFile(t.path, path); err != nil {
+		b.Fatal(err)
+	}
+	return path
+}
+
+// seedFleet fills samples with fleetPerSeries samples of each of the
+// fleet's series, 10 s apart and ending before storetest.FleetStart, and
+// metric_latest with the last of each, in one INSERT … SELECT per table:
+// rows made by SQLite in key order, without a round trip each, take
+// seconds where the intake's batches would take minutes. Rows inserted in
+// key order fill their pages, where interleaved inserts leave them partly
+// empty, so the seeded table is somewhat smaller than one grown by the
+// intake.
+func seedFleet(ctx context.Context, db *sql.DB) error {
+	first := storetest.FleetStart.Add(-fleetPerSeries * 10 * time.Second).UnixMicro()
+	rows := fmt.Sprintf(`WITH RECURSIVE
+		d(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM d WHERE i < %d),
+		m(j) AS (SELECT 0 UNION ALL SELECT j + 1 FROM m WHERE j < %d),
+		k(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM k WHERE n < %d)
+		SELECT 'default', printf('d-%%020x', i * 7919), 'metric' || j, %d + n * 10000000, i + j + n
+		FROM d CROSS JOIN m CROSS JOIN k`, storetest.FleetDevices-1, storetest.FleetMetrics-1, fleetPerSeries-1, first)
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `INSERT INTO samples (tenant_id, device_id, metric, at, value) `+rows); err != nil {
+		return fmt.Errorf("seed samples: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO metric_latest (tenant_id, device_id, metric, at, value)
+		SELECT tenant_id, device_id, metric, MAX(at), value FROM samples GROUP BY 1, 2, 3`); err != nil {
+		return fmt.Errorf("seed latest samples: %w", err)
+	}
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM samples`).Scan(&n); err != nil {
+		return err
+	}
+	if want := storetest.FleetDevices * storetest.FleetMetrics * fleetPerSeries; n != want {
+		return fmt.Errorf("seeded %d samples, want %d", n, want)
+	}
+	return tx.Commit()
+}
+
+func copyFile(from, to string) error {
+	in, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.Create(to)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		_ = out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// BenchmarkWriteSamplesFleet measures the telemetry writer's transactions
+// into a samples table of 3,000,000 rows over 100,000 series (see
+// storetest.BenchmarkWriteSamplesFleet).
+func BenchmarkWriteSamplesFleet(b *testing.B) {
+	storetest.BenchmarkWriteSamplesFleet(b, func(b *testing.B) steward.Store {
+		s, err := Open(b.Context(), seededFleet(b), nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = s.Close() })
+		return s
+	})
+}
