@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"fmt"
 	"strings"
 	"time"
 
@@ -315,14 +314,19 @@ func (s *Store) CountDeploymentDevices(ctx context.Context, tenantID, deployment
 
 // maxFrom is how many states an update's condition may name: the
 // statement has that many placeholders, padded with empty strings, so that
-// its text, prepared once per batch, never changes.
+// its text, prepared once, never changes.
 const maxFrom = 12
 
-// updateCols is the parameters of one update in the statement below.
-const updateCols = 14 + maxFrom
+const updateDeploymentDeviceSQL = `UPDATE deployment_devices SET state = ?, reason = ?, transient = ?, progress = ?,
+	from_version = COALESCE(NULLIF(?, ''), from_version), to_version = COALESCE(NULLIF(?, ''), to_version),
+	attempt = attempt + ?, not_before = COALESCE(?, not_before), deadline = COALESCE(?, deadline), updated_at = ?
+	WHERE tenant_id = ? AND deployment_id = ? AND device_id = ? AND (? = 0 OR attempt = ?)
+	AND state IN (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	RETURNING attempt`
 
-// updateSizes are the sizes of the update statements, largest first: a
-// batch goes in as few of them as it takes (1 is the last resort).
+// updateSizes are the sizes of the multi-row INSERTs, largest first: a
+// batch goes in as few of them as it takes (1 is the last resort), each
+// size prepared once.
 var updateSizes = []int{256, 32, 4, 1}
 
 // chunkSize is the largest of updateSizes not over n (n > 0).
@@ -361,51 +365,9 @@ func (s *Store) queryIn(ctx context.Context, query string, args ...any) (*sql.Ro
 	return s.tx.StmtContext(ctx, st).QueryContext(ctx, args...)
 }
 
-// updateDeploymentDevicesSQL is the UPDATE of n devices at once, from a
-// VALUES list named v in a WITH clause (SQLite names no VALUES columns
-// otherwise). Every value is cast, so that PostgreSQL knows its type. The
-// RETURNING clause names only the updated table, as SQLite requires.
-func updateDeploymentDevicesSQL(n int) string {
-	row := "(CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS INTEGER), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BOOLEAN), " +
-		"CAST(? AS DOUBLE PRECISION), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS INTEGER), CAST(? AS TIMESTAMPTZ), CAST(? AS TIMESTAMPTZ), " +
-		"CAST(? AS TIMESTAMPTZ)" + strings.Repeat(", CAST(? AS TEXT)", maxFrom) + ")"
-	var b strings.Builder
-	b.WriteString(`WITH v (tenant_id, deployment_id, device_id, attempt, state, reason, transient, progress, prev, ver, inc, not_before, deadline, at`)
-	for i := range maxFrom {
-		fmt.Fprintf(&b, ", f%d", i)
-	}
-	b.WriteString(`) AS (VALUES `)
-	for i := range n {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString(row)
-	}
-	b.WriteString(`)
-	UPDATE deployment_devices SET state = v.state, reason = v.reason, transient = v.transient, progress = v.progress,
-		from_version = COALESCE(NULLIF(v.prev, ''), deployment_devices.from_version),
-		to_version = COALESCE(NULLIF(v.ver, ''), deployment_devices.to_version),
-		attempt = deployment_devices.attempt + v.inc,
-		not_before = COALESCE(v.not_before, deployment_devices.not_before),
-		deadline = COALESCE(v.deadline, deployment_devices.deadline), updated_at = v.at
-	FROM v
-	WHERE deployment_devices.tenant_id = v.tenant_id AND deployment_devices.deployment_id = v.deployment_id
-		AND deployment_devices.device_id = v.device_id AND (v.attempt = 0 OR deployment_devices.attempt = v.attempt)
-		AND deployment_devices.state IN (`)
-	for i := range maxFrom {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		fmt.Fprintf(&b, "v.f%d", i)
-	}
-	b.WriteString(`)
-	RETURNING deployment_devices.deployment_id, deployment_devices.device_id, deployment_devices.attempt`)
-	return b.String()
-}
-
-// UpdateDeploymentDevices implements steward.Store: set-based UPDATEs
-// (see updateDeploymentDevicesSQL) and multi-row INSERTs of the history,
-// in one transaction.
+// UpdateDeploymentDevices implements steward.Store: one prepared UPDATE …
+// RETURNING per update and multi-row INSERTs of the history, in one
+// transaction.
 func (s *Store) UpdateDeploymentDevices(ctx context.Context, updates []steward.DeploymentDeviceUpdate) ([]bool, error) {
 	froms := make([][]any, len(updates))
 	for i, u := range updates {
@@ -442,30 +404,17 @@ func (s *Store) UpdateDeploymentDevices(ctx context.Context, updates []steward.D
 	if len(updates) == 0 {
 		return applied, nil
 	}
-	// Updates of one device must apply in their order; those of distinct
-	// devices need not. So they go in rounds, the n-th update of each
-	// device in round n, and each round in set-based statements of up to
-	// updateChunk rows: one UPDATE … FROM a VALUES list, RETURNING what
-	// applied.
-	type key struct{ dep, dev string }
-	seen := map[key]int{}
-	var rounds [][]int
-	for i, u := range updates {
-		k := key{u.DeploymentID, u.DeviceID}
-		r := seen[k]
-		seen[k] = r + 1
-		if r == len(rounds) {
-			rounds = append(rounds, nil)
-		}
-		rounds[r] = append(rounds[r], i)
-	}
-	// Statements of a few fixed sizes, prepared once, so that SQLite does
-	// not parse a statement of hundreds of rows for every batch.
+	// One prepared UPDATE … RETURNING per update, by primary key, in the
+	// order given. (A set-based UPDATE … FROM a VALUES list was tried: on
+	// SQLite its plan scans the table for each batch, and at 100,000 rows
+	// it cost twice the CPU of this.)
 	if s.tx == nil {
-		for _, n := range updateSizes {
-			if err := s.prepare(ctx, updateDeploymentDevicesSQL(n)); err != nil {
+		for _, q := range []string{updateDeploymentDeviceSQL} {
+			if err := s.prepare(ctx, q); err != nil {
 				return nil, s.fail(err, "update deployment devices: prepare")
 			}
+		}
+		for _, n := range updateSizes {
 			if err := s.prepare(ctx, historyInsertSQL(n)); err != nil {
 				return nil, s.fail(err, "update deployment devices: prepare")
 			}
@@ -478,46 +427,35 @@ func (s *Store) UpdateDeploymentDevices(ctx context.Context, updates []steward.D
 			attempt int
 		}
 		var done []hist
-		for _, round := range rounds {
-			for len(round) > 0 {
-				size := chunkSize(len(round))
-				chunk := round[:size]
-				round = round[size:]
-				byKey := make(map[key]int, len(chunk))
-				args := make([]any, 0, len(chunk)*updateCols)
-				for _, i := range chunk {
-					u := updates[i]
-					byKey[key{u.DeploymentID, u.DeviceID}] = i
-					inc := 0
-					if u.NextAttempt {
-						inc = 1
-					}
-					args = append(args, u.TenantID, u.DeploymentID, u.DeviceID, u.Attempt, string(u.State), u.Reason, u.Transient,
-						u.Progress, u.PreviousVersion, u.Version, inc, nullTS(u.NotBefore), nullTS(u.Deadline), ts(u.At))
-					args = append(args, froms[i]...)
-				}
-				rows, err := t.queryIn(ctx, updateDeploymentDevicesSQL(len(chunk)), args...)
-				if err != nil {
-					return t.fail(err, "update deployment devices")
-				}
-				for rows.Next() {
-					var dep, dev string
-					var attempt int
-					if err := rows.Scan(&dep, &dev, &attempt); err != nil {
-						rows.Close()
-						return t.fail(err, "update deployment devices")
-					}
-					if i, ok := byKey[key{dep, dev}]; ok {
-						applied[i] = true
-						done = append(done, hist{i, attempt})
-					}
-				}
-				if err := rows.Close(); err != nil {
-					return t.fail(err, "update deployment devices")
-				}
-				if err := rows.Err(); err != nil {
-					return t.fail(err, "update deployment devices")
-				}
+		for i, u := range updates {
+			inc := 0
+			if u.NextAttempt {
+				inc = 1
+			}
+			args := []any{string(u.State), u.Reason, u.Transient, u.Progress, u.PreviousVersion, u.Version, inc,
+				nullTS(u.NotBefore), nullTS(u.Deadline), ts(u.At), u.TenantID, u.DeploymentID, u.DeviceID,
+				u.Attempt, u.Attempt}
+			rows, err := t.queryIn(ctx, updateDeploymentDeviceSQL, append(args, froms[i]...)...)
+			if err != nil {
+				return t.fail(err, "update deployment device %s", u.DeviceID)
+			}
+			var attempt int
+			ok := rows.Next()
+			if ok {
+				err = rows.Scan(&attempt)
+			}
+			if cerr := rows.Close(); err == nil {
+				err = cerr
+			}
+			if err == nil {
+				err = rows.Err()
+			}
+			if err != nil {
+				return t.fail(err, "update deployment device %s", u.DeviceID)
+			}
+			if ok {
+				applied[i] = true
+				done = append(done, hist{i, attempt})
 			}
 		}
 		for len(done) > 0 {
