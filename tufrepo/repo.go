@@ -24,6 +24,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -148,7 +149,15 @@ func (r *Repo) newServerKey(ctx context.Context, tenantID string) (*metadata.Key
 		return nil, err
 	}
 	name := KeySecretName(tenantID, id)
-	sealed, err := r.keys.Seal(name, priv.Seed())
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return nil, fmt.Errorf("encode tuf key: %w", err)
+	}
+	plain, err := json.Marshal(keyRecord{Key: der})
+	if err != nil {
+		return nil, err
+	}
+	sealed, err := r.keys.Seal(name, plain)
 	if err != nil {
 		return nil, err
 	}
@@ -156,6 +165,44 @@ func (r *Repo) newServerKey(ctx context.Context, tenantID string) (*metadata.Key
 		return nil, fmt.Errorf("store tuf key: %w", err)
 	}
 	return k, nil
+}
+
+// keyRecord is a server-held key as sealed in the store: the same form
+// as the PKI's keys (a JSON object whose "key" is PKCS #8 DER).
+type keyRecord struct {
+	Key []byte `json:"key"`
+}
+
+// openKey unseals a server-held key.
+func (r *Repo) openKey(name string, sealed []byte) (ed25519.PrivateKey, error) {
+	plain, err := r.keys.Open(name, sealed)
+	if err != nil {
+		return nil, err
+	}
+	var rec keyRecord
+	if err := json.Unmarshal(plain, &rec); err != nil {
+		return nil, steward.WrapError(steward.CodeInternal, err, "tuf key %s does not decode", name)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(rec.Key)
+	if err != nil {
+		return nil, steward.WrapError(steward.CodeInternal, err, "tuf key %s does not parse", name)
+	}
+	priv, ok := k.(ed25519.PrivateKey)
+	if !ok {
+		return nil, steward.Errorf(steward.CodeInternal, "tuf key %s is a %T, not Ed25519", name, k)
+	}
+	return priv, nil
+}
+
+// OpenKey unseals the server-held key stored under a secret name with the
+// master key: what an operator recovering a repository (or a test playing
+// a compromised server) does.
+func OpenKey(masterKey []byte, name string, sealed []byte) (ed25519.PrivateKey, error) {
+	kr, err := pki.NewKeyring(masterKey)
+	if err != nil {
+		return nil, err
+	}
+	return (&Repo{keys: kr}).openKey(name, sealed)
 }
 
 // signers returns signers for the keys of a role that the server holds.
@@ -170,11 +217,11 @@ func (r *Repo) signers(ctx context.Context, root *metadata.Metadata[metadata.Roo
 		if err != nil {
 			return nil, err
 		}
-		seed, err := r.keys.Open(name, sealed)
+		priv, err := r.openKey(name, sealed)
 		if err != nil {
 			return nil, err
 		}
-		s, err := signer(ed25519.NewKeyFromSeed(seed))
+		s, err := signer(priv)
 		if err != nil {
 			return nil, err
 		}

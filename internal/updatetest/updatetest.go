@@ -248,20 +248,16 @@ func (e *Env) BlobPath(sum string) string {
 func (e *Env) ServerKey(keyID string) ed25519.PrivateKey {
 	t := e.T
 	t.Helper()
-	kr, err := pki.NewKeyring(e.MasterKey)
-	if err != nil {
-		t.Fatal(err)
-	}
 	name := tufrepo.KeySecretName(Tenant, keyID)
 	sealed, err := e.Store.GetSecret(t.Context(), name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	seed, err := kr.Open(name, sealed)
+	k, err := tufrepo.OpenKey(e.MasterKey, name, sealed)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return ed25519.NewKeyFromSeed(seed)
+	return k
 }
 
 // Root returns the newest root metadata.
