@@ -54,6 +54,7 @@ type config struct {
 	store, cpuprofile   string
 	keep                bool
 	rawRuns             int
+	schema, to          string
 }
 
 func main() {
@@ -65,6 +66,8 @@ func main() {
 	flag.StringVar(&cfg.store, "store", "", "empty: SQLite in a temporary directory; or a postgres:// URL (a fresh schema is made and dropped)")
 	flag.StringVar(&cfg.cpuprofile, "cpuprofile", "", "write a CPU profile of the timed queries to this file")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the SQLite directory or the PostgreSQL schema")
+	flag.StringVar(&cfg.schema, "schema", "", "with -store: use this schema, seeded by an earlier run with -keep and the same -to, -devices, -days and -every (nothing is written or dropped)")
+	flag.StringVar(&cfg.to, "to", "", "end of the seeded range, RFC 3339 on a whole hour (default: the current hour)")
 	flag.IntVar(&cfg.rawRuns, "raw-runs", 1, "timed runs of each query before the samples are rolled up (raw samples only, as before day rollups); 0 for none")
 	timeout := flag.Duration("timeout", 30*time.Minute, "give up after this long")
 	flag.Parse()
@@ -100,9 +103,16 @@ func run(ctx context.Context, cfg config) error {
 	defer cleanup()
 
 	to := time.Now().UTC().Truncate(time.Hour)
+	if cfg.to != "" {
+		if to, err = time.Parse(time.RFC3339, cfg.to); err != nil || !to.Equal(to.Truncate(time.Hour)) {
+			return fmt.Errorf("-to %q: want RFC 3339 on a whole hour", cfg.to)
+		}
+		to = to.UTC()
+	}
+	fmt.Println("range ends", to.Format(time.RFC3339))
 	from := to.Add(-time.Duration(cfg.days) * 24 * time.Hour)
 	t := time.Now()
-	events, err := seed(ctx, s, cfg, from, perDevice)
+	events, err := seed(ctx, s, cfg, from, perDevice, cfg.schema != "")
 	if err != nil {
 		return err
 	}
@@ -278,12 +288,14 @@ func open(ctx context.Context, cfg config) (steward.Store, string, func(), error
 		return nil, "", nil, err
 	}
 	schema := fmt.Sprintf("bench_fleetstats_%d", time.Now().UnixNano())
-	if _, err := db.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
+	if cfg.schema != "" {
+		schema = cfg.schema
+	} else if _, err := db.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
 		_ = db.Close()
 		return nil, "", nil, fmt.Errorf("create schema: %w", err)
 	}
 	drop := func() {
-		if cfg.keep {
+		if cfg.keep || cfg.schema != "" {
 			fmt.Println("kept schema", schema)
 		} else if _, err := db.ExecContext(context.Background(), "DROP SCHEMA "+schema+" CASCADE"); err != nil {
 			fmt.Fprintln(os.Stderr, "fleetstats: drop schema:", err)
@@ -309,12 +321,16 @@ func open(ctx context.Context, cfg config) (steward.Store, string, func(), error
 // seed writes the devices, their samples (in batches, to bound memory) and
 // reboot events: on average one per device every ten days, three times as
 // many on the last firmware.
-func seed(ctx context.Context, s steward.Store, cfg config, from time.Time, perDevice int) (int, error) {
+func seed(ctx context.Context, s steward.Store, cfg config, from time.Time, perDevice int, dry bool) (int, error) {
 	t0 := from.Add(-time.Hour)
+	id := func(i int) string { return fmt.Sprintf("d-bench%013d", i) }
+	if dry {
+		// The schema is seeded: only count the events seeding would write.
+		return seedEvents(cfg, perDevice), nil
+	}
 	if err := s.CreateTenant(ctx, steward.Tenant{ID: tenant, Name: "Bench", CreatedAt: t0}); err != nil {
 		return 0, err
 	}
-	id := func(i int) string { return fmt.Sprintf("d-bench%013d", i) }
 	if err := s.InTx(ctx, func(tx steward.Store) error {
 		for i := range cfg.devices {
 			d := steward.Device{ID: id(i), TenantID: tenant, Model: "gw-100", Firmware: cohorts[i%len(cohorts)],
@@ -386,4 +402,25 @@ func seed(ctx context.Context, s steward.Store, cfg config, from time.Time, perD
 		evs = evs[n:]
 	}
 	return total, nil
+}
+
+// seedEvents counts the events seed writes, drawing the same random
+// numbers in the same order.
+func seedEvents(cfg config, perDevice int) int {
+	rng := rand.New(rand.NewPCG(1, 2))
+	total := 0
+	for i := range cfg.devices {
+		for range perDevice {
+			_ = rng.Float64()
+		}
+		n := rng.IntN(cfg.days/5 + 1)
+		if i%len(cohorts) == len(cohorts)-1 {
+			n *= 3
+		}
+		for range n {
+			_ = rng.Int64N(int64(time.Duration(cfg.days) * 24 * time.Hour))
+		}
+		total += n
+	}
+	return total
 }
