@@ -310,6 +310,10 @@ type TwinStore interface {
 	PutTwin(ctx context.Context, t Twin) (Twin, error)
 	// ListTwins returns the tenant's twins matching f, by device ID.
 	ListTwins(ctx context.Context, tenantID string, f TwinFilter) ([]Twin, error)
+	// DeleteTwin deletes a device's twin and its known-good versions, and
+	// reports whether there was a twin (a device that leaves the fleet
+	// keeps no desired configuration).
+	DeleteTwin(ctx context.Context, tenantID, deviceID string) (bool, error)
 	// MarkDrift flags every twin, of all tenants, out of sync since before
 	// now-grace and not yet flagged, and unflags the flagged ones back in
 	// sync; it returns each change once, even when two nodes run it at

@@ -382,11 +382,28 @@ func TestDecommissionEndToEnd(t *testing.T) {
 		t.Fatalf("refused requests left a trace: %+v %v", recs, err)
 	}
 
+	// The cloud keeps a desired configuration for the device, until it
+	// leaves.
+	if _, err := n.admin.PatchTwin(ctx, id, json.RawMessage(`{"interval": 30}`), nil); err != nil {
+		t.Fatal(err)
+	}
+
 	res, err := n.admin.Decommission(ctx, id, steward.DecommissionRequest{Reason: "end of life", Policy: steward.DataDelete})
 	if err != nil {
 		t.Fatal(err)
 	}
 	rec := res.Record
+	for _, s := range rec.Steps {
+		if s.Name == decommission.StepCloudAccess && !strings.Contains(s.Detail, "device twin deleted") {
+			t.Errorf("cloud access step: %s", s.Detail)
+		}
+	}
+	if _, err := n.admin.GetTwin(ctx, id); steward.ErrorCode(err) != steward.CodeNotFound {
+		t.Errorf("the twin of a decommissioned device: %v, want not found", err)
+	}
+	if _, err := n.admin.PatchTwin(ctx, id, json.RawMessage(`{"interval": 60}`), nil); steward.ErrorCode(err) != steward.CodeFailedPrecondition {
+		t.Errorf("configuring a decommissioned device: %v, want a failed precondition", err)
+	}
 	var names []string
 	for _, s := range rec.Steps {
 		names = append(names, s.Name)

@@ -252,7 +252,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.Fleet.SetAuditor(s.Audit)
 	s.Prov = provisioning.New(provisioning.Config{
 		Store: s.Store, Authority: s.Authority, Bus: s.Bus, Lifecycle: s.Fleet,
-		ParseCSR: pki.ParseCSR, Clock: cfg.Clock, Logger: log,
+		ParseCSR: pki.ParseCSR, Clock: cfg.Clock, Logger: log, Auditor: s.Audit,
 	})
 	s.Rollup = telemetry.NewRollup(telemetry.RollupConfig{Store: s.Store, Clock: cfg.Clock, Logger: log, Policy: cfg.Telemetry})
 	s.Retention = telemetry.NewRetention(telemetry.RetentionConfig{Store: s.Store, Clock: cfg.Clock, Logger: log, Policy: cfg.Telemetry})
@@ -267,12 +267,12 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := s.newArtifacts(key); err != nil {
 		return nil, err
 	}
-	s.Approvals = approvals.New(approvals.Config{Store: s.Store, Clock: cfg.Clock, Logger: log,
+	s.Approvals = approvals.New(approvals.Config{Store: s.Store, Clock: cfg.Clock, Logger: log, Auditor: s.Audit,
 		OnDecided: func(ctx context.Context, r steward.ApprovalRequest) { s.approvalDecided(ctx, r) }})
 	// Before the deployment engine, which rolls configuration out through it.
 	s.Twins = twin.New(twin.Config{Store: s.Store, Bus: s.Bus, Clock: cfg.Clock, Logger: log, Grace: cfg.TwinGrace, OnDrift: twin.Signals(s.Store, log),
 		Auditor: s.Audit})
-	s.Tenants = tenants.New(tenants.Config{Store: s.Store, Bus: s.Bus, Approvals: s.Approvals, Clock: cfg.Clock, Logger: log})
+	s.Tenants = tenants.New(tenants.Config{Store: s.Store, Bus: s.Bus, Approvals: s.Approvals, Clock: cfg.Clock, Logger: log, Auditor: s.Audit})
 	s.Deployments = deploy.New(deploy.Config{Store: s.Store, Bus: s.Bus, Clock: cfg.Clock, Logger: log, Artifacts: s.Store, Approvals: s.Approvals,
 		Configs: s.Twins, Auditor: s.deploymentAuditor()})
 	s.DeploymentStatus = deploy.NewIntake(deploy.IntakeConfig{Store: s.Store, Clock: cfg.Clock, Logger: log}, s.Bus)
@@ -280,7 +280,8 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.Credentials = credentials.New(credentials.Config{Store: s.Store, Authority: s.Authority, Fleet: s.Fleet, Bus: s.Bus, Approvals: s.Approvals,
 		Auditor: s.Audit, Clock: cfg.Clock, Logger: log})
 	s.Decommission = decommission.New(decommission.Config{Store: s.Store, Fleet: s.Fleet, Lifecycle: s.Fleet, Gate: s.Prov, Enroller: s.Prov,
-		Bus: s.Bus, Signer: s.Authority, Approvals: s.Approvals, Auditor: s.Audit, Clock: cfg.Clock, Logger: log})
+		Bus: s.Bus, Signer: s.Authority, Approvals: s.Approvals, Auditor: s.Audit, Clock: cfg.Clock, Logger: log,
+		Removers: []steward.DeviceAccessRemover{s.Twins}})
 
 	hosts := append([]string(nil), cfg.DeviceHosts...)
 	if _, err := s.Authority.ServerCertificate(ctx, hosts); err != nil {

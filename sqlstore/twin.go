@@ -224,6 +224,25 @@ func (s *Store) GetTwin(ctx context.Context, tenantID, deviceID string) (steward
 	return t, s.fail(err, "get twin of device %s", deviceID)
 }
 
+// DeleteTwin implements steward.Store, in one transaction.
+func (s *Store) DeleteTwin(ctx context.Context, tenantID, deviceID string) (bool, error) {
+	var deleted bool
+	err := s.InTx(ctx, func(tx steward.Store) error {
+		t := tx.(*Store)
+		if _, err := t.exec(ctx, `DELETE FROM twin_known_good WHERE tenant_id = ? AND device_id = ?`, tenantID, deviceID); err != nil {
+			return t.fail(err, "delete known-good versions of device %s", deviceID)
+		}
+		res, err := t.exec(ctx, `DELETE FROM twins WHERE tenant_id = ? AND device_id = ?`, tenantID, deviceID)
+		if err != nil {
+			return t.fail(err, "delete twin of device %s", deviceID)
+		}
+		n, err := res.RowsAffected()
+		deleted = n > 0
+		return t.fail(err, "delete twin of device %s", deviceID)
+	})
+	return deleted, err
+}
+
 // PutTwin implements steward.Store.
 func (s *Store) PutTwin(ctx context.Context, t steward.Twin) (steward.Twin, error) {
 	if err := t.Validate(); err != nil {

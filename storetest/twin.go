@@ -409,3 +409,38 @@ func testTwinKnownGood(t *testing.T, s steward.Store) {
 	wantCode(t, err, steward.CodeNotFound)
 	wantCode(t, s.RecordKnownGood(c, tenantB, "d-1", src("cv-1"), t0), steward.CodeNotFound)
 }
+
+// testDeleteTwin checks that a twin and its known-good versions go, once,
+// and only in their tenant.
+func testDeleteTwin(t *testing.T, s steward.Store) {
+	c := ctx(t)
+	setup(t, s)
+	must(t, s.CreateDevice(c, device(tenantA, "d-1")))
+	must(t, s.CreateDevice(c, device(tenantB, "d-1b")))
+	_, err := s.PutTwin(c, twinOf(tenantA, "d-1", `{"interval": 30}`))
+	must(t, err)
+	_, err = s.PutTwin(c, twinOf(tenantB, "d-1b", `{"interval": 30}`))
+	must(t, err)
+	must(t, s.RecordKnownGood(c, tenantA, "d-1", []steward.ConfigSource{{TemplateID: "ct-1", VersionID: "cv-1", Layer: steward.LayerBase}}, at(time.Minute)))
+	// Another tenant's ID deletes nothing.
+	if gone, err := s.DeleteTwin(c, tenantB, "d-1"); err != nil || gone {
+		t.Fatalf("delete across tenants: %v %v", gone, err)
+	}
+	if _, err := s.GetTwin(c, tenantA, "d-1"); err != nil {
+		t.Fatalf("the twin went with another tenant's delete: %v", err)
+	}
+	gone, err := s.DeleteTwin(c, tenantA, "d-1")
+	if err != nil || !gone {
+		t.Fatalf("delete: %v %v", gone, err)
+	}
+	_, err = s.GetTwin(c, tenantA, "d-1")
+	wantCode(t, err, steward.CodeNotFound)
+	_, err = s.PreviousGoodVersion(c, tenantA, "d-1", "ct-1", "")
+	wantCode(t, err, steward.CodeNotFound)
+	if gone, err := s.DeleteTwin(c, tenantA, "d-1"); err != nil || gone {
+		t.Fatalf("second delete: %v %v", gone, err)
+	}
+	if _, err := s.GetTwin(c, tenantB, "d-1b"); err != nil {
+		t.Fatalf("tenant B's twin: %v", err)
+	}
+}

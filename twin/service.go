@@ -350,6 +350,9 @@ func (s *Service) GetTwin(ctx context.Context, tenantID, deviceID string) (stewa
 	if err != nil {
 		return steward.Twin{}, err
 	}
+	if d.State == steward.StateDecommissioned {
+		return steward.Twin{}, steward.Errorf(steward.CodeNotFound, "device %s is decommissioned and has no twin", deviceID)
+	}
 	c, err := s.compose(ctx, d, nil, nil, nil)
 	if err != nil {
 		return steward.Twin{}, err
@@ -472,6 +475,9 @@ func (s *Service) changeDesired(ctx context.Context, tenantID, deviceID string, 
 	d, err := s.cfg.Store.GetDevice(ctx, tenantID, deviceID)
 	if err != nil {
 		return steward.Twin{}, err
+	}
+	if d.State == steward.StateDecommissioned {
+		return steward.Twin{}, steward.Errorf(steward.CodeFailedPrecondition, "device %s is decommissioned: it takes no configuration", deviceID)
 	}
 	for range maxRetries {
 		before, err := s.cfg.Store.GetTwin(ctx, tenantID, deviceID)
@@ -599,3 +605,26 @@ func (s *Service) Republish(ctx context.Context) (int, error) {
 	}
 	return n, nil
 }
+
+// RemoveDeviceAccess implements steward.DeviceAccessRemover: a device that
+// leaves the fleet keeps no desired configuration, so nothing republishes
+// one to it. The retained message itself is cleared by the caller.
+func (s *Service) RemoveDeviceAccess(ctx context.Context, tenantID, deviceID string) (string, error) {
+	before, err := s.cfg.Store.GetTwin(ctx, tenantID, deviceID)
+	if steward.IsNotFound(err) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	gone, err := s.cfg.Store.DeleteTwin(ctx, tenantID, deviceID)
+	if err != nil || !gone {
+		return "", err
+	}
+	if err := s.audit(ctx, tenantID, "system:decommission", "twin.delete", "device:"+deviceID, before, nil); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("device twin deleted (desired version %d)", before.DesiredVersion), nil
+}
+
+var _ steward.DeviceAccessRemover = (*Service)(nil)
