@@ -17,6 +17,9 @@
 // that fails the check ends with an error and no summary.
 //
 // With -metrics n each message carries n metrics (n samples); with
+// -readings r it carries r readings of them (n × r samples, a JSON array of
+// r objects with distinct timestamps), as a device sending what it
+// buffered does; with
 // -store a postgres:// URL the node stores into a fresh PostgreSQL schema,
 // dropped at the end. The acknowledgement latency of every message (from
 // its write to its PUBACK) is reported as p50 and p99. For a fleet:
@@ -78,6 +81,7 @@ var mosquittoConf string
 type config struct {
 	clients, inflight, messages int
 	metrics                     int
+	readings                    int // timestamps per message
 	targets                     []string
 	mosquittoAddr               string
 	mosquittoPID                int
@@ -89,13 +93,17 @@ type config struct {
 	store, storeURL string
 }
 
+// samples is how many samples one message carries.
+func (c config) samples() int { return c.metrics * c.readings }
+
 func main() {
 	node.RunChildIfAsked()
 	var cfg config
 	flag.IntVar(&cfg.clients, "clients", 50, "publishing devices (connections)")
 	flag.IntVar(&cfg.inflight, "inflight", 64, "unacknowledged QoS 1 messages per connection (Steward's receive maximum is 64)")
 	flag.IntVar(&cfg.messages, "messages", 400000, "QoS 1 messages in all, per target")
-	flag.IntVar(&cfg.metrics, "metrics", 1, "metrics per message (samples per message): cpu, m1, m2 …")
+	flag.IntVar(&cfg.metrics, "metrics", 1, "metrics per reading: cpu, m1, m2 …")
+	flag.IntVar(&cfg.readings, "readings", 1, "readings (timestamps) per message, as a device sending buffered samples: a JSON array of that many objects, each with every metric")
 	targets := flag.String("targets", "steward,mosquitto,mosquitto-tls", "comma-separated: steward, mosquitto (plain TCP, -mosquitto), mosquitto-tls (started by this command)")
 	flag.StringVar(&cfg.mosquittoAddr, "mosquitto", "127.0.0.1:1883", "the machine's Mosquitto (plain TCP)")
 	flag.IntVar(&cfg.mosquittoPID, "mosquitto-pid", 0, "its process ID, for its CPU time (default: from /run/mosquitto/mosquitto.pid)")
@@ -113,8 +121,9 @@ func main() {
 		}
 	}
 	// 19,000 clients: one process may open 20,000 files here.
-	if cfg.clients < 1 || cfg.clients > 19000 || cfg.inflight < 1 || cfg.inflight > 65535 || cfg.messages < cfg.clients || cfg.messages > 50_000_000 || cfg.metrics < 1 || cfg.metrics > 100 {
-		fmt.Fprintln(os.Stderr, "telemetry: want 1 ≤ clients ≤ 19000, 1 ≤ inflight ≤ 65535, clients ≤ messages ≤ 50,000,000, 1 ≤ metrics ≤ 100")
+	if cfg.clients < 1 || cfg.clients > 19000 || cfg.inflight < 1 || cfg.inflight > 65535 || cfg.messages < cfg.clients || cfg.messages > 50_000_000 || cfg.metrics < 1 || cfg.metrics > 100 ||
+		cfg.readings < 1 || cfg.metrics*cfg.readings > 1000 {
+		fmt.Fprintln(os.Stderr, "telemetry: want 1 ≤ clients ≤ 19000, 1 ≤ inflight ≤ 65535, clients ≤ messages ≤ 50,000,000, 1 ≤ metrics ≤ 100, 1 ≤ readings, metrics × readings ≤ 1000 (the samples a message may carry)")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -139,9 +148,9 @@ type result struct {
 
 func run(ctx context.Context, cfg config) error {
 	fmt.Println(machine.Describe())
-	fmt.Printf("command: telemetry -clients %d -inflight %d -messages %d -metrics %d -targets %s\n", cfg.clients, cfg.inflight, cfg.messages, cfg.metrics, strings.Join(cfg.targets, ","))
-	payload := mqttraw.TelemetryN(cfg.metrics)
-	fmt.Printf("payload: %d bytes, %d metrics, e.g. %s\n", len(payload), cfg.metrics, payload)
+	fmt.Printf("command: telemetry -clients %d -inflight %d -messages %d -metrics %d -readings %d -targets %s\n", cfg.clients, cfg.inflight, cfg.messages, cfg.metrics, cfg.readings, strings.Join(cfg.targets, ","))
+	payload := mqttraw.TelemetryReadings(cfg.metrics, cfg.readings)
+	fmt.Printf("payload: %d bytes, %d metrics × %d readings = %d samples, e.g. %s\n", len(payload), cfg.metrics, cfg.readings, cfg.samples(), payload)
 
 	if cfg.store != "" {
 		url, drop, err := pgSchema(ctx, cfg.store, cfg.keep)
@@ -200,9 +209,9 @@ func run(ctx context.Context, cfg config) error {
 		results = append(results, r)
 	}
 	fmt.Println()
-	fmt.Printf("summary (%d clients, %d in flight each, %d QoS 1 messages of %d metrics per target):\n", cfg.clients, cfg.inflight, cfg.messages, cfg.metrics)
+	fmt.Printf("summary (%d clients, %d in flight each, %d QoS 1 messages of %d metrics × %d readings per target):\n", cfg.clients, cfg.inflight, cfg.messages, cfg.metrics, cfg.readings)
 	for _, r := range results {
-		fmt.Printf("  %-14s %8.0f msg/s = %8.0f samples/s, ack p50 %s p99 %s  server %.2f cores, load generator %.2f cores, others %.2f  %s\n", r.target, r.rate, r.rate*float64(cfg.metrics), r.p50, r.p99,
+		fmt.Printf("  %-14s %8.0f msg/s = %8.0f samples/s, ack p50 %s p99 %s  server %.2f cores, load generator %.2f cores, others %.2f  %s\n", r.target, r.rate, r.rate*float64(cfg.samples()), r.p50, r.p99,
 			r.split.Server.Seconds()/r.split.Wall.Seconds(), r.split.Client.Seconds()/r.split.Wall.Seconds(),
 			max(r.split.MachineBusy-r.split.Server-r.split.Client, 0).Seconds()/r.split.Wall.Seconds(), r.note)
 	}
@@ -257,7 +266,7 @@ func publishAll(ctx context.Context, cfg config, conns []*mqttraw.Conn, ts int64
 	start := time.Now()
 	var wg sync.WaitGroup
 	for i, cn := range conns {
-		cn.Payload, cn.RecordLatency, cn.Latencies = mqttraw.TelemetryN(cfg.metrics), true, nil
+		cn.Payload, cn.Readings, cn.RecordLatency, cn.Latencies = mqttraw.TelemetryReadings(cfg.metrics, cfg.readings), cfg.readings, true, nil
 		wg.Go(func() {
 			topic := steward.Topic(cn.ClientID, steward.ChannelTelemetry)
 			acked[i], errs[i] = cn.Publish(ctx, topic, share(cfg.messages, len(conns), i), cfg.inflight, ts, &total)
@@ -359,7 +368,7 @@ func runSteward(ctx context.Context, cfg config, f *fleet.Fleet, devices []fleet
 		}
 	}
 	perClient := share(cfg.messages, len(conns), 0)
-	ts := firstTS(perClient)
+	ts := firstTS(perClient * cfg.readings)
 	acked, elapsed, split, pubErr := publishAll(ctx, cfg, conns, ts, f.Node.StartMeter)
 	if cfg.cpuprofile != "" {
 		if err := f.Node.StopCPUProfile(ctx); err != nil {
@@ -371,7 +380,7 @@ func runSteward(ctx context.Context, cfg config, f *fleet.Fleet, devices []fleet
 	rate := float64(total) / elapsed.Seconds()
 	p50, p99 := latencies(conns)
 	fmt.Printf("steward: %d of %d messages acknowledged in %s: %.0f msg/s, %.0f samples/s; acknowledgement p50 %s, p99 %s\n",
-		total, cfg.messages, elapsed.Round(time.Millisecond), rate, rate*float64(cfg.metrics), p50, p99)
+		total, cfg.messages, elapsed.Round(time.Millisecond), rate, rate*float64(cfg.samples()), p50, p99)
 	fmt.Println(split)
 	fmt.Println(split.PerOp(total, "message"))
 	// Check even after an error: what was acknowledged must be stored.
@@ -432,7 +441,7 @@ func waitActive(ctx context.Context, f *fleet.Fleet, n int) error {
 // messages (timestamps ts … ts+acked[i]-1) must all be rows of samples,
 // and its latest value (REST API) the last of them.
 func verifyStored(ctx context.Context, cfg config, f *fleet.Fleet, conns []*mqttraw.Conn, acked []int, ts int64) error {
-	metrics := cfg.metrics
+	metrics, readings := cfg.metrics, int64(cfg.readings)
 	// Times are stored as Unix microseconds in SQLite, timestamptz in PostgreSQL.
 	count := `SELECT count(*) FROM samples WHERE tenant_id = ? AND device_id = ? AND at BETWEEN ? AND ?`
 	at := func(ms int64) any { return ms * 1000 }
@@ -456,13 +465,16 @@ func verifyStored(ctx context.Context, cfg config, f *fleet.Fleet, conns []*mqtt
 		}
 		var n int
 		// Times are stored as Unix microseconds.
-		// Every metric of every acknowledged message: acked[i] × metrics rows.
-		err := db.QueryRowContext(ctx, count, f.Group.TenantID, c.ClientID, at(ts), at(ts+int64(acked[i])-1)).Scan(&n)
+		// Every metric of every reading of every acknowledged message:
+		// acked[i] × metrics × readings rows, message k's readings at
+		// ts+k×readings … ts+k×readings+readings-1.
+		last := ts + int64(acked[i])*readings - 1
+		err := db.QueryRowContext(ctx, count, f.Group.TenantID, c.ClientID, at(ts), at(last)).Scan(&n)
 		if err != nil {
 			return fmt.Errorf("count samples of %s: %w", c.ClientID, err)
 		}
 		stored += n
-		missing += acked[i]*metrics - n
+		missing += acked[i]*cfg.samples() - n
 		// The REST API allows an admin token 50 requests/s: with many
 		// devices, the latest values of 200 of them spread over the fleet.
 		if stride := max(len(conns)/200, 1); i%stride != 0 {
@@ -473,7 +485,7 @@ func verifyStored(ctx context.Context, cfg config, f *fleet.Fleet, conns []*mqtt
 		if err != nil {
 			return fmt.Errorf("latest telemetry of %s: %w", c.ClientID, err)
 		}
-		want := time.UnixMilli(ts + int64(acked[i]) - 1)
+		want := time.UnixMilli(last)
 		cpu := slices.IndexFunc(latest, func(s steward.Sample) bool { return s.Metric == "cpu" })
 		if len(latest) != metrics || cpu < 0 || latest[cpu].Value != 0.31 || !latest[cpu].At.Equal(want) {
 			return fmt.Errorf("latest telemetry of %s: %+v, want %d metrics, cpu=0.31 at %s", c.ClientID, latest, metrics, want.UTC().Format(time.RFC3339Nano))
@@ -483,8 +495,8 @@ func verifyStored(ctx context.Context, cfg config, f *fleet.Fleet, conns []*mqtt
 	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM samples`).Scan(&rows); err != nil {
 		return err
 	}
-	fmt.Printf("check: %d acknowledged messages × %d metrics, %d of those samples found in the samples table (%d rows in all), latest values (REST) right for %d of %d devices\n",
-		sum(acked), metrics, stored, rows, latestChecked, len(conns))
+	fmt.Printf("check: %d acknowledged messages × %d metrics × %d readings, %d of those samples found in the samples table (%d rows in all), latest values (REST) right for %d of %d devices\n",
+		sum(acked), metrics, readings, stored, rows, latestChecked, len(conns))
 	if missing != 0 {
 		return fmt.Errorf("%d samples of acknowledged messages are not in the store", missing)
 	}

@@ -21,6 +21,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -33,8 +34,11 @@ type Conn struct {
 	nextID   uint16
 
 	// Payload is what Publish sends (default Telemetry); it must begin
-	// with {"ts": and a 13-digit timestamp, as Telemetry and TelemetryN do.
+	// with {"ts": and a 13-digit timestamp, as Telemetry and TelemetryN do,
+	// or be an array of Readings such objects, as TelemetryReadings makes.
 	Payload string
+	// Readings is how many timestamped objects Payload holds (default 1).
+	Readings int
 	// Latencies, when RecordLatency is set, receives each acknowledged
 	// message's time from its write into the send buffer to its PUBACK.
 	Latencies     []time.Duration
@@ -221,14 +225,26 @@ func TelemetryN(n int) string {
 	return string(append(b, "}}"...))
 }
 
+// TelemetryReadings is TelemetryN(n) for each of r times, in one JSON
+// array: a device sending r buffered readings at once.
+func TelemetryReadings(n, r int) string {
+	one := TelemetryN(n)
+	if r <= 1 {
+		return one
+	}
+	return "[" + strings.Repeat(one+",", r-1) + one + "]"
+}
+
 // Publish sends n QoS 1 PUBLISH packets of Telemetry to topic, the k-th
-// (from 0) with ts = firstTS+k, keeping at most inflight unacknowledged.
+// (from 0) with ts = firstTS+k (with Readings r > 1, its i-th reading
+// firstTS+k×r+i), keeping at most inflight unacknowledged.
 // Every PUBACK must name the packet IDs in the order they were sent (the
 // broker acknowledges in order). acked counts PUBACKs as they arrive; the
 // return is the number acknowledged and the first error. It stops at
 // ctx's end. Setup calls (Subscribe, PublishWait) must not run alongside.
 func (c *Conn) Publish(ctx context.Context, topic string, n, inflight int, firstTS int64, acked *atomic.Int64) (int, error) {
-	if firstTS < 1e12 || firstTS+int64(n) >= 1e13 {
+	readings := max(c.Readings, 1)
+	if firstTS < 1e12 || firstTS+int64(n*readings) >= 1e13 {
 		return 0, errors.New("timestamps must have 13 digits")
 	}
 	payload := c.Payload
@@ -238,7 +254,19 @@ func (c *Conn) Publish(ctx context.Context, topic string, n, inflight int, first
 	pk := publishPacket(topic, []byte(payload), 0)
 	payloadAt := len(pk) - len(payload)
 	idAt := payloadAt - 2
-	tsAt := payloadAt + len(`{"ts":`)
+	// Where each reading's timestamp goes.
+	var tsAt []int
+	for i := 0; ; {
+		j := strings.Index(payload[i:], `{"ts":`)
+		if j < 0 {
+			break
+		}
+		tsAt = append(tsAt, payloadAt+i+j+len(`{"ts":`))
+		i += j + 1
+	}
+	if len(tsAt) != readings {
+		return 0, fmt.Errorf("payload has %d timestamps, want %d (Readings)", len(tsAt), readings)
+	}
 
 	tokens := make(chan struct{}, inflight)
 	readErr := make(chan error, 1)
@@ -306,7 +334,9 @@ send:
 			}
 		}
 		binary.BigEndian.PutUint16(pk[idAt:], c.packetID())
-		copy(pk[tsAt:tsAt+tsDigits], strconv.AppendInt(digits[:0], firstTS+int64(k), 10))
+		for i, at := range tsAt {
+			copy(pk[at:at+tsDigits], strconv.AppendInt(digits[:0], firstTS+int64(k*readings+i), 10))
+		}
 		if sent != nil {
 			sent[k%inflight].Store(int64(time.Since(base)))
 		}
