@@ -35,6 +35,10 @@ type Config struct {
 	ParseCSR func(der []byte) (*x509.CertificateRequest, error)
 	Clock    steward.Clock
 	Logger   *slog.Logger
+
+	// Auditor, when set, records enrollments and security incidents in
+	// the audit log (audit.go).
+	Auditor lifecycle.TxAuditor
 }
 
 // Service implements steward.Enroller, steward.DeviceGate and
@@ -328,7 +332,10 @@ func (s *Service) enrollNew(ctx context.Context, g steward.EnrollmentGroup, fact
 		if err := tx.AddLifecycleEvent(ctx, ev); err != nil {
 			return err
 		}
-		return tx.AddCertificate(ctx, certRecord(g.TenantID, d.ID, cert, now))
+		if err := tx.AddCertificate(ctx, certRecord(g.TenantID, d.ID, cert, now)); err != nil {
+			return err
+		}
+		return s.auditEnroll(ctx, tx, d, g, cert)
 	})
 	if err != nil {
 		return nil, err
@@ -535,6 +542,7 @@ func (s *Service) security(ctx context.Context, e steward.SecurityEvent) {
 	if err := s.cfg.Store.AddSecurityEvent(ctx, e); err != nil {
 		s.log.Error("record security event", "kind", e.Kind, "err", err)
 	}
+	s.auditSecurity(ctx, e)
 }
 
 // ---- validation before activation ----

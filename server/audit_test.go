@@ -16,6 +16,7 @@ import (
 	"github.com/steward-iot/steward/audit"
 	"github.com/steward-iot/steward/client"
 	"github.com/steward-iot/steward/internal/pgtest"
+	"github.com/steward-iot/steward/internal/testpki"
 )
 
 // TestAuditTamper runs a node, acts through its API, then edits, deletes
@@ -246,4 +247,64 @@ func checkReport(t *testing.T, what string, rep audit.Report, firstBad int64, sa
 		t.Fatalf("%s: no problem says %q: %q", what, says, rep.Problems)
 	}
 	t.Logf("%s: %s", what, rep.Problems[0])
+}
+
+// TestAuditSystemActions: what devices and services do, not only what the
+// API is asked, lands in the audit log: an enrollment, a suspected clone,
+// a quarantine and its release with the states before and after.
+func TestAuditSystemActions(t *testing.T) {
+	t.Parallel()
+	n := startNode(t)
+	ctx := t.Context()
+	mfr := testpki.NewCA(t, "Acme Devices")
+	n.registerGroup(t, n.admin, "gateways", mfr, nil)
+	factory := mfr.Factory(t, "SN-AUDIT-1")
+	_, csr := newCSR(t)
+	cert, err := n.est(&factory).SimpleEnroll(ctx, csr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := cert.Subject.CommonName
+	_, otherCSR := newCSR(t)
+	if _, err := n.est(&factory).SimpleEnroll(ctx, otherCSR); err == nil {
+		t.Fatal("a clone enrolled")
+	}
+	if _, err := n.admin.Quarantine(ctx, id, "audit test"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.admin.Release(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	recs, _, err := n.admin.SearchAudit(ctx, client.AuditQuery{Target: "device:" + id, Asc: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var actions []string
+	for _, r := range recs {
+		actions = append(actions, r.Actor+" "+r.Action+" "+r.Outcome)
+	}
+	want := []string{
+		"device:" + id + " device.enroll success",
+		"device:" + id + " security.suspected_clone denied",
+		// Registered in the service's transaction, then the API's record
+		// of the request once it is answered.
+		"token:", "token:", "token:", "token:",
+	}
+	if len(actions) != len(want) {
+		t.Fatalf("records of the device: %q", actions)
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(actions[i], w) {
+			t.Fatalf("record %d is %q, want %q… (all: %q)", i, actions[i], w, actions)
+		}
+	}
+	for _, a := range []string{"device.quarantine success", "POST /api/v1/devices/{id}/quarantine success", "device.release success", "POST /api/v1/devices/{id}/release success"} {
+		if !strings.Contains(strings.Join(actions, "\n"), a) {
+			t.Fatalf("no %q record: %q", a, actions)
+		}
+	}
+	rep, err := n.admin.VerifyAudit(ctx, false)
+	if err != nil || !rep.OK {
+		t.Fatalf("verify: %+v %v", rep, err)
+	}
 }
