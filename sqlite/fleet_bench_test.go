@@ -130,14 +130,26 @@ func copyFile(from, to string) error {
 
 // BenchmarkWriteSamplesFleet measures the telemetry writer's transactions
 // into a samples table of 3,000,000 rows over 100,000 series (see
-// storetest.BenchmarkWriteSamplesFleet).
+// storetest.BenchmarkWriteSamplesFleet), with the page cache of before
+// (64 MiB), the default (256 MiB), and the default with a memory map.
 func BenchmarkWriteSamplesFleet(b *testing.B) {
-	storetest.BenchmarkWriteSamplesFleet(b, func(b *testing.B) steward.Store {
-		s, err := Open(b.Context(), seededFleet(b), nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { _ = s.Close() })
-		return s
-	})
+	for _, o := range []struct {
+		name string
+		opts Options
+	}{
+		{"cache=64MiB", Options{CacheSize: 64 << 20}},
+		{"cache=256MiB", Options{}},
+		{"cache=256MiB,mmap=1GiB", Options{MmapSize: 1 << 30}},
+	} {
+		b.Run(o.name, func(b *testing.B) {
+			storetest.BenchmarkWriteSamplesFleet(b, func(b *testing.B) steward.Store {
+				s, err := OpenWith(b.Context(), seededFleet(b), o.opts, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { _ = s.Close() })
+				return s
+			})
+		})
+	}
 }

@@ -76,18 +76,57 @@ func code(err error) int {
 const common = "_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)&_time_integer_format=unix_micro"
 
 // writer is the write connection's own settings: transactions that take
-// the write lock at BEGIN (see Open), and, for the telemetry hot path, a
-// page cache (64 MiB) that holds the tail page of every busy series, and a
-// WAL checkpointed every 10,000 pages (about 40 MiB) rather than every
-// 1,000: a batch of samples dirties one index page per series, and the
-// next batches dirty the same pages again, so a rarer checkpoint copies
-// each of them once for many commits (measured: about a quarter more rows/s
-// in BenchmarkWriteSamples/spread). The WAL file is cut back to 64 MiB
-// after a checkpoint.
-const writer = "_pragma=journal_mode(WAL)&_txlock=immediate&_pragma=cache_size(-65536)&_pragma=wal_autocheckpoint(10000)&_pragma=journal_size_limit(67108864)"
+// the write lock at BEGIN (see Open), and a WAL checkpointed every 10,000
+// pages (about 40 MiB) rather than every 1,000: a batch of samples dirties
+// one index page per series, and the next batches dirty the same pages
+// again, so a rarer checkpoint copies each of them once for many commits
+// (measured: about a quarter more rows/s in BenchmarkWriteSamples/spread).
+// The WAL file is cut back to 64 MiB after a checkpoint. Its page cache is
+// Options.CacheSize.
+const writer = "_pragma=journal_mode(WAL)&_txlock=immediate&_pragma=wal_autocheckpoint(10000)&_pragma=journal_size_limit(67108864)"
+
+// DefaultCacheSize is the write connection's page cache (Options.CacheSize):
+// 256 MiB. With 10,000 devices × 10 metrics the telemetry writer touches
+// a different leaf of samples for each device; with SQLite's 64 MiB of
+// before, half the pages a batch touched had to be read again
+// (BenchmarkWriteSamplesFleet: 1.01 reads per sample with 64 MiB, 0.53
+// with 256 MiB, the rest being the WAL checkpoint's; see
+// docs/benchmarks.md). SQLite allocates the cache as pages are used, so a
+// small database uses little of it.
+const DefaultCacheSize = 256 << 20
+
+// Options tunes the SQLite store; the zero value is the defaults.
+type Options struct {
+	// CacheSize is the most memory, in bytes, the write connection's page
+	// cache uses (default DefaultCacheSize). Read connections keep
+	// SQLite's own 2 MiB each.
+	CacheSize int64
+	// MmapSize, when positive, is how many bytes of the database file
+	// every connection reads through a memory map instead of read system
+	// calls (default none: it did not change the writer's cost in
+	// BenchmarkWriteSamplesFleet once the cache holds its pages, and an
+	// I/O error on a mapped page is a signal that kills the process
+	// rather than an error).
+	MmapSize int64
+}
+
+// pragmas returns the DSN parameters of o for the writer (all) or a
+// reader (the memory map only).
+func (o Options) pragmas(writer bool) string {
+	p := fmt.Sprintf("&_pragma=mmap_size(%d)", max(o.MmapSize, 0))
+	if writer {
+		cache := o.CacheSize
+		if cache <= 0 {
+			cache = DefaultCacheSize
+		}
+		p += fmt.Sprintf("&_pragma=cache_size(%d)", -max(cache/1024, 1)) // negative: KiB
+	}
+	return p
+}
 
 // Open opens (creating it if need be) the SQLite database at path, brings
-// its schema up to date and returns the store. The directory must exist.
+// its schema up to date and returns the store, with the default Options.
+// The directory must exist.
 //
 // SQLite has one writer at a time, so the store gets two pools. Writes and
 // transactions go through a pool of exactly one connection whose
@@ -98,6 +137,11 @@ const writer = "_pragma=journal_mode(WAL)&_txlock=immediate&_pragma=cache_size(-
 // path's prepared statements. Plain reads go through a pool of read-only
 // connections, which WAL lets run alongside the writer.
 func Open(ctx context.Context, path string, logger *slog.Logger) (*sqlstore.Store, error) {
+	return OpenWith(ctx, path, Options{}, logger)
+}
+
+// OpenWith is Open with Options.
+func OpenWith(ctx context.Context, path string, opts Options, logger *slog.Logger) (*sqlstore.Store, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -105,7 +149,7 @@ func Open(ctx context.Context, path string, logger *slog.Logger) (*sqlstore.Stor
 		return nil, errors.New("sqlite: empty database path")
 	}
 	d := Dialect()
-	wdb, err := openWriter(ctx, path)
+	wdb, err := openWriterWith(ctx, path, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -114,7 +158,7 @@ func Open(ctx context.Context, path string, logger *slog.Logger) (*sqlstore.Stor
 		return nil, fmt.Errorf("sqlite: %s: %w", path, err)
 	}
 
-	rdb, err := sql.Open("sqlite", uri(path)+"?"+common+"&_query_only=1")
+	rdb, err := sql.Open("sqlite", uri(path)+"?"+common+"&_query_only=1"+opts.pragmas(false))
 	if err != nil {
 		_ = wdb.Close()
 		return nil, fmt.Errorf("sqlite: open %s for reading: %w", path, err)
@@ -135,9 +179,15 @@ func Open(ctx context.Context, path string, logger *slog.Logger) (*sqlstore.Stor
 // it) names the file.
 func uri(path string) string { return "file:" + (&url.URL{Path: path}).EscapedPath() }
 
-// openWriter opens the pool of one connection that takes every write.
+// openWriter opens the pool of one connection that takes every write,
+// with the default Options.
 func openWriter(ctx context.Context, path string) (*sql.DB, error) {
-	wdb, err := sql.Open("sqlite", uri(path)+"?"+common+"&"+writer)
+	return openWriterWith(ctx, path, Options{})
+}
+
+// openWriterWith opens the pool of one connection that takes every write.
+func openWriterWith(ctx context.Context, path string, opts Options) (*sql.DB, error) {
+	wdb, err := sql.Open("sqlite", uri(path)+"?"+common+"&"+writer+opts.pragmas(true))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
