@@ -91,9 +91,19 @@ func (u *updater) offer(payload []byte) {
 	}
 }
 
+// Preparer is a Fetcher that sets itself up once the device is enrolled
+// (the TUF client takes its tenant's trusted root then), so that the
+// first update does not wait for it.
+type Preparer interface {
+	Prepare(ctx context.Context) error
+}
+
 // run finishes a trial left by the last start, then takes jobs.
 func (u *updater) run(ctx context.Context) {
 	u.rec = u.load()
+	if p, ok := u.a.cfg.Fetcher.(Preparer); ok {
+		go u.prepare(ctx, p)
+	}
 	u.boot(ctx)
 	var cancel context.CancelFunc = func() {}
 	done := make(chan struct{})
@@ -138,6 +148,26 @@ func (u *updater) run(ctx context.Context) {
 				continue
 			}
 			cancel, done = u.start(ctx, job, nil)
+		}
+	}
+}
+
+// prepare runs the fetcher's setup, retrying with backoff until it
+// succeeds or ctx ends; a job that comes first sets it up itself.
+func (u *updater) prepare(ctx context.Context, p Preparer) {
+	b := u.a.newBackoff()
+	for {
+		err := p.Prepare(ctx)
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		u.a.log.Warn("update fetcher not ready; retrying", "err", err)
+		t := time.NewTimer(b.next())
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
 		}
 	}
 }

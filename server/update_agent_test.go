@@ -26,6 +26,7 @@ import (
 type updatingAgent struct {
 	a     *agent.Agent
 	slots *abslots.Slots
+	dir   string
 }
 
 func (n *node) runUpdatingAgent(t *testing.T, factory tls.Certificate, healthy bool) *updatingAgent {
@@ -39,7 +40,7 @@ func (n *node) runUpdatingAgent(t *testing.T, factory tls.Certificate, healthy b
 	if !healthy {
 		health = func(context.Context) error { return errors.New("the service did not come up") }
 	}
-	u := &updatingAgent{slots: slots}
+	u := &updatingAgent{slots: slots, dir: dir}
 	restarts := make(chan struct{}, 4)
 	start := func() (*agent.Agent, context.CancelFunc, chan struct{}) {
 		fetcher := &tufclient.AgentFetcher{BaseURL: n.DeviceURL(), Dir: filepath.Join(dir, "tuf")}
@@ -112,6 +113,12 @@ func TestUpdateWithRealAgents(t *testing.T) {
 	}
 	for _, d := range devs {
 		n.waitState(t, d.a, steward.StateActive)
+		// Enrolled, the agent takes its tenant's TUF root at once, before
+		// any update asks for it.
+		eventually(t, "the trusted TUF root", func() bool {
+			_, err := os.Stat(filepath.Join(d.dir, "tuf", "metadata", "root.json"))
+			return err == nil
+		})
 	}
 	dep, err := n.admin.CreateDeployment(ctx, client.DeploymentRequest{Name: "fw 1.5.0", DeploymentSpec: steward.DeploymentSpec{
 		Target: steward.DeploymentTarget{Kind: steward.KindArtifact, ArtifactID: art.ID, Name: art.Name, Version: art.Version,

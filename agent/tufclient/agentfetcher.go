@@ -35,6 +35,15 @@ func (f *AgentFetcher) Fetch(ctx context.Context, t agent.UpdateTarget, progress
 	return c.Fetch(ctx, t, progress)
 }
 
+// Prepare implements agent.Preparer: the agent calls it once it is
+// enrolled, and the client takes the tenant's trusted root then.
+func (f *AgentFetcher) Prepare(ctx context.Context) error {
+	_, err := f.client(ctx)
+	return err
+}
+
+var _ agent.Preparer = (*AgentFetcher)(nil)
+
 func (f *AgentFetcher) client(ctx context.Context) (*Client, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
