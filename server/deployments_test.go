@@ -119,12 +119,17 @@ func TestDeploymentOverMQTT(t *testing.T) {
 	n.registerGroup(t, n.admin, "gateways", mfr, nil)
 	var devs []*updateDevice
 	for i := range 5 {
-		fail := ""
-		if i == 3 {
-			fail = "disk full"
-		}
-		devs = append(devs, n.updateDevice(t, mfr, fmt.Sprintf("SN-DEP-%d", i), fail))
+		devs = append(devs, n.updateDevice(t, mfr, fmt.Sprintf("SN-DEP-%d", i), ""))
 	}
+	// The device with the greatest ID fails its install: the canary is the
+	// first by ID, and a failed canary would (rightly) pause the deployment.
+	worst := devs[0]
+	for _, d := range devs {
+		if d.id > worst.id {
+			worst = d
+		}
+	}
+	worst.fail = "disk full"
 	eventually(t, "5 active devices", func() bool {
 		ds, err := n.admin.AllDevices(ctx, "state = active")
 		return err == nil && len(ds) == 5
@@ -144,10 +149,20 @@ func TestDeploymentOverMQTT(t *testing.T) {
 	if dep.State != steward.DeploymentScheduled {
 		t.Fatalf("created %+v", dep.Deployment)
 	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			d, err := n.admin.GetDeployment(ctx, dep.ID)
+			rows, _, _ := n.admin.ListDeploymentDevices(ctx, dep.ID, steward.DeploymentDeviceFilter{Phase: -1, Limit: 100})
+			t.Logf("deployment %+v %v\nprogress %+v\ndevices %+v", d.Deployment, err, d.Progress, rows)
+		}
+	})
 	// The late device is told like the others; its job waits, retained,
 	// until it subscribes.
 	eventually(t, "the late device's job", func() bool {
 		r, err := n.admin.GetDeploymentDevice(ctx, dep.ID, late.id)
+		if err == nil && r.State != steward.UpdatePending && r.State != steward.UpdateNotified {
+			t.Fatalf("late device %+v", r)
+		}
 		return err == nil && r.State == steward.UpdateNotified
 	})
 	// A malformed status is refused and changes nothing.
