@@ -136,10 +136,14 @@ func BenchmarkWriteSamplesFleet(b *testing.B) {
 	for _, o := range []struct {
 		name string
 		opts Options
+		// noCheckpoint turns the WAL's automatic checkpoint off, to show
+		// what the checkpoints, which run in the writer's commits, cost.
+		noCheckpoint bool
 	}{
-		{"cache=64MiB", Options{CacheSize: 64 << 20}},
-		{"cache=256MiB", Options{}},
-		{"cache=256MiB,mmap=1GiB", Options{MmapSize: 1 << 30}},
+		{"cache=64MiB", Options{CacheSize: 64 << 20}, false},
+		{"cache=256MiB", Options{}, false},
+		{"cache=256MiB,mmap=1GiB", Options{MmapSize: 1 << 30}, false},
+		{"cache=256MiB,no-checkpoint", Options{}, true},
 	} {
 		b.Run(o.name, func(b *testing.B) {
 			storetest.BenchmarkWriteSamplesFleet(b, func(b *testing.B) steward.Store {
@@ -148,6 +152,11 @@ func BenchmarkWriteSamplesFleet(b *testing.B) {
 					b.Fatal(err)
 				}
 				b.Cleanup(func() { _ = s.Close() })
+				if o.noCheckpoint {
+					if _, err := s.DB().ExecContext(b.Context(), "PRAGMA wal_autocheckpoint = 0"); err != nil {
+						b.Fatal(err)
+					}
+				}
 				return s
 			})
 		})
