@@ -230,6 +230,7 @@ type Store interface {
 	TenantStore     // suspending and deleting tenants (tenantadmin.go)
 	TenantStore     // suspending and deleting tenants (tenantadmin.go)
 	TenantStore     // suspending and deleting tenants (tenantadmin.go)
+	TenantStore     // suspending and deleting tenants (tenantadmin.go)
 	AuditStore      // the tamper-evident audit log (auditlog.go)
 	TwinStore       // configuration templates, versions and device twins (twin.go)
 	ArtifactStore   // artifacts, download grants, uploads, TUF metadata (artifact.go)

@@ -46,8 +46,9 @@ type Resolver interface {
 // Config is what the service is built from.
 type Config struct {
 	Store Store
-	// Resolver finds an approver's rights for Decide; nil looks up API
-	// tokens in the store ("token:ID" with a built-in role).
+	// Resolver finds an approver's rights for Decide; nil reads users,
+	// account tokens and custom roles (OperatorResolver) when the store
+	// has them, else API tokens (TokenResolver).
 	Resolver Resolver
 	// Auditor, when set, records every policy change, request and
 	// decision.
@@ -83,7 +84,11 @@ func New(cfg Config) *Service {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	if s.resolver == nil {
-		s.resolver = TokenResolver{Store: cfg.Store}
+		if os, ok := cfg.Store.(OperatorStore); ok {
+			s.resolver = OperatorResolver{Store: os, Clock: s.clock}
+		} else {
+			s.resolver = TokenResolver{Store: cfg.Store}
+		}
 	}
 	return s
 }

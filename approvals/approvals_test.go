@@ -411,3 +411,33 @@ func TestConcurrentApprovals(t *testing.T) {
 		t.Fatalf("two approvals at once: %+v, %v", got, err)
 	}
 }
+
+func TestOperatorApprovers(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	now := e.clock.Now()
+	if err := e.store.CreateCustomRole(ctx, steward.CustomRole{TenantID: tenantA, Name: "change-board",
+		Permissions: []steward.Permission{steward.PermApprovalsDecide, steward.PermApprovalsRead}, CreatedAt: now, UpdatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []steward.User{
+		{ID: "u-board", TenantID: tenantA, Email: "board@example.com", Name: "Board", Role: "change-board", CreatedAt: now, UpdatedAt: now},
+		{ID: "u-viewer", TenantID: tenantA, Email: "viewer@example.com", Name: "Viewer", Role: steward.RoleViewer, CreatedAt: now, UpdatedAt: now},
+		{ID: "u-gone", TenantID: tenantA, Email: "gone@example.com", Name: "Gone", Role: steward.RoleApprover, Disabled: true, CreatedAt: now, UpdatedAt: now},
+	} {
+		if err := e.store.CreateUser(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.policy(t, steward.ApprovalPolicy{Name: "decommission", Action: "device.decommission", Approvals: 1})
+	r := e.request(t, "device.decommission", nil)
+	for _, who := range []string{"user:u-viewer", "user:u-gone", "user:u-none"} {
+		_, err := e.svc.Decide(ctx, tenantA, r.ID, steward.Decision{Approver: who, Approve: true})
+		wantCode(t, err, steward.CodePermissionDenied)
+	}
+	got, err := e.svc.Decide(ctx, tenantA, r.ID, steward.Decision{Approver: "user:u-board", Approve: true})
+	if err != nil || got.State != steward.ApprovalApproved {
+		t.Fatalf("a user with a custom role holding approvals:decide: %+v, %v", got, err)
+	}
+}

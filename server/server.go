@@ -274,6 +274,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		Auditor: s.Audit})
 	s.Tenants = tenants.New(tenants.Config{Store: s.Store, Bus: s.Bus, Approvals: s.Approvals, Clock: cfg.Clock, Logger: log, Auditor: s.Audit})
 	s.Tenants = tenants.New(tenants.Config{Store: s.Store, Bus: s.Bus, Approvals: s.Approvals, Clock: cfg.Clock, Logger: log, Auditor: s.Audit})
+	s.Tenants = tenants.New(tenants.Config{Store: s.Store, Bus: s.Bus, Approvals: s.Approvals, Clock: cfg.Clock, Logger: log, Auditor: s.Audit})
 	s.Deployments = deploy.New(deploy.Config{Store: s.Store, Bus: s.Bus, Clock: cfg.Clock, Logger: log, Artifacts: s.Store, Approvals: s.Approvals,
 		Configs: s.Twins, Auditor: s.deploymentAuditor()})
 	s.DeploymentStatus = deploy.NewIntake(deploy.IntakeConfig{Store: s.Store, Clock: cfg.Clock, Logger: log}, s.Bus)
