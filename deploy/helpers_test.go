@@ -54,8 +54,9 @@ type env struct {
 	engine *Engine
 	audit  *auditLog
 
-	mu   sync.Mutex
-	jobs map[string][]steward.UpdateJob // device → jobs, in order
+	mu      sync.Mutex
+	jobs    map[string][]steward.UpdateJob // device → jobs, in order
+	cleared map[string]int                 // device → retained jobs cleared
 }
 
 // auditLog keeps the audit records.
@@ -123,13 +124,19 @@ func backends(t *testing.T) map[string]func(t *testing.T) steward.Store {
 func newEnvOn(t testing.TB, s steward.Store, devices int, edit ...func(*Config)) *env {
 	t.Helper()
 	must(t, s.CreateTenant(t.Context(), steward.Tenant{ID: tenant, Name: "Acme", CreatedAt: t0}))
-	e := &env{t: t, store: s, clock: &testClock{t: t0}, bus: inproc.New(nil), audit: &auditLog{}, jobs: map[string][]steward.UpdateJob{}}
+	e := &env{t: t, store: s, clock: &testClock{t: t0}, bus: inproc.New(nil), audit: &auditLog{}, jobs: map[string][]steward.UpdateJob{}, cleared: map[string]int{}}
 	e.bus.HandleSend(func(_ context.Context, m steward.OutboundMessage) error {
 		if m.Channel != steward.ChannelUpdateJob {
 			return nil // the twin's desired state, in the configuration tests
 		}
 		if !m.Retain || m.QoS != 1 {
 			t.Errorf("job sent with retain=%v qos=%d", m.Retain, m.QoS)
+		}
+		if len(m.Payload) == 0 { // the retained job cleared
+			e.mu.Lock()
+			e.cleared[m.DeviceID]++
+			e.mu.Unlock()
+			return nil
 		}
 		var j steward.UpdateJob
 		if err := json.Unmarshal(m.Payload, &j); err != nil {

@@ -273,8 +273,6 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.Twins = twin.New(twin.Config{Store: s.Store, Bus: s.Bus, Clock: cfg.Clock, Logger: log, Grace: cfg.TwinGrace, OnDrift: twin.Signals(s.Store, log),
 		Auditor: s.Audit})
 	s.Tenants = tenants.New(tenants.Config{Store: s.Store, Bus: s.Bus, Approvals: s.Approvals, Clock: cfg.Clock, Logger: log, Auditor: s.Audit})
-	s.Tenants = tenants.New(tenants.Config{Store: s.Store, Bus: s.Bus, Approvals: s.Approvals, Clock: cfg.Clock, Logger: log, Auditor: s.Audit})
-	s.Tenants = tenants.New(tenants.Config{Store: s.Store, Bus: s.Bus, Approvals: s.Approvals, Clock: cfg.Clock, Logger: log, Auditor: s.Audit})
 	s.Deployments = deploy.New(deploy.Config{Store: s.Store, Bus: s.Bus, Clock: cfg.Clock, Logger: log, Artifacts: s.Store, Approvals: s.Approvals,
 		Configs: s.Twins, Auditor: s.deploymentAuditor()})
 	s.DeploymentStatus = deploy.NewIntake(deploy.IntakeConfig{Store: s.Store, Clock: cfg.Clock, Logger: log}, s.Bus)
@@ -283,7 +281,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		Auditor: s.Audit, Clock: cfg.Clock, Logger: log})
 	s.Decommission = decommission.New(decommission.Config{Store: s.Store, Fleet: s.Fleet, Lifecycle: s.Fleet, Gate: s.Prov, Enroller: s.Prov,
 		Bus: s.Bus, Signer: s.Authority, Approvals: s.Approvals, Auditor: s.Audit, Clock: cfg.Clock, Logger: log,
-		Removers: []steward.DeviceAccessRemover{s.Twins}})
+		Removers: []steward.DeviceAccessRemover{s.Twins, s.Deployments}})
 
 	hosts := append([]string(nil), cfg.DeviceHosts...)
 	if _, err := s.Authority.ServerCertificate(ctx, hosts); err != nil {

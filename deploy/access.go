@@ -1,0 +1,51 @@
+package deploy
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/steward-iot/steward"
+)
+
+// RemoveDeviceAccess implements steward.DeviceAccessRemover: a device that
+// leaves the fleet is skipped ("decommissioned") in every deployment not
+// yet finished with it, and its retained job is cleared, so that nothing
+// is sent to it again and no deployment waits for it.
+func (e *Engine) RemoveDeviceAccess(ctx context.Context, tenantID, deviceID string) (string, error) {
+	now := e.clock.Now()
+	unfinished := []steward.UpdateState{steward.UpdatePending, steward.UpdateNotified, steward.UpdateDownloading, steward.UpdateDownloaded,
+		steward.UpdateInstalling, steward.UpdateRebooting, steward.UpdateVerifying}
+	stopped := 0
+	for _, st := range []steward.DeploymentState{steward.DeploymentDraft, steward.DeploymentAwaitingApproval, steward.DeploymentScheduled,
+		steward.DeploymentRunning, steward.DeploymentPaused} {
+		deps, err := e.cfg.Store.ListDeployments(ctx, tenantID, steward.DeploymentFilter{State: st, Limit: 1000})
+		if err != nil {
+			return "", fmt.Errorf("list %s deployments: %w", st, err)
+		}
+		for _, d := range deps {
+			r, err := e.cfg.Store.GetDeploymentDevice(ctx, tenantID, d.ID, deviceID)
+			if steward.IsNotFound(err) || (err == nil && r.State.Final()) {
+				continue
+			}
+			if err != nil {
+				return "", fmt.Errorf("device %s in deployment %s: %w", deviceID, d.ID, err)
+			}
+			ok, err := e.cfg.Store.UpdateDeploymentDevices(ctx, []steward.DeploymentDeviceUpdate{{TenantID: tenantID, DeploymentID: d.ID,
+				DeviceID: deviceID, From: unfinished, State: steward.UpdateSkipped, Reason: "decommissioned", At: now}})
+			if err != nil {
+				return "", fmt.Errorf("skip device %s in deployment %s: %w", deviceID, d.ID, err)
+			}
+			if len(ok) == 1 && ok[0] {
+				stopped++
+			}
+		}
+	}
+	// An empty retained message clears the device's job (docs/protocol.md).
+	if err := e.cfg.Bus.Send(ctx, steward.OutboundMessage{TenantID: tenantID, DeviceID: deviceID, Channel: steward.ChannelUpdateJob,
+		Payload: []byte{}, QoS: 1, Retain: true}); err != nil {
+		return "", fmt.Errorf("clear the retained update job: %w", err)
+	}
+	return fmt.Sprintf("skipped in %d unfinished deployment(s); retained update job cleared", stopped), nil
+}
+
+var _ steward.DeviceAccessRemover = (*Engine)(nil)

@@ -1,0 +1,56 @@
+package deploy
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/steward-iot/steward"
+)
+
+// TestRemoveDeviceAccess: a decommissioned device is skipped in the
+// deployments still running for it, its retained job is cleared, and the
+// other devices and finished rows are left alone.
+func TestRemoveDeviceAccess(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 4)
+	d := e.create(steward.DeploymentSpec{Phases: []steward.Phase{{Name: "all", Percent: 100}}})
+	e.tick(d.ID) // start
+	e.tick(d.ID) // tell the devices
+	told := e.devices(d.ID, steward.UpdateNotified)
+	if len(told) != 4 {
+		t.Fatalf("%d devices told, want 4", len(told))
+	}
+	e.finish(d.ID, "", dev(1)) // dev 1 is done with it
+
+	what, err := e.engine.RemoveDeviceAccess(t.Context(), tenant, dev(0))
+	must(t, err)
+	if !strings.Contains(what, "skipped in 1 unfinished deployment") {
+		t.Fatalf("said %q", what)
+	}
+	r, err := e.store.GetDeploymentDevice(t.Context(), tenant, d.ID, dev(0))
+	must(t, err)
+	if r.State != steward.UpdateSkipped || r.Reason != "decommissioned" {
+		t.Fatalf("decommissioned device: %+v", r)
+	}
+	e.mu.Lock()
+	cleared := e.cleared[dev(0)]
+	e.mu.Unlock()
+	if cleared != 1 {
+		t.Fatalf("retained job cleared %d times, want 1", cleared)
+	}
+	// A device that finished keeps its row; the others are untouched.
+	what, err = e.engine.RemoveDeviceAccess(t.Context(), tenant, dev(1))
+	must(t, err)
+	if !strings.Contains(what, "skipped in 0 unfinished") {
+		t.Fatalf("finished device: %q", what)
+	}
+	if r, _ := e.store.GetDeploymentDevice(t.Context(), tenant, d.ID, dev(1)); r.State != steward.UpdateSucceeded {
+		t.Fatalf("finished device's row changed: %+v", r)
+	}
+	e.wantCounts(d.ID, map[steward.UpdateState]int{steward.UpdateSkipped: 1, steward.UpdateSucceeded: 1, steward.UpdateNotified: 2})
+	// Another tenant's ID changes nothing of this tenant.
+	if _, err := e.engine.RemoveDeviceAccess(t.Context(), "other", dev(2)); err != nil {
+		t.Fatal(err)
+	}
+	e.wantCounts(d.ID, map[steward.UpdateState]int{steward.UpdateSkipped: 1, steward.UpdateSucceeded: 1, steward.UpdateNotified: 2})
+}
