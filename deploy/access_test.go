@@ -54,3 +54,32 @@ func TestRemoveDeviceAccess(t *testing.T) {
 	}
 	e.wantCounts(d.ID, map[steward.UpdateState]int{steward.UpdateSkipped: 1, steward.UpdateSucceeded: 1, steward.UpdateNotified: 2})
 }
+
+// TestTargetFromArtifact: a target that names an artifact gets its name,
+// version, hash, length and TUF path from it; one that disagrees with the
+// artifact, or names none that exists, is refused and nothing is stored.
+func TestTargetFromArtifact(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 1)
+	d := e.create(steward.DeploymentSpec{Phases: []steward.Phase{{Name: "all", Percent: 100}}})
+	if tg := d.Target; tg.Name != "gw-firmware" || tg.Version != "1.5.0" || tg.Length != 4096 || tg.TUFPath != "gw-firmware/1.5.0" || tg.SHA256 != strings.Repeat("ab", 32) {
+		t.Fatalf("target %+v", tg)
+	}
+	for _, bad := range []steward.DeploymentTarget{
+		{Kind: steward.KindArtifact, ArtifactID: "a-none"},
+		{Kind: steward.KindArtifact, ArtifactID: "a-1", SHA256: strings.Repeat("cd", 32)},
+		{Kind: steward.KindArtifact, ArtifactID: "a-1", Version: "1.6.0"},
+		{Kind: steward.KindArtifact, ArtifactID: "a-1", Length: 1},
+	} {
+		_, err := e.engine.Create(t.Context(), tenant, "user:alice", CreateRequest{Name: "bad", DeploymentSpec: steward.DeploymentSpec{
+			Target: bad, Phases: []steward.Phase{{Name: "all", Percent: 100}}}})
+		if steward.ErrorCode(err) != steward.CodeInvalid {
+			t.Errorf("%+v: %v, want invalid", bad, err)
+		}
+	}
+	all, err := e.store.ListDeployments(t.Context(), tenant, steward.DeploymentFilter{})
+	must(t, err)
+	if len(all) != 1 {
+		t.Fatalf("%d deployments stored, want only the good one", len(all))
+	}
+}

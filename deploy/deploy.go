@@ -171,6 +171,9 @@ func (e *Engine) Create(ctx context.Context, tenantID, actor string, req CreateR
 	now := e.clock.Now()
 	d := steward.Deployment{ID: newID("dp-"), TenantID: tenantID, Name: req.Name, Description: req.Description,
 		DeploymentSpec: req.DeploymentSpec, CreatedBy: actor, CreatedAt: now, UpdatedAt: now, State: steward.DeploymentDraft}
+	if err := e.resolveArtifact(ctx, tenantID, &d.Target); err != nil {
+		return d, err
+	}
 	if err := d.Validate(); err != nil {
 		return d, err
 	}
@@ -198,6 +201,46 @@ func (e *Engine) Create(ctx context.Context, tenantID, actor string, req CreateR
 	}
 	d.Version = 1
 	return d, nil
+}
+
+// resolveArtifact fills an artifact target from the artifact it names, so
+// that the job carries exactly what was uploaded and signed; a field given
+// that disagrees with the artifact is refused.
+func (e *Engine) resolveArtifact(ctx context.Context, tenantID string, t *steward.DeploymentTarget) error {
+	if t.Kind != steward.KindArtifact || t.ArtifactID == "" {
+		return nil
+	}
+	a, err := e.cfg.Store.GetArtifact(ctx, tenantID, t.ArtifactID)
+	if steward.IsNotFound(err) {
+		return steward.Errorf(steward.CodeInvalid, "artifact %s not found", t.ArtifactID)
+	}
+	if err != nil {
+		return fmt.Errorf("artifact %s: %w", t.ArtifactID, err)
+	}
+	for _, f := range []struct {
+		name      string
+		got, want string
+		set       func()
+	}{
+		{"name", t.Name, a.Name, func() { t.Name = a.Name }},
+		{"version", t.Version, a.Version, func() { t.Version = a.Version }},
+		{"sha256", t.SHA256, a.SHA256, func() { t.SHA256 = a.SHA256 }},
+		{"tuf_path", t.TUFPath, a.TargetPath(), func() { t.TUFPath = a.TargetPath() }},
+	} {
+		switch {
+		case f.got == "":
+			f.set()
+		case f.got != f.want:
+			return steward.Errorf(steward.CodeInvalid, "target %s %q is not artifact %s's (%q)", f.name, f.got, a.ID, f.want)
+		}
+	}
+	switch {
+	case t.Length == 0:
+		t.Length = a.Size
+	case t.Length != a.Size:
+		return steward.Errorf(steward.CodeInvalid, "target length %d is not artifact %s's (%d)", t.Length, a.ID, a.Size)
+	}
+	return nil
 }
 
 // submit decides whether d needs an approval and moves it on: to awaiting

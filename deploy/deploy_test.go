@@ -43,7 +43,7 @@ func TestPhasesAdvance(t *testing.T) {
 	for i := range 20 {
 		jobs := e.jobsOf(dev(i))
 		if len(jobs) != 1 || jobs[0].Action != steward.JobInstall || jobs[0].Attempt != 1 || jobs[0].Target.Version != "1.5.0" ||
-			jobs[0].Target.TUFPath != "gw-firmware/1.5.0/fw.bin" || jobs[0].DeploymentID != d.ID || !jobs[0].Deadline.Equal(jobs[0].SentAt.Add(steward.DefaultDeviceTimeout)) {
+			jobs[0].Target.TUFPath != "gw-firmware/1.5.0" || jobs[0].Target.Length != 4096 || jobs[0].Target.SHA256 != strings.Repeat("ab", 32) || jobs[0].DeploymentID != d.ID || !jobs[0].Deadline.Equal(jobs[0].SentAt.Add(steward.DefaultDeviceTimeout)) {
 			t.Fatalf("%s got jobs %+v", dev(i), jobs)
 		}
 	}

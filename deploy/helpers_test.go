@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -150,6 +151,8 @@ func newEnvOn(t testing.TB, s steward.Store, devices int, edit ...func(*Config))
 	for i := range devices {
 		e.addDevice(dev(i), "berlin", map[string]string{"ring": "b"})
 	}
+	must(t, s.CreateArtifact(t.Context(), steward.Artifact{ID: "a-1", TenantID: tenant, Name: "gw-firmware", Version: "1.5.0",
+		Type: steward.ArtifactFirmware, SHA256: strings.Repeat("ab", 32), Size: 4096, CreatedBy: "user:alice", CreatedAt: t0}))
 	cfg := Config{Store: s, Bus: e.bus, Clock: e.clock, Auditor: e.audit, Node: "node-1", JoinInterval: time.Minute}
 	for _, f := range edit {
 		f(&cfg)
@@ -178,8 +181,8 @@ func must(t testing.TB, err error) {
 func (e *env) create(spec steward.DeploymentSpec) steward.Deployment {
 	e.t.Helper()
 	if spec.Target.Kind == "" {
-		spec.Target = steward.DeploymentTarget{Kind: steward.KindArtifact, ArtifactID: "a-1", Name: "gw-firmware", Version: "1.5.0",
-			TUFPath: "gw-firmware/1.5.0/fw.bin"}
+		// The rest of the target comes from the artifact.
+		spec.Target = steward.DeploymentTarget{Kind: steward.KindArtifact, ArtifactID: "a-1"}
 	}
 	d, err := e.engine.Create(e.t.Context(), tenant, "user:alice", CreateRequest{Name: "fw 1.5.0", DeploymentSpec: spec})
 	must(e.t, err)

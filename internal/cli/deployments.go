@@ -32,7 +32,7 @@ func (e *env) deploymentsCommand() *cobra.Command {
 	g := group("deployments", "Roll out artifacts and configuration versions in phases", "deployment", "deploy")
 	var df deploymentFlags
 	create := &cobra.Command{
-		Use:   "create NAME --target NAME@VERSION [flags] | create NAME --file SPEC.json",
+		Use:   "create NAME --artifact ID [flags] | create NAME --target NAME@VERSION [flags] | create NAME --file SPEC.json",
 		Short: "Create a deployment",
 		Long: `A deployment carries an artifact (or a configuration version, --kind config)
 to the devices its --query matches, in phases: a canary (--canary N or P%),
@@ -45,7 +45,7 @@ worse than those not updated yet. Past --failure-threshold (once
 rolls back. --window CRON;DURATION;ZONE[;SELECTOR] lets devices install only
 inside a maintenance window. See docs/deployments.md. --file takes the whole
 spec as JSON (the body of POST /api/v1/deployments; "-" is stdin).`,
-		Example: `  steward deployments create fw-1.5.0 --target gw-firmware@1.5.0 --artifact a-7f3 --query 'model = "gw-100"' \
+		Example: `  steward deployments create fw-1.5.0 --artifact a-7f3 --query 'model = "gw-100"' \
       --canary 5 --waves 25,100 --soak 2h --gate reboots:0.2 --failure-threshold 0.05 --min-finished 5 \
       --on-failure rollback --concurrency 200 --rate 500 --window '0 2 * * *;3h;Europe/Berlin'
   steward deployments create cfg-v7 --kind config --target gw-config@7 --query 'labels.ring = beta'
@@ -70,7 +70,7 @@ spec as JSON (the body of POST /api/v1/deployments; "-" is stdin).`,
 	f := create.Flags()
 	f.StringVar(&df.file, "file", "", "read the whole request from `FILE` (JSON; - is stdin)")
 	f.StringVar(&df.kind, "kind", "artifact", "what to deploy: artifact or config")
-	f.StringVar(&df.target, "target", "", "the target, `NAME@VERSION`")
+	f.StringVar(&df.target, "target", "", "the target, `NAME@VERSION` (with --artifact, taken from the artifact when left out)")
 	f.StringVar(&df.artifact, "artifact", "", "the artifact's `ID` (grants the devices its download)")
 	f.StringVar(&df.sha, "sha256", "", "the artifact's SHA-256 (`HEX`)")
 	f.Int64Var(&df.length, "length", 0, "the artifact's length in `BYTES`")
@@ -229,8 +229,8 @@ func (e *env) deploymentRequest(cmd *cobra.Command, name string, df deploymentFl
 		return req, nil
 	}
 	tn, tv, ok := strings.Cut(df.target, "@")
-	if !ok || tn == "" || tv == "" {
-		return req, usagef("--target NAME@VERSION is required (or --file)")
+	if (!ok || tn == "" || tv == "") && !(df.target == "" && df.artifact != "") {
+		return req, usagef("--artifact ID or --target NAME@VERSION is required (or --file)")
 	}
 	s := &req.DeploymentSpec
 	s.Target = steward.DeploymentTarget{Kind: steward.DeploymentKind(df.kind), ArtifactID: df.artifact, Name: tn, Version: tv,
