@@ -599,7 +599,7 @@ func TestFleetQueryScope(t *testing.T) {
 	e.must(t, http.StatusCreated, "POST", "/api/v1/roles", e.system, RoleRequest{Name: "plant7",
 		Permissions: []steward.Permission{steward.PermDevicesRead, steward.PermDevicesQuarantine, steward.PermTelemetryRead, steward.PermUsersAdmin, steward.PermUsersRead, steward.PermTokensAdmin,
 			steward.PermAlertsRead, steward.PermAlertsWrite},
-		Query:       `labels.site = "plant-7"`})
+		Query: `labels.site = "plant-7"`})
 	tok := e.serviceToken(t, e.system, "plant7")
 
 	var l List[steward.Device]
