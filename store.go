@@ -226,11 +226,6 @@ type Store interface {
 	// Approval policies and requests (see approvalpolicy.go).
 	ApprovalStore
 	TenantStore     // suspending and deleting tenants (tenantadmin.go)
-	TenantStore     // suspending and deleting tenants (tenantadmin.go)
-	TenantStore     // suspending and deleting tenants (tenantadmin.go)
-	TenantStore     // suspending and deleting tenants (tenantadmin.go)
-	TenantStore     // suspending and deleting tenants (tenantadmin.go)
-	TenantStore     // suspending and deleting tenants (tenantadmin.go)
 	AuditStore      // the tamper-evident audit log (auditlog.go)
 	TwinStore       // configuration templates, versions and device twins (twin.go)
 	ArtifactStore   // artifacts, download grants, uploads, TUF metadata (artifact.go)
