@@ -137,10 +137,12 @@ func (n *node) registerGroup(t *testing.T, c *client.Client, name string, ca *te
 	return got
 }
 
-// eventually polls cond until it holds or the time is up.
+// eventually polls cond until it holds or the time is up. The deadline
+// only guards against a hang: it is generous because the whole suite's
+// nodes share a small, busy machine.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(90 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
