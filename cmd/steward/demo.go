@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/steward-iot/steward/client"
 	"io"
 	"log/slog"
 	"os"
@@ -77,7 +79,9 @@ func runDemo(ctx context.Context, cfg server.Config, devices, unapproved int, in
 	}
 	models := []string{"gw-100", "sensor-20"}
 	firmware := map[string][]string{"gw-100": {"1.4.0", "1.4.1"}, "sensor-20": {"2.0.0", "2.1.0"}}
-	if err := ensureDemoGroup(ctx, srv, string(mfr.CertPEM()), models, firmware); err != nil {
+	// The group also approves the release the demo offers to deploy.
+	approved := map[string][]string{"gw-100": {"1.4.0", "1.4.1", demoRelease}, "sensor-20": {"2.0.0", "2.1.0"}}
+	if err := ensureDemoGroup(ctx, srv, string(mfr.CertPEM()), models, approved); err != nil {
 		return err
 	}
 	token := srv.AdminToken
@@ -87,6 +91,10 @@ func runDemo(ctx context.Context, cfg server.Config, devices, unapproved int, in
 			return fmt.Errorf("read admin token: %w", err)
 		}
 		token = strings.TrimSpace(string(b))
+	}
+	release, err := ensureDemoRelease(ctx, client.New(srv.APIURL(), token, nil))
+	if err != nil {
+		return err
 	}
 	fmt.Fprintf(stdout, `Steward demo is running (%d simulated devices, %d on unapproved firmware).
 
@@ -100,26 +108,38 @@ Try, in another shell:
   steward devices list
   steward devices list --query 'state = quarantined'
   steward devices list --query 'model = "gw-100" AND firmware >= "1.4.1"'
+  steward compliance report
+
+Roll out gw-firmware %s (artifact %s) in a canary and a wave; a tenth of the
+devices fail to install it and a tenth fail their health check and roll back,
+so the failure threshold pauses the deployment with the evidence:
+  steward deployments create demo-%s --artifact %s --query 'model = "gw-100"' \
+      --canary 2 --waves 100 --failure-threshold 0.2 --min-finished 3 --on-failure pause --gate reboots:1
+  steward deployments list
+  steward deployments get ID
 
 Ctrl-C stops it.
-`, devices, unapproved, srv.APIURL(), srv.APIURL(), srv.DeviceURL(), srv.MQTTAddr(), token, cfg.DataDir, srv.APIURL(), token)
+`, devices, unapproved, srv.APIURL(), srv.APIURL(), srv.DeviceURL(), srv.MQTTAddr(), token, cfg.DataDir, srv.APIURL(), token,
+		release.Version, release.ID, release.Version, release.ID)
 
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(srv.ServerCAPEM())
 	err = sim.Run(ctx, sim.Config{
-		Devices:            devices,
-		Manufacturer:       mfr,
-		ESTURL:             srv.DeviceURL(),
-		MQTTAddr:           srv.MQTTAddr(),
-		ServerCA:           pool,
-		StateDir:           filepath.Join(cfg.DataDir, "devices"),
-		Models:             models,
-		Firmware:           firmware,
-		UnapprovedFirmware: unapproved,
-		TelemetryInterval:  interval,
-		Seed:               1,
-		Logger:             log,
-		Clock:              steward.SystemClock{},
+		Devices:             devices,
+		Manufacturer:        mfr,
+		ESTURL:              srv.DeviceURL(),
+		MQTTAddr:            srv.MQTTAddr(),
+		ServerCA:            pool,
+		StateDir:            filepath.Join(cfg.DataDir, "devices"),
+		Models:              models,
+		Firmware:            firmware,
+		UnapprovedFirmware:  unapproved,
+		InstallFailures:     0.1,
+		HealthCheckFailures: 0.1,
+		TelemetryInterval:   interval,
+		Seed:                1,
+		Logger:              log,
+		Clock:               steward.SystemClock{},
 	})
 	if err != nil && ctx.Err() == nil {
 		return fmt.Errorf("simulated fleet: %w", err)
@@ -147,4 +167,28 @@ func ensureDemoGroup(ctx context.Context, srv *server.Server, caPEM string, mode
 		Labels:   map[string]string{"fleet": "demo"},
 	}, "demo")
 	return err
+}
+
+// demoRelease is the firmware version the demo offers to deploy.
+const demoRelease = "1.5.0"
+
+// ensureDemoRelease uploads a gw-100 firmware release once (published as a
+// TUF target, as any upload is) and returns it.
+func ensureDemoRelease(ctx context.Context, c *client.Client) (steward.Artifact, error) {
+	have, _, err := c.ListArtifacts(ctx, steward.ArtifactFilter{Name: "gw-firmware"})
+	if err != nil {
+		return steward.Artifact{}, fmt.Errorf("list demo artifacts: %w", err)
+	}
+	for _, a := range have {
+		if a.Version == demoRelease {
+			return a, nil
+		}
+	}
+	content := []byte(strings.Repeat("Demo Devices Inc. gw-100 firmware "+demoRelease+"\n", 4096))
+	a, err := c.UploadArtifact(ctx, client.ArtifactMeta{Name: "gw-firmware", Version: demoRelease, Type: steward.ArtifactFirmware,
+		CompatibleModels: []string{"gw-100"}}, bytes.NewReader(content), int64(len(content)), "")
+	if err != nil {
+		return steward.Artifact{}, fmt.Errorf("upload the demo release: %w", err)
+	}
+	return a.Artifact, nil
 }
