@@ -110,11 +110,12 @@ Try, in another shell:
   steward devices list --query 'model = "gw-100" AND firmware >= "1.4.1"'
   steward compliance report
 
-Roll out gw-firmware %s (artifact %s) in a canary and a wave; a tenth of the
-devices fail to install it and a tenth fail their health check and roll back,
-so the failure threshold pauses the deployment with the evidence:
+Roll out gw-firmware %s (artifact %s) in a canary and a wave. A tenth of the
+devices fail to install it and a tenth fail their health check and roll back
+by themselves, so the deployment pauses and says why:
   steward deployments create demo-%s --artifact %s --query 'model = "gw-100"' \
-      --canary 2 --waves 100 --failure-threshold 0.2 --min-finished 3 --on-failure pause --gate reboots:1
+      --canary 2 --soak 20s --waves 100 --success-threshold 0.8 \
+      --failure-threshold 0.2 --min-finished 3 --on-failure pause --gate reboots:1
   steward deployments list
   steward deployments get ID
 
