@@ -60,12 +60,8 @@ Server:
   steward demo  [--data DIR] [--devices N] [--unapproved K]
   steward sim   --devices N --server HOST --server-ca FILE --manufacturer DIR [...]
 
-Fleet (over the REST API; STEWARD_URL, STEWARD_TOKEN or --token-file, -o table|json):
-  steward enrollment-groups create|list|get|delete
-  steward devices list|get|set|quarantine|release|revoke|command|telemetry
-  steward security-events list
-  steward ca device|server
-  steward tokens create|list|delete
-  steward tenants create|list
+Fleet (over the REST API; STEWARD_URL, STEWARD_TOKEN or --token-file, -o table|json;
+"steward GROUP COMMAND --help" for each):
 `)
+	cli.Summary(w)
 }
