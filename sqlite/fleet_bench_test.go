@@ -141,17 +141,21 @@ func BenchmarkWriteSamplesFleet(b *testing.B) {
 		name string
 		opts Options
 		// noCheckpoint turns the WAL's automatic checkpoint off, to show
-		// what the checkpoints, which run in the writer's commits, cost.
-		noCheckpoint bool
+		// what the checkpoints, which run in the writer's commits, cost;
+		// background then checkpoints on a connection of its own every
+		// 250 ms instead, as a checkpointer goroutine would.
+		noCheckpoint, background bool
 	}{
-		{"cache=64MiB", Options{CacheSize: 64 << 20}, false},
-		{"cache=256MiB", Options{}, false},
-		{"cache=256MiB,mmap=1GiB", Options{MmapSize: 1 << 30}, false},
-		{"cache=256MiB,no-checkpoint", Options{}, true},
+		{"cache=64MiB", Options{CacheSize: 64 << 20}, false, false},
+		{"cache=256MiB", Options{}, false, false},
+		{"cache=256MiB,mmap=1GiB", Options{MmapSize: 1 << 30}, false, false},
+		{"cache=256MiB,no-checkpoint", Options{}, true, false},
+		{"cache=256MiB,background-checkpoint", Options{}, true, true},
 	} {
 		b.Run(o.name, func(b *testing.B) {
 			storetest.BenchmarkWriteSamplesFleet(b, func(b *testing.B) steward.Store {
-				s, err := OpenWith(b.Context(), seededFleet(b), o.opts, nil)
+				path := seededFleet(b)
+				s, err := OpenWith(b.Context(), path, o.opts, nil)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -161,8 +165,44 @@ func BenchmarkWriteSamplesFleet(b *testing.B) {
 						b.Fatal(err)
 					}
 				}
+				if o.background {
+					backgroundCheckpoints(b, path)
+				}
 				return s
 			})
 		})
 	}
+}
+
+// backgroundCheckpoints checkpoints the WAL of the database at path every
+// 250 ms on a connection of its own (PASSIVE: it never waits for the
+// writer) until the benchmark ends.
+func backgroundCheckpoints(b *testing.B, path string) {
+	b.Helper()
+	db, err := openWriter(b.Context(), path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	done, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if _, err := db.Exec("PRAGMA wal_checkpoint(PASSIVE)"); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}
+	}()
+	b.Cleanup(func() {
+		close(done)
+		<-stopped
+		_ = db.Close()
+	})
 }
