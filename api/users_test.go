@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/steward-iot/steward/internal/testclock"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -16,34 +17,16 @@ import (
 	"github.com/steward-iot/steward"
 )
 
-// testClock is a clock the test moves by hand.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *testClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // fastArgon2 keeps the tests' password hashes cheap; the parameters are
 // in each hash, so verification works the same.
 var fastArgon2 = Argon2Params{Memory: 256, Time: 1, Threads: 1}
 
 // opsEnv is a test environment with a hand-moved clock, cheap password
 // hashes and a lockout after 3 failures (1 minute doubling to 8).
-func opsEnv(t *testing.T) (*testEnv, *testClock) {
+func opsEnv(t *testing.T) (*testEnv, *testclock.Clock) {
 	t.Helper()
 	e := newEnv(t)
-	clk := &testClock{t: time.Now().UTC()}
+	clk := testclock.New(time.Now().UTC())
 	e.api.clock = clk
 	e.api.op.cfg.LockoutAfter = 3
 	e.api.op.cfg.LockoutBase = time.Minute

@@ -3,6 +3,7 @@ package approvals
 import (
 	"context"
 	"encoding/json"
+	"github.com/steward-iot/steward/internal/testclock"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -11,24 +12,6 @@ import (
 	"github.com/steward-iot/steward"
 	"github.com/steward-iot/steward/sqlite"
 )
-
-// fakeClock is a clock the test moves.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 const (
 	tenantA = "tenant-a"
@@ -60,7 +43,7 @@ func (l *auditLog) actions() []string {
 
 type env struct {
 	store   steward.Store
-	clock   *fakeClock
+	clock   *testclock.Clock
 	audit   *auditLog
 	svc     *Service
 	decided []steward.ApprovalRequest
@@ -76,7 +59,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = store.Close() })
-	e := &env{store: store, clock: &fakeClock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}, audit: &auditLog{}}
+	e := &env{store: store, clock: testclock.New(time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)), audit: &auditLog{}}
 	for _, id := range []string{tenantA, tenantB} {
 		if err := store.CreateTenant(ctx, steward.Tenant{ID: id, Name: id, CreatedAt: e.clock.Now()}); err != nil {
 			t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/steward-iot/steward/internal/testclock"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -17,30 +18,6 @@ import (
 	"github.com/steward-iot/steward/sqlite"
 )
 
-// testClock is a clock the test moves.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *testClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-func (c *testClock) Set(t time.Time) {
-	c.mu.Lock()
-	c.t = t
-	c.mu.Unlock()
-}
-
 var t0 = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 
 const tenant = "acme"
@@ -50,7 +27,7 @@ const tenant = "acme"
 type env struct {
 	t      testing.TB
 	store  steward.Store
-	clock  *testClock
+	clock  *testclock.Clock
 	bus    *inproc.Bus
 	engine *Engine
 	audit  *auditLog
@@ -125,7 +102,7 @@ func backends(t *testing.T) map[string]func(t *testing.T) steward.Store {
 func newEnvOn(t testing.TB, s steward.Store, devices int, edit ...func(*Config)) *env {
 	t.Helper()
 	must(t, s.CreateTenant(t.Context(), steward.Tenant{ID: tenant, Name: "Acme", CreatedAt: t0}))
-	e := &env{t: t, store: s, clock: &testClock{t: t0}, bus: inproc.New(nil), audit: &auditLog{}, jobs: map[string][]steward.UpdateJob{}, cleared: map[string]int{}}
+	e := &env{t: t, store: s, clock: testclock.New(t0), bus: inproc.New(nil), audit: &auditLog{}, jobs: map[string][]steward.UpdateJob{}, cleared: map[string]int{}}
 	e.bus.HandleSend(func(_ context.Context, m steward.OutboundMessage) error {
 		if m.Channel != steward.ChannelUpdateJob {
 			return nil // the twin's desired state, in the configuration tests

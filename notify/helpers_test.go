@@ -5,8 +5,8 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"github.com/steward-iot/steward/internal/testclock"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,31 +14,13 @@ import (
 	"github.com/steward-iot/steward/sqlite"
 )
 
-// fakeClock is a clock the test moves.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 const tenant = "tenant-a"
 
 // env is a Notifier over a real SQLite store, with a fake clock and no
 // jitter.
 type env struct {
 	store steward.Store
-	clock *fakeClock
+	clock *testclock.Clock
 	n     *Notifier
 }
 
@@ -49,7 +31,7 @@ func newEnv(t *testing.T, edit func(*Config)) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = store.Close() })
-	clock := &fakeClock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
+	clock := testclock.New(time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC))
 	if err := store.CreateTenant(context.Background(), steward.Tenant{ID: tenant, Name: "A", CreatedAt: clock.Now()}); err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/steward-iot/steward/internal/testclock"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -15,17 +16,6 @@ import (
 	"github.com/steward-iot/steward/inproc"
 	"github.com/steward-iot/steward/sqlite"
 )
-
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
 
 type auditLog struct {
 	mu   sync.Mutex
@@ -61,7 +51,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = store.Close() })
-	clock := &fakeClock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
+	clock := testclock.New(time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC))
 	for _, id := range []string{steward.DefaultTenant, acme} {
 		if err := store.CreateTenant(ctx, steward.Tenant{ID: id, Name: id, CreatedAt: clock.Now()}); err != nil {
 			t.Fatal(err)
