@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"github.com/steward-iot/steward/internal/teststores"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -17,9 +18,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/steward-iot/steward"
-	"github.com/steward-iot/steward/internal/pgtest"
 	"github.com/steward-iot/steward/pki"
-	"github.com/steward-iot/steward/postgres"
 	"github.com/steward-iot/steward/sqlite"
 	"github.com/steward-iot/steward/sqlstore"
 )
@@ -35,35 +34,6 @@ func (c *fixedClock) Now() time.Time {
 	defer c.mu.Unlock()
 	c.t = c.t.Add(time.Second)
 	return c.t
-}
-
-// backends are the stores the tests run on: SQLite always, PostgreSQL when
-// STEWARD_TEST_POSTGRES is set.
-func backends(t *testing.T) map[string]func(t *testing.T) *sqlstore.Store {
-	b := map[string]func(t *testing.T) *sqlstore.Store{
-		"sqlite": func(t *testing.T) *sqlstore.Store {
-			s, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "steward.db"), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = s.Close() })
-			return s
-		},
-	}
-	if base, ok := pgtest.URL(); ok {
-		b["postgres"] = func(t *testing.T) *sqlstore.Store {
-			_, u := pgtest.Schema(t, base, "audittest_")
-			s, err := postgres.Open(t.Context(), u, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = s.Close() })
-			return s
-		}
-	} else {
-		t.Log("STEWARD_TEST_POSTGRES is not set: PostgreSQL skipped")
-	}
-	return b
 }
 
 // newLog returns a Log over store with a new key sealed under a new master
@@ -117,7 +87,7 @@ func mustVerify(t *testing.T, l *Log, tenant string) Report {
 
 func TestAppendAndVerify(t *testing.T) {
 	t.Parallel()
-	for name, open := range backends(t) {
+	for name, open := range teststores.Backends(t, "audittest_") {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			l := newLog(t, open(t))
@@ -176,7 +146,7 @@ func TestAppendAndVerify(t *testing.T) {
 
 func TestAppendConcurrent(t *testing.T) {
 	t.Parallel()
-	for name, open := range backends(t) {
+	for name, open := range teststores.Backends(t, "audittest_") {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			store := open(t)
@@ -213,7 +183,7 @@ func TestAppendConcurrent(t *testing.T) {
 
 func TestAppendInvalid(t *testing.T) {
 	t.Parallel()
-	store := backends(t)["sqlite"](t)
+	store := teststores.Backends(t, "audittest_")["sqlite"](t)
 	l := newLog(t, store)
 	fill(t, l, "acme", 2)
 	big := json.RawMessage(`"` + strings.Repeat("x", maxStateLen) + `"`)
@@ -259,7 +229,7 @@ func TestAppendInvalid(t *testing.T) {
 // the transaction's writes, or not at all.
 func TestRecordIn(t *testing.T) {
 	t.Parallel()
-	store := backends(t)["sqlite"](t)
+	store := teststores.Backends(t, "audittest_")["sqlite"](t)
 	l := newLog(t, store)
 	err := store.InTx(t.Context(), func(tx steward.Store) error {
 		if err := l.RecordIn(t.Context(), tx, rec("acme", 0)); err != nil {
@@ -281,7 +251,7 @@ func TestRecordIn(t *testing.T) {
 
 func TestProofs(t *testing.T) {
 	t.Parallel()
-	for name, open := range backends(t) {
+	for name, open := range teststores.Backends(t, "audittest_") {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			l := newLog(t, open(t))
@@ -334,7 +304,7 @@ func TestProofs(t *testing.T) {
 			if CheckInclusion(bad, l.keys.Verifier) == nil {
 				t.Fatal("a proof checks for another index")
 			}
-			other := newLog(t, backends(t)["sqlite"](t))
+			other := newLog(t, teststores.Backends(t, "audittest_")["sqlite"](t))
 			if CheckInclusion(p, other.keys.Verifier) == nil {
 				t.Fatal("a proof checks with another key")
 			}
@@ -342,7 +312,7 @@ func TestProofs(t *testing.T) {
 			// A kept checkpoint of a log that was later rewritten (here: a
 			// fork signed by the same key) does not check against the
 			// proof of the log as it is now.
-			forked := newLogWithKeys(t, backends(t)["sqlite"](t), l.keys)
+			forked := newLogWithKeys(t, teststores.Backends(t, "audittest_")["sqlite"](t), l.keys)
 			fill(t, forked, "acme", 5)
 			if err := forked.Record(t.Context(), rec("acme", 99)); err != nil {
 				t.Fatal(err)
@@ -401,7 +371,7 @@ func exec(t *testing.T, s *sqlstore.Store, q string, args ...any) {
 // Verify names what changed and where.
 func TestTamper(t *testing.T) {
 	t.Parallel()
-	for name, open := range backends(t) {
+	for name, open := range teststores.Backends(t, "audittest_") {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			tests := []struct {
@@ -488,7 +458,7 @@ func dataOf(t *testing.T, s *sqlstore.Store, i int64, old, new string) []byte {
 
 func TestExport(t *testing.T) {
 	t.Parallel()
-	store := backends(t)["sqlite"](t)
+	store := teststores.Backends(t, "audittest_")["sqlite"](t)
 	l := newLog(t, store)
 	fill(t, l, "acme", 12)
 	var buf bytes.Buffer
@@ -568,7 +538,7 @@ func TestExport(t *testing.T) {
 
 func TestKeys(t *testing.T) {
 	t.Parallel()
-	store := backends(t)["sqlite"](t)
+	store := teststores.Backends(t, "audittest_")["sqlite"](t)
 	kr, _ := pki.NewKeyring(bytes.Repeat([]byte{1}, pki.MasterKeySize))
 	a, err := LoadOrCreateKeys(t.Context(), store, kr)
 	if err != nil {

@@ -5,7 +5,7 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
-	"path/filepath"
+	"github.com/steward-iot/steward/internal/teststores"
 	"slices"
 	"strings"
 	"testing"
@@ -13,10 +13,7 @@ import (
 
 	"github.com/steward-iot/steward"
 	"github.com/steward-iot/steward/audit"
-	"github.com/steward-iot/steward/internal/pgtest"
 	"github.com/steward-iot/steward/pki"
-	"github.com/steward-iot/steward/postgres"
-	"github.com/steward-iot/steward/sqlite"
 	"github.com/steward-iot/steward/sqlstore"
 )
 
@@ -27,33 +24,6 @@ var now = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 type clock struct{ t time.Time }
 
 func (c clock) Now() time.Time { return c.t }
-
-func backends(t *testing.T) map[string]func(t *testing.T) *sqlstore.Store {
-	b := map[string]func(t *testing.T) *sqlstore.Store{
-		"sqlite": func(t *testing.T) *sqlstore.Store {
-			s, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "steward.db"), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = s.Close() })
-			return s
-		},
-	}
-	if base, ok := pgtest.URL(); ok {
-		b["postgres"] = func(t *testing.T) *sqlstore.Store {
-			_, u := pgtest.Schema(t, base, "compliance_")
-			s, err := postgres.Open(t.Context(), u, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = s.Close() })
-			return s
-		}
-	} else {
-		t.Log("STEWARD_TEST_POSTGRES is not set: PostgreSQL skipped")
-	}
-	return b
-}
 
 func must(t *testing.T, err error) {
 	t.Helper()
@@ -151,7 +121,7 @@ func ids[T any](list []T, id func(T) string) []string {
 
 func TestReport(t *testing.T) {
 	t.Parallel()
-	for name, open := range backends(t) {
+	for name, open := range teststores.Backends(t, "compliance_") {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			s := open(t)
@@ -197,7 +167,7 @@ func TestReport(t *testing.T) {
 
 func TestReportFormats(t *testing.T) {
 	t.Parallel()
-	s := backends(t)["sqlite"](t)
+	s := teststores.Backends(t, "compliance_")["sqlite"](t)
 	log := fleet(t, s)
 	r, err := New(s, log, clock{now}, nil).Report(t.Context(), tenant, Options{OfflineAfter: 30 * time.Minute})
 	must(t, err)
@@ -248,7 +218,7 @@ func TestReportFormats(t *testing.T) {
 // server's back makes the report say the log does not verify.
 func TestReportShowsAuditTampering(t *testing.T) {
 	t.Parallel()
-	s := backends(t)["sqlite"](t)
+	s := teststores.Backends(t, "compliance_")["sqlite"](t)
 	log := fleet(t, s)
 	if _, err := s.DB().ExecContext(t.Context(), `UPDATE audit_records SET data = CAST(replace(CAST(data AS TEXT), 'token.create', 'token.delete') AS BLOB) WHERE tenant_id = ?`, tenant); err != nil {
 		t.Fatal(err)
