@@ -18,7 +18,7 @@ import (
 // value.
 func FuzzDecodeJSON(f *testing.F) {
 	for _, s := range []struct {
-		kind        byte
+		kind     byte
 		ct, body string
 	}{
 		{0, "application/json", `{"personal":true,"granted":["telemetry"]}`},

@@ -383,7 +383,7 @@ func fillVictim(t *testing.T, n *node, tokenID string) victimIDs {
 	ids["upload"] = "up-victim0001"
 	must("upload", s.CreateUpload(ctx, steward.Upload{ID: ids["upload"], TenantID: victim,
 		Artifact: steward.Artifact{TenantID: victim, Name: "fw2-" + canary, Version: "2.0.0", Type: steward.ArtifactFirmware, CompatibleModels: []string{"gw-100"}},
-		Length: 100, SHA256: strings.Repeat("cd", 32), CreatedBy: "token:" + tokenID, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}))
+		Length:   100, SHA256: strings.Repeat("cd", 32), CreatedBy: "token:" + tokenID, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}))
 	ids["deployment"] = "dep-victim0001"
 	must("deployment", s.CreateDeployment(ctx, steward.Deployment{ID: ids["deployment"], TenantID: victim, Name: "dep-" + canary, Description: canary,
 		DeploymentSpec: steward.DeploymentSpec{
