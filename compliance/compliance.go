@@ -309,7 +309,7 @@ func add[T any](r *Report, list *[]T, f T, section string) {
 // not restrict the model, the firmware artifacts released for the model.
 type approvals struct {
 	groups   map[string]steward.EnrollmentGroup
-	released map[string][]string // model → firmware versions with an artifact ("" = any model)
+	released map[string][]string // model → firmware versions with an artifact, those for any model ("") included
 }
 
 func (s *Service) approvedFirmware(ctx context.Context, tenantID string) (approvals, error) {
@@ -337,10 +337,18 @@ func (s *Service) approvedFirmware(ctx context.Context, tenantID string) (approv
 			}
 		}
 		if len(page) < 1000 {
-			return a, nil
+			break
 		}
 		after = page[len(page)-1].ID
 	}
+	// Artifacts for any model count for every model: merged once here, not
+	// per device.
+	for m := range a.released {
+		if m != "" {
+			a.released[m] = append(a.released[m], a.released[""]...)
+		}
+	}
+	return a, nil
 }
 
 // check returns why d's firmware is not approved, or "".
@@ -353,7 +361,10 @@ func (a approvals) check(d *steward.Device) string {
 			return fmt.Sprintf("firmware %q is not approved for model %q by enrollment group %s", d.Firmware, d.Model, g.Name)
 		}
 	}
-	released := append(slices.Clone(a.released[d.Model]), a.released[""]...)
+	released, ok := a.released[d.Model]
+	if !ok {
+		released = a.released[""]
+	}
 	if len(released) == 0 || d.Firmware == "" {
 		return "" // nothing says what is approved for this model
 	}

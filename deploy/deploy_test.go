@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"fmt"
+	"github.com/steward-iot/steward/internal/teststores"
 	"slices"
 	"strings"
 	"testing"
@@ -381,7 +382,7 @@ func TestBadInputWritesNothing(t *testing.T) {
 // backend: no device is ever told twice.
 func TestTwoNodes(t *testing.T) {
 	t.Parallel()
-	for name, open := range backends(t) {
+	for name, open := range teststores.Backends(t, "deploytest_") {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			twoNodes(t, newEnvOn(t, open(t), 200))

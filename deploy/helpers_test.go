@@ -13,8 +13,6 @@ import (
 
 	"github.com/steward-iot/steward"
 	"github.com/steward-iot/steward/inproc"
-	"github.com/steward-iot/steward/internal/pgtest"
-	"github.com/steward-iot/steward/postgres"
 	"github.com/steward-iot/steward/sqlite"
 )
 
@@ -68,35 +66,6 @@ func newEnv(t testing.TB, devices int, edit ...func(*Config)) *env {
 	}
 	t.Cleanup(func() { _ = s.Close() })
 	return newEnvOn(t, s, devices, edit...)
-}
-
-// backends returns the stores a test runs on: SQLite and, when
-// STEWARD_TEST_POSTGRES is set, PostgreSQL on a schema of its own.
-func backends(t *testing.T) map[string]func(t *testing.T) steward.Store {
-	t.Helper()
-	out := map[string]func(t *testing.T) steward.Store{"sqlite": func(t *testing.T) steward.Store {
-		s, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "s.db"), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = s.Close() })
-		return s
-	}}
-	base, ok := pgtest.URL()
-	if !ok {
-		t.Log("STEWARD_TEST_POSTGRES is not set: testing on SQLite only")
-		return out
-	}
-	out["postgres"] = func(t *testing.T) steward.Store {
-		_, u := pgtest.Schema(t, base, "deploytest_")
-		s, err := postgres.Open(t.Context(), u, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = s.Close() })
-		return s
-	}
-	return out
 }
 
 func newEnvOn(t testing.TB, s steward.Store, devices int, edit ...func(*Config)) *env {
