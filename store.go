@@ -234,6 +234,7 @@ type Store interface {
 	RetentionStore  // per-tenant retention periods and pruning of data classes (retention.go)
 	PrivacyStore    // device consent, export and erasure (privacy.go)
 	DeploymentStore // deployments, their devices and each device's history (deployment.go)
+	TransferStore   // device transfers between tenants and individual enrollments (tenanttransfer.go)
 }
 
 // DeviceSeen says a device was heard from at a time.

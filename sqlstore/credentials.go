@@ -291,7 +291,14 @@ func (s *Store) GetDecommission(ctx context.Context, tenantID, id string) (stewa
 
 // ListDecommissions implements steward.CredentialStore.
 func (s *Store) ListDecommissions(ctx context.Context, tenantID, deviceID string) ([]steward.Decommission, error) {
-	q := `SELECT ` + decomCols + ` FROM decommissions WHERE tenant_id = ?`
+	return listOfDevice(ctx, s, `SELECT `+decomCols+` FROM decommissions`, tenantID, deviceID, scanDecom, "list decommissionings")
+}
+
+// listOfDevice runs sel (a SELECT with no WHERE of a table with tenant_id,
+// device_id, created_at and id columns) for the tenant's rows, of one
+// device when deviceID is set, newest first, at most 1000.
+func listOfDevice[T any](ctx context.Context, s *Store, sel, tenantID, deviceID string, scan func(*T) []any, op string) ([]T, error) {
+	q := sel + ` WHERE tenant_id = ?`
 	args := []any{tenantID}
 	if deviceID != "" {
 		q += ` AND device_id = ?`
@@ -299,9 +306,9 @@ func (s *Store) ListDecommissions(ctx context.Context, tenantID, deviceID string
 	}
 	rows, err := s.query(ctx, q+` ORDER BY created_at DESC, id DESC LIMIT 1000`, args...)
 	if err != nil {
-		return nil, s.fail(err, "list decommissionings")
+		return nil, s.fail(err, "%s", op)
 	}
-	return collect(rows, scanDecom, s, "list decommissionings")
+	return collect(rows, scan, s, op)
 }
 
 // ListRetainedDecommissions implements steward.CredentialStore.
@@ -319,7 +326,7 @@ func (s *Store) ListRetainedDecommissions(ctx context.Context, now time.Time, li
 
 // deviceDataTables hold a device's measurements and history; each has
 // tenant_id and device_id columns.
-var deviceDataTables = []string{"samples", "metric_latest", "samples_1m", "samples_1h", "samples_1d", "device_events", "presence_events"}
+var deviceDataTables = []string{"samples", "samples_recent", "metric_latest", "samples_1m", "samples_1h", "samples_1d", "device_events", "presence_events"}
 
 // EraseDeviceData implements steward.CredentialStore. A keep record of the
 // device is marked purged in the same transaction.

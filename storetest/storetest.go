@@ -67,6 +67,8 @@ func Run(t *testing.T, open func(t *testing.T) steward.Store) {
 		{"FleetAggregatesRollups", testFleetAggregatesRollups},
 		{"RetentionJob", testRetentionJob},
 		{"DevicePrivacy", testDevicePrivacy},
+		{"DeviceTransfers", testDeviceTransfers},
+		{"IndividualEnrollments", testIndividualEnrollments},
 		{"InTxCommit", testInTxCommit},
 		{"InTxRollback", testInTxRollback},
 		{"InTxNested", testInTxNested},
