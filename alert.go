@@ -68,8 +68,9 @@ const (
 
 // Defaults of a site connectivity condition.
 const (
-	DefaultSiteMinShare   = 0.5
-	DefaultSiteMinDevices = 3
+	DefaultSiteMinShare      = 0.5
+	DefaultSiteMinDevices    = 3
+	DefaultSiteRecoveryGrace = 2 * time.Minute
 )
 
 // Duration is a time.Duration that reads and writes JSON as Go duration
@@ -203,6 +204,11 @@ func (c *ShareCondition) Resolve() float64 {
 type SiteCondition struct {
 	MinShare   float64 `json:"min_share,omitempty"`
 	MinDevices int     `json:"min_devices,omitempty"`
+	// RecoveryGrace is how long after a site alert resolves its devices'
+	// alerts stay inhibited: devices come back from an outage over
+	// seconds to minutes, and the stragglers of a recovering site are not
+	// device faults. A device still offline after it is notified on its own.
+	RecoveryGrace Duration `json:"recovery_grace,omitempty"`
 }
 
 // Effective returns c with its defaults filled in.
@@ -212,6 +218,9 @@ func (c SiteCondition) Effective() SiteCondition {
 	}
 	if c.MinDevices == 0 {
 		c.MinDevices = DefaultSiteMinDevices
+	}
+	if c.RecoveryGrace == 0 {
+		c.RecoveryGrace = Duration(DefaultSiteRecoveryGrace)
 	}
 	return c
 }
@@ -396,6 +405,8 @@ func (r *AlertRule) Validate() error {
 			return Errorf(CodeInvalid, "site min_share %v: want 0 (default 0.5) to 1", c.MinShare)
 		case c.MinDevices < 0 || c.MinDevices > 1_000_000:
 			return Errorf(CodeInvalid, "site min_devices %d: want 0 (default 3) to 1000000", c.MinDevices)
+		case c.RecoveryGrace < 0 || c.RecoveryGrace.D() > MaxAlertFor:
+			return Errorf(CodeInvalid, "site recovery_grace %s: want 0 (default 2m) to %s", c.RecoveryGrace.D(), MaxAlertFor)
 		case r.Scope != "":
 			return Errorf(CodeInvalid, "a site_connectivity rule looks at every site: leave its scope empty")
 		}

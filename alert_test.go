@@ -46,6 +46,15 @@ func TestAlertRuleValidate(t *testing.T) {
 		{"rate zero", func(r *AlertRule) {
 			r.Kind, r.Threshold, r.Rate = RuleRate, nil, &RateCondition{Type: "reboot", Window: Duration(time.Hour)}
 		}, "per_hour"},
+		{"site recovery grace negative", func(r *AlertRule) {
+			r.Kind, r.Threshold, r.Site = RuleSiteConnectivity, nil, &SiteCondition{RecoveryGrace: Duration(-time.Second)}
+		}, "recovery_grace"},
+		{"site recovery grace of a week and a second", func(r *AlertRule) {
+			r.Kind, r.Threshold, r.Scope, r.Site = RuleSiteConnectivity, nil, "", &SiteCondition{RecoveryGrace: Duration(MaxAlertFor + time.Second)}
+		}, "recovery_grace"},
+		{"site recovery grace", func(r *AlertRule) {
+			r.Kind, r.Threshold, r.Scope, r.Site = RuleSiteConnectivity, nil, "", &SiteCondition{RecoveryGrace: Duration(10 * time.Minute)}
+		}, ""},
 		{"rate resolve above", func(r *AlertRule) {
 			r.Kind, r.Threshold, r.Rate = RuleRate, nil, &RateCondition{Type: "reboot", Window: Duration(time.Hour), PerHour: 2, ResolvePerHour: f(3)}
 		}, "resolve_per_hour"},

@@ -13,7 +13,9 @@
 // time a site goes dark), one site alert fires, and the offline alerts of
 // that site's devices fire too but are inhibited: recorded with
 // InhibitedBy naming the site alert, not handed to the notifier. When the
-// site alert resolves, a device still offline is notified on its own.
+// site alert resolves, its devices' alerts stay inhibited for the rule's
+// recovery grace (2 minutes by default), since devices come back from an
+// outage one by one; a device still offline after it is notified on its own.
 // Devices in maintenance raise no absence alerts, and their other alerts
 // are recorded as Suppressed, not notified.
 package alerting
@@ -130,7 +132,7 @@ func (e *Evaluator) Evaluate(ctx context.Context) error {
 				errs = append(errs, fmt.Errorf("site connectivity rule %s of %s: %w", site.ID, tn.ID, err))
 			}
 		}
-		inhibitors, err := e.firingSites(ctx, sites, stored)
+		inhibitors, err := e.inhibitingSites(ctx, sites, stored, now)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("site alerts of %s: %w", tn.ID, err))
 			continue
@@ -164,9 +166,10 @@ func siteRules(tenantID string, rules []steward.AlertRule, now time.Time) (out [
 		Labels: map[string]string{"builtin": "true"}, Site: &steward.SiteCondition{}, CreatedAt: now, UpdatedAt: now}}, false
 }
 
-// firingSites maps each site whose connectivity alert fires (of any of
-// sites' rules) to that alert's ID.
-func (e *Evaluator) firingSites(ctx context.Context, sites []steward.AlertRule, stored bool) (map[string]string, error) {
+// inhibitingSites maps each site whose connectivity alert (of any of
+// sites' rules) fires, or resolved less than the rule's recovery grace
+// before now, to that alert's ID.
+func (e *Evaluator) inhibitingSites(ctx context.Context, sites []steward.AlertRule, stored bool, now time.Time) (map[string]string, error) {
 	out := map[string]string{}
 	for _, site := range sites {
 		if !stored {
@@ -178,13 +181,23 @@ func (e *Evaluator) firingSites(ctx context.Context, sites []steward.AlertRule, 
 				return nil, err
 			}
 		}
-		alerts, err := e.cfg.Store.ListAlerts(ctx, site.TenantID, steward.AlertFilter{RuleID: site.ID, State: steward.AlertFiring, Limit: maxOpenPerRule})
-		if err != nil {
-			return nil, err
+		c := steward.SiteCondition{}
+		if site.Site != nil {
+			c = *site.Site
 		}
-		for _, a := range alerts {
-			if _, ok := out[a.Subject]; !ok {
-				out[a.Subject] = a.ID
+		grace := c.Effective().RecoveryGrace.D()
+		for _, state := range []steward.AlertState{steward.AlertFiring, steward.AlertResolved} {
+			alerts, err := e.cfg.Store.ListAlerts(ctx, site.TenantID, steward.AlertFilter{RuleID: site.ID, State: state, Limit: maxOpenPerRule})
+			if err != nil {
+				return nil, err
+			}
+			for _, a := range alerts {
+				if state == steward.AlertResolved && (a.ResolvedAt == nil || !a.ResolvedAt.Add(grace).After(now)) {
+					continue
+				}
+				if _, ok := out[a.Subject]; !ok {
+					out[a.Subject] = a.ID
+				}
 			}
 		}
 	}
@@ -256,7 +269,7 @@ func (e *Evaluator) EvaluateRule(ctx context.Context, r steward.AlertRule, now t
 		return e.evaluateSites(ctx, r, true, now)
 	}
 	sites, stored := siteRules(r.TenantID, rules, now)
-	inhibitors, err := e.firingSites(ctx, sites, stored)
+	inhibitors, err := e.inhibitingSites(ctx, sites, stored, now)
 	if err != nil {
 		return fmt.Errorf("site alerts: %w", err)
 	}

@@ -162,16 +162,32 @@ func TestSiteInhibition(t *testing.T) {
 		t.Fatalf("d-1 %+v, site %+v", as, siteAlerts)
 	}
 
-	// Three come back: 1 of 4 offline is below the site threshold.
-	f.presence(true, t0.Add(4*time.Minute), "d-1", "d-2", "d-3")
+	// Two come back: 2 of 4 offline is below the site threshold (3), so
+	// the site alert resolves; the other two are stragglers of the
+	// recovery, held for the recovery grace.
+	f.presence(true, t0.Add(4*time.Minute), "d-1", "d-2")
 	clock.set(t0.Add(4 * time.Minute))
 	must(t, ev.Evaluate(t.Context()))
-	expect(t, "site back but d-4", f.alerts(), "d-4 firing")
-	expect(t, "notified", rec.take(), "d-4 firing", "site:paris resolved")
+	expect(t, "site back, two stragglers", f.alerts(), "d-3 firing inhibited", "d-4 firing inhibited")
+	expect(t, "notified", rec.take(), "site:paris resolved")
+
+	// d-3 comes back within the grace: never notified.
+	f.presence(true, t0.Add(5*time.Minute), "d-3")
+	clock.set(t0.Add(5 * time.Minute))
+	must(t, ev.Evaluate(t.Context()))
+	expect(t, "d-4 still away, within the grace", f.alerts(), "d-4 firing inhibited")
+	expect(t, "notified", rec.take())
+
+	// The grace (2 minutes from the site's resolution) has passed: d-4,
+	// offline while its peers are back, is notified on its own.
+	clock.set(t0.Add(6 * time.Minute))
+	must(t, ev.Evaluate(t.Context()))
+	expect(t, "grace over", f.alerts(), "d-4 firing")
+	expect(t, "notified", rec.take(), "d-4 firing")
 
 	// d-4 comes back: its resolution is notified (its firing was).
-	f.presence(true, t0.Add(5*time.Minute), "d-4")
-	clock.set(t0.Add(5 * time.Minute))
+	f.presence(true, t0.Add(7*time.Minute), "d-4")
+	clock.set(t0.Add(7 * time.Minute))
 	must(t, ev.Evaluate(t.Context()))
 	expect(t, "all back", f.alerts())
 	expect(t, "notified", rec.take(), "d-4 resolved")
