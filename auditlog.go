@@ -14,7 +14,10 @@ const SystemAuditLog = ""
 // (SHA-256).
 const AuditHashSize = 32
 
-// AuditEntry is one record as the audit log stores it.
+// AuditEntry is one record as the audit log stores it. A record pruned by
+// the audit log's retention (AuditStore.PruneAudit) has no Data and only
+// its Index, TenantID and At in Record: its Hashes are kept, so the tree,
+// its checkpoints and the proofs of the other records still hold.
 type AuditEntry struct {
 	// Record holds the record's searchable fields. Read back with
 	// AuditEntries they come from the store's columns, which are a copy:
@@ -96,13 +99,21 @@ type AuditStore interface {
 	// log with indexes from from on, in index order. It returns what is
 	// stored: a removed record is a gap, a changed one is as changed.
 	AuditEntries(ctx context.Context, tenantID string, from int64, limit int) ([]AuditEntry, error)
+	// PruneAudit removes the bodies of records from to to-1 of
+	// tenantID's log, the audit log's retention: their data and search
+	// columns are cleared, their index, time and tree hashes kept. It
+	// returns how many bodies it removed (a record pruned before is not
+	// counted again). CodeInvalid when from is negative, from > to, or to
+	// is past the log's size. Only the audit package calls it, in the
+	// transaction that appends the signed record of the pruning.
+	PruneAudit(ctx context.Context, tenantID string, from, to int64) (int, error)
 	// AuditEntryHashes returns the stored hashes (AuditEntry.Hashes) of
 	// the records with the given indexes, in the same order; CodeNotFound
 	// naming the first index that has none.
 	AuditEntryHashes(ctx context.Context, tenantID string, indexes []int64) ([][]byte, error)
 	// SearchAudit returns the records of tenantID's log matching f, in
 	// index order (newest first with f.Desc), decoded from their stored
-	// bytes. A bad filter is CodeInvalid.
+	// bytes; pruned records are left out. A bad filter is CodeInvalid.
 	SearchAudit(ctx context.Context, tenantID string, f AuditFilter) ([]AuditRecord, error)
 	// AuditCheckpoints returns up to limit (1 to 10000) checkpoints of
 	// tenantID's log with sizes greater than after, smallest first.

@@ -79,6 +79,10 @@ func (l *Log) InclusionProof(ctx context.Context, tenant string, index, size int
 	if len(es) == 0 || es[0].Record.Index != index {
 		return InclusionProof{}, steward.Errorf(steward.CodeInternal, "audit record %d is missing: run steward audit verify", index)
 	}
+	if len(es[0].Data) == 0 {
+		return InclusionProof{}, steward.Errorf(steward.CodeInvalid,
+			"audit record %d was pruned by the log's retention: its body is gone, only its leaf hash is kept", index)
+	}
 	reader := &storeHashReader{ctx: ctx, store: l.store, tenant: tenant}
 	proof, err := tlog.ProveRecord(cp.Size, index, reader)
 	if err != nil {

@@ -152,7 +152,13 @@ func (t *tree) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 
 // add appends a record and returns the hashes its append stores.
 func (t *tree) add(data []byte) ([]tlog.Hash, error) {
-	hs, err := tlog.StoredHashes(t.n, data, t)
+	return t.addLeaf(tlog.RecordHash(data))
+}
+
+// addLeaf appends a record by its leaf hash alone (a pruned record's) and
+// returns the hashes its append stores.
+func (t *tree) addLeaf(leaf tlog.Hash) ([]tlog.Hash, error) {
+	hs, err := tlog.StoredHashesForRecordHash(t.n, leaf, t)
 	if err != nil {
 		return nil, err
 	}

@@ -34,6 +34,18 @@ type Report struct {
 	// maxProblems; More counts the rest).
 	Problems []string `json:"problems"`
 	More     int      `json:"more_problems,omitempty"`
+	// Pruned lists the records whose bodies the log's retention removed
+	// (pruned, hash kept): their leaf hashes were checked against every
+	// checkpoint like the other records, their contents can no longer be.
+	// PrunedRecords counts them.
+	Pruned        []PrunedRange `json:"pruned,omitempty"`
+	PrunedRecords int64         `json:"pruned_records,omitempty"`
+}
+
+// PrunedRange is a run of pruned records, First to Last.
+type PrunedRange struct {
+	First int64 `json:"first"`
+	Last  int64 `json:"last"`
 }
 
 // maxProblems bounds a report: after a record is removed, every later
@@ -53,6 +65,9 @@ type verifier struct {
 	mismatch  int            // checkpoints that did not match
 	checked   map[int64]bool // sizes already compared
 	timeShown func(time.Time) string
+	// prunedTo is the end of the pruned prefix that the signed pruning
+	// records read so far state.
+	prunedTo int64
 }
 
 type pendingCP struct {
@@ -85,7 +100,18 @@ func (v *verifier) problem(index int64, format string, args ...any) {
 
 // record checks the next record: data as stored, at the stored index col
 // (-1 offline), with the stored entry's columns and hashes (nil offline).
+// A stored entry without data is a pruned record.
 func (v *verifier) record(col int64, data []byte, e *steward.AuditEntry) {
+	if e != nil && len(data) == 0 {
+		var leaf tlog.Hash
+		if len(e.Hashes) < tlog.HashSize {
+			v.problem(v.t.n, "record %d has neither a body nor a leaf hash: it was changed", v.t.n)
+		} else {
+			copy(leaf[:], e.Hashes)
+		}
+		v.pruned(col, leaf, e.Hashes)
+		return
+	}
 	want := v.t.n
 	moved := false
 	if col >= 0 && col != want {
@@ -102,6 +128,10 @@ func (v *verifier) record(col int64, data []byte, e *steward.AuditEntry) {
 		if r.TenantID != v.tenant {
 			v.problem(want, "record %d is a record of log %q, not of %q: it was moved between logs", want, r.TenantID, v.tenant)
 		}
+		var st pruneState
+		if r.Action == PruneAction && r.Actor == pruneActor && json.Unmarshal(r.After, &st) == nil && st.To <= want {
+			v.prunedTo = max(v.prunedTo, st.To)
+		}
 	}
 	hs, err := v.t.add(data)
 	if err != nil {
@@ -114,6 +144,33 @@ func (v *verifier) record(col int64, data []byte, e *steward.AuditEntry) {
 	if e != nil && r.Action != "" {
 		v.columns(want, e.Record, r)
 	}
+	v.rep.Records = v.t.n
+	v.comparePending()
+}
+
+// pruned checks the next record, pruned by retention: its leaf hash
+// (stored, or from an export line) takes the place of its body's hash in
+// the tree, so a changed leaf hash no longer matches the checkpoints. The
+// stored hashes are compared as for any record.
+func (v *verifier) pruned(col int64, leaf tlog.Hash, stored []byte) {
+	want := v.t.n
+	if col >= 0 && col != want {
+		v.problem(want, "record %d is missing (the next stored record is %d): it was removed", want, col)
+	}
+	hs, err := v.t.addLeaf(leaf)
+	if err != nil {
+		v.problem(want, "record %d: %v", want, err)
+		return
+	}
+	if stored != nil && !bytes.Equal(joinHashes(hs), stored) {
+		v.problem(want, "record %d (pruned): its stored tree hashes do not match its leaf hash: its hashes were changed", want)
+	}
+	if n := len(v.rep.Pruned); n > 0 && v.rep.Pruned[n-1].Last == want-1 {
+		v.rep.Pruned[n-1].Last = want
+	} else {
+		v.rep.Pruned = append(v.rep.Pruned, PrunedRange{First: want, Last: want})
+	}
+	v.rep.PrunedRecords++
 	v.rep.Records = v.t.n
 	v.comparePending()
 }
@@ -218,6 +275,15 @@ func (v *verifier) finish(head int64) Report {
 	}
 	if head >= 0 && head != v.t.n {
 		v.problem(min(head, v.t.n), "the log's size is %d, but it holds %d records", head, v.t.n)
+	}
+	// Retention prunes the log's first records, and says so in a signed
+	// record: a body missing anywhere else was erased.
+	for _, r := range v.rep.Pruned {
+		if r.Last >= v.prunedTo {
+			first := max(r.First, v.prunedTo)
+			v.problem(first, "records %d to %d have no body, but the signed pruning records remove only records before %d: they were erased behind the log's back",
+				first, r.Last, v.prunedTo)
+		}
 	}
 	if root, err := v.t.root(); err == nil {
 		v.rep.Root = root.String()
@@ -350,10 +416,20 @@ type ExportCheckpoint struct {
 	Checkpoint string `json:"checkpoint"`
 }
 
+// ExportPruned is the line of a pruned record in an export: its index and
+// its leaf hash, which is all the log keeps of it.
+type ExportPruned struct {
+	Pruned struct {
+		Index    int64     `json:"index"`
+		LeafHash tlog.Hash `json:"leaf_hash"`
+	} `json:"pruned"`
+}
+
 // Export writes tenant's whole log as JSON lines: a header (ExportHeader),
 // then each record's canonical bytes, exactly as the tree hashes them, one
-// per line, each followed by the checkpoint of the size it brought the log
-// to (ExportCheckpoint). VerifyExport checks it offline.
+// per line (a pruned record as ExportPruned), each followed by the
+// checkpoint of the size it brought the log to (ExportCheckpoint).
+// VerifyExport checks it offline.
 func (l *Log) Export(ctx context.Context, tenant string, w io.Writer) error {
 	head, err := l.store.AuditSize(ctx, tenant)
 	if err != nil {
@@ -367,6 +443,12 @@ func (l *Log) Export(ctx context.Context, tenant string, w io.Writer) error {
 	}
 	cps := &cpStream{ctx: ctx, store: l.store, tenant: tenant}
 	err = l.walk(ctx, tenant, cps, func(e steward.AuditEntry) error {
+		if len(e.Data) == 0 {
+			var p ExportPruned
+			p.Pruned.Index = e.Record.Index
+			copy(p.Pruned.LeafHash[:], e.Hashes)
+			return enc.Encode(p)
+		}
 		// A line is one record: canonical JSON has no newline, but a
 		// changed row might; refuse to write a line that would split.
 		if bytes.ContainsAny(e.Data, "\r\n") {
@@ -419,9 +501,20 @@ func VerifyExport(r io.Reader, verifierKey string) (Report, error) {
 		var probe struct {
 			Checkpoint *string `json:"checkpoint"`
 			Size       int64   `json:"size"`
+			Pruned     *struct {
+				Index    int64     `json:"index"`
+				LeafHash tlog.Hash `json:"leaf_hash"`
+			} `json:"pruned"`
 		}
 		if json.Unmarshal(b, &probe) == nil && probe.Checkpoint != nil {
 			v.checkpoint(probe.Size, *probe.Checkpoint)
+			continue
+		}
+		if json.Unmarshal(b, &probe) == nil && probe.Pruned != nil {
+			if probe.Pruned.Index != v.t.n {
+				v.problem(v.t.n, "position %d holds the pruned record of index %d: records were reordered, removed or inserted", v.t.n, probe.Pruned.Index)
+			}
+			v.pruned(-1, probe.Pruned.LeafHash, nil)
 			continue
 		}
 		v.record(-1, bytes.Clone(b), nil)

@@ -134,6 +134,29 @@ func (s *Store) AuditEntries(ctx context.Context, tenantID string, from int64, l
 	return collect(rows, scanAuditEntry, s, "read audit entries")
 }
 
+// PruneAudit implements steward.Store. A pruned row keeps idx, at and
+// hashes; its data is empty and its search columns too, so that search
+// (which skips rows without an outcome) never returns it.
+func (s *Store) PruneAudit(ctx context.Context, tenantID string, from, to int64) (int, error) {
+	if from < 0 || from > to {
+		return 0, invalid("prune audit log %q: records %d to %d is not a range", tenantID, from, to)
+	}
+	size, err := s.AuditSize(ctx, tenantID)
+	if err != nil {
+		return 0, err
+	}
+	if to > size {
+		return 0, invalid("prune audit log %q: record %d is past the log's size %d", tenantID, to-1, size)
+	}
+	res, err := s.exec(ctx, `UPDATE audit_records SET data = ?, actor = '', action = '', target = '', outcome = '', request_id = ''
+		WHERE tenant_id = ? AND idx >= ? AND idx < ? AND outcome <> ''`, []byte{}, tenantID, from, to)
+	if err != nil {
+		return 0, s.fail(err, "prune audit log %q", tenantID)
+	}
+	n, err := affected(res)
+	return int(n), s.fail(err, "prune audit log %q", tenantID)
+}
+
 // AuditEntryHashes implements steward.Store.
 func (s *Store) AuditEntryHashes(ctx context.Context, tenantID string, indexes []int64) ([][]byte, error) {
 	if len(indexes) == 0 {
@@ -215,7 +238,7 @@ func (s *Store) SearchAudit(ctx context.Context, tenantID string, f steward.Audi
 	}
 	var where strings.Builder
 	args := []any{tenantID}
-	where.WriteString(`tenant_id = ?`)
+	where.WriteString(`tenant_id = ? AND outcome <> ''`)
 	add := func(cond string, v any) {
 		where.WriteString(" AND " + cond)
 		args = append(args, v)
