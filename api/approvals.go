@@ -136,6 +136,9 @@ func (s *Server) listApprovals(w http.ResponseWriter, r *http.Request, p princip
 	if err != nil {
 		return err
 	}
+	if rs, err = inScopeOrNone(s, r.Context(), p, rs, func(a steward.ApprovalRequest) string { d, _ := targetDevice(a.Target); return d }); err != nil { // scope.go
+		return err
+	}
 	return writeJSON(w, http.StatusOK, list(rs))
 }
 

@@ -85,6 +85,9 @@ func (s *Server) listDecommissions(w http.ResponseWriter, r *http.Request, p pri
 	if err != nil {
 		return err
 	}
+	if recs, err = inScope(s, r.Context(), p, recs, func(d steward.Decommission) string { return d.DeviceID }); err != nil { // users.go
+		return err
+	}
 	return writeJSON(w, http.StatusOK, list(recs))
 }
 

@@ -205,10 +205,15 @@ func (s *Server) listDeploymentDevices(w http.ResponseWriter, r *http.Request, p
 	if err != nil {
 		return err
 	}
-	out := list(rows)
+	next := ""
 	if len(rows) == f.Limit {
-		out.NextAfter = rows[len(rows)-1].DeviceID
+		next = rows[len(rows)-1].DeviceID // of the page before the role's filter, so that paging goes on past it
 	}
+	if rows, err = inScope(s, r.Context(), p, rows, func(d steward.DeploymentDevice) string { return d.DeviceID }); err != nil { // users.go
+		return err
+	}
+	out := list(rows)
+	out.NextAfter = next
 	return writeJSON(w, http.StatusOK, out)
 }
 

@@ -147,6 +147,9 @@ func (s *Server) listDeliveries(w http.ResponseWriter, r *http.Request, p princi
 	if err != nil {
 		return err
 	}
+	if ds, err = inScope(s, r.Context(), p, ds, deliveryDevice); err != nil { // users.go, scope.go
+		return err
+	}
 	return writeJSON(w, http.StatusOK, list(ds))
 }
 

@@ -157,6 +157,9 @@ func (s *Server) expiringCertificates(w http.ResponseWriter, r *http.Request, p 
 	if err != nil {
 		return err
 	}
+	if certs, err = inScope(s, r.Context(), p, certs, func(c steward.Certificate) string { return c.DeviceID }); err != nil { // users.go
+		return err
+	}
 	for i := range certs {
 		certs[i].PEM = "" // the report is about dates; GET /devices/{id} has the certificates
 	}

@@ -342,12 +342,22 @@ func (s *Server) listDrift(w http.ResponseWriter, r *http.Request, p principal) 
 	if err != nil {
 		return err
 	}
-	out := Drift{List: list(ts), Count: n}
 	if limit == 0 {
 		limit = 100
 	}
+	next := ""
 	if len(ts) == limit {
-		out.NextAfter = ts[len(ts)-1].DeviceID
+		next = ts[len(ts)-1].DeviceID // of the page before the role's filter, so that paging goes on past it
 	}
+	if p.fleetQuery != "" {
+		if ts, err = inScope(s, r.Context(), p, ts, func(t steward.Twin) string { return t.DeviceID }); err != nil { // users.go
+			return err
+		}
+		if n, err = s.scopedDriftCount(r.Context(), svc, p); err != nil { // scope.go
+			return err
+		}
+	}
+	out := Drift{List: list(ts), Count: n}
+	out.NextAfter = next
 	return writeJSON(w, http.StatusOK, out)
 }

@@ -219,6 +219,8 @@ func (s *Server) checkDeviceScope(r *http.Request, path string, p principal) err
 		if !ok {
 			return steward.Errorf(steward.CodeNotFound, "alert %s not found", id)
 		}
+	default:
+		return s.checkRecordScope(r, path, p) // scope.go
 	}
 	return nil
 }
