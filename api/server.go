@@ -68,6 +68,12 @@ type Config struct {
 	// Privacy serves device export, erasure and consent (privacy.go); nil
 	// makes those routes 503.
 	Privacy PrivacyService
+	// TenantStatus, when set, reads the caller's tenant for the check on
+	// every request that it is not suspended (tenants.StatusCache answers
+	// from memory for a few seconds); nil reads the Store each time.
+	TenantStatus interface {
+		GetTenant(ctx context.Context, id string) (steward.Tenant, error)
+	}
 	// Operators configures operator logins: sessions, lockout, password
 	// hashing, OpenID Connect (sessions.go).
 	Operators OperatorConfig

@@ -30,9 +30,16 @@ func (s *Server) registerTenants() {
 }
 
 // checkTenantActive refuses every caller of a suspended tenant, whatever
-// its token or session, with a message that says why.
+// its token or session, with a message that says why. It reads the tenant
+// through Config.TenantStatus when set (a cache), the store otherwise.
 func (s *Server) checkTenantActive(ctx context.Context, p principal) error {
-	t, err := s.cfg.Store.GetTenant(ctx, p.tenantID)
+	var tenants interface {
+		GetTenant(ctx context.Context, id string) (steward.Tenant, error)
+	} = s.cfg.Store
+	if s.cfg.TenantStatus != nil {
+		tenants = s.cfg.TenantStatus
+	}
+	t, err := tenants.GetTenant(ctx, p.tenantID)
 	if steward.IsNotFound(err) {
 		return steward.Errorf(steward.CodeUnauthenticated, "the tenant of this token no longer exists")
 	}

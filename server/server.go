@@ -250,8 +250,11 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.Bus = inproc.New(log)
 	s.Fleet = lifecycle.New(s.Store, s.Bus, cfg.Clock, log)
 	s.Fleet.SetAuditor(s.Audit)
+	// Every API request and device handshake checks its tenant's status:
+	// from memory for a few seconds (docs/operations.md, "Tenants").
+	tenantStatus := tenants.NewStatusCache(s.Store, cfg.Clock, 0)
 	s.Prov = provisioning.New(provisioning.Config{
-		Store: s.Store, Authority: s.Authority, Bus: s.Bus, Lifecycle: s.Fleet,
+		Store: tenants.CachedStore{Store: s.Store, Statuses: tenantStatus}, Authority: s.Authority, Bus: s.Bus, Lifecycle: s.Fleet,
 		ParseCSR: pki.ParseCSR, Clock: cfg.Clock, Logger: log, Auditor: s.Audit,
 	})
 	s.Rollup = telemetry.NewRollup(telemetry.RollupConfig{Store: s.Store, Clock: cfg.Clock, Logger: log, Policy: cfg.Telemetry})
@@ -272,7 +275,8 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	// Before the deployment engine, which rolls configuration out through it.
 	s.Twins = twin.New(twin.Config{Store: s.Store, Bus: s.Bus, Clock: cfg.Clock, Logger: log, Grace: cfg.TwinGrace, OnDrift: twin.Signals(s.Store, log),
 		Auditor: s.Audit})
-	s.Tenants = tenants.New(tenants.Config{Store: s.Store, Bus: s.Bus, Approvals: s.Approvals, Clock: cfg.Clock, Logger: log, Auditor: s.Audit})
+	s.Tenants = tenants.New(tenants.Config{Store: s.Store, Bus: s.Bus, Approvals: s.Approvals, Clock: cfg.Clock, Logger: log, Auditor: s.Audit,
+		Statuses: tenantStatus})
 	s.Deployments = deploy.New(deploy.Config{Store: s.Store, Bus: s.Bus, Clock: cfg.Clock, Logger: log, Artifacts: s.Store, Approvals: s.Approvals,
 		Configs: s.Twins, Auditor: s.deploymentAuditor()})
 	s.DeploymentStatus = deploy.NewIntake(deploy.IntakeConfig{Store: s.Store, Clock: cfg.Clock, Logger: log}, s.Bus)
@@ -340,7 +344,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		Credentials:    s.Credentials,
 		Decommissioner: s.Decommission,
 
-		Fleet: s.Fleet, Groups: s.Prov, Authority: s.Authority, Store: s.Store,
+		Fleet: s.Fleet, Groups: s.Prov, Authority: s.Authority, Store: s.Store, TenantStatus: tenantStatus,
 		Ready: s.ready, Clock: cfg.Clock, Logger: log, TelemetrySchemasChanged: s.Intake.SchemasChanged,
 		Analytics:   analytics.New(s.Store, log),
 		Health:      health.New(s.Store, cfg.Clock, health.DefaultRules()),

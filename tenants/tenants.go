@@ -38,6 +38,10 @@ type Config struct {
 	Auditor steward.Auditor
 	Clock   steward.Clock
 	Logger  *slog.Logger
+
+	// Statuses, when set, is this node's cache of tenant statuses: it
+	// forgets a tenant as soon as this service changes or deletes it.
+	Statuses *StatusCache
 }
 
 // Service suspends, resumes and deletes tenants.
@@ -105,6 +109,7 @@ func (s *Service) Suspend(ctx context.Context, id, reason, actor, actorTenant st
 	if err != nil {
 		return steward.Tenant{}, err
 	}
+	s.cfg.Statuses.Forget(id) // refused on this node from the next request on
 	s.log.Warn("tenant suspended", "tenant", id, "reason", reason, "actor", actor)
 	if err := s.record(ctx, steward.AuditRecord{TenantID: actorTenant, Actor: actor, Action: "tenant.suspend", Target: "tenant:" + id,
 		Detail: reason, Before: asJSON(before), After: asJSON(t)}); err != nil {
@@ -128,6 +133,7 @@ func (s *Service) Resume(ctx context.Context, id, actor, actorTenant string) (st
 	if err != nil {
 		return steward.Tenant{}, err
 	}
+	s.cfg.Statuses.Forget(id)
 	s.log.Info("tenant resumed", "tenant", id, "actor", actor)
 	return t, s.record(ctx, steward.AuditRecord{TenantID: actorTenant, Actor: actor, Action: "tenant.resume", Target: "tenant:" + id,
 		Before: asJSON(before), After: asJSON(t)})
@@ -225,6 +231,7 @@ func (s *Service) Delete(ctx context.Context, id, approvalID, reason, actor, act
 	if err := s.cfg.Store.DeleteTenant(ctx, id); err != nil {
 		return DeleteResult{}, err
 	}
+	s.cfg.Statuses.Forget(id)
 	s.log.Warn("tenant deleted", "tenant", id, "devices", n, "actor", actor)
 	detail := reason
 	if used != nil {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"github.com/steward-iot/steward/internal/testclock"
-	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -14,7 +13,6 @@ import (
 	"github.com/steward-iot/steward"
 	"github.com/steward-iot/steward/approvals"
 	"github.com/steward-iot/steward/inproc"
-	"github.com/steward-iot/steward/sqlite"
 )
 
 type auditLog struct {
@@ -46,17 +44,8 @@ const acme = "acme"
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	ctx := context.Background()
-	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "steward.db"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = store.Close() })
 	clock := testclock.New(time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC))
-	for _, id := range []string{steward.DefaultTenant, acme} {
-		if err := store.CreateTenant(ctx, steward.Tenant{ID: id, Name: id, CreatedAt: clock.Now()}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	store := statusStore(t, clock.Now()) // status_test.go
 	for _, id := range []string{"sys1", "sys2"} {
 		if err := store.CreateToken(ctx, steward.APIToken{ID: id, TenantID: steward.DefaultTenant, Name: id, Role: steward.RoleSystem, Hash: "h" + id, CreatedAt: clock.Now()}); err != nil {
 			t.Fatal(err)
