@@ -92,7 +92,8 @@ type Store interface {
 	// RollupSamples recomputes from the raw samples, in one transaction,
 	// the minute rollups of every device and metric in [from, to), from
 	// those the hour rollups of every hour [from, to) touches and from
-	// those the day rollups of every day it touches, then
+	// those the day rollups of every day it touches that is closed (ends
+	// at or before the watermark it leaves; an open day has none), then
 	// moves the rollup watermark forward to to (never back). from and to
 	// are whole minutes (CodeInvalid otherwise). Whole buckets are
 	// upserted and two calls are serialised, so running it again, or on

@@ -334,9 +334,9 @@ func (s *Store) CountAlerts(ctx context.Context) ([]steward.AlertCount, error) {
 }
 
 // AlertSignals implements steward.Store with one statement over the
-// scope's devices, as FleetAggregates: the metric's samples joined and
-// grouped (min, max, avg) or the newest one picked by a correlated
-// subquery (last), the events counted by a correlated subquery on the
+// scope's devices, as FleetAggregates: the metric's samples (sampleRows)
+// aggregated per device (min, max, avg, or the newest one for last) and
+// joined, the events counted by a correlated subquery on the
 // (tenant_id, device_id, type, at) index, the newest telemetry read from
 // metric_latest.
 func (s *Store) AlertSignals(ctx context.Context, tenantID string, q steward.AlertSignalQuery) ([]steward.AlertSignal, error) {
@@ -361,18 +361,10 @@ func (s *Store) AlertSignals(ctx context.Context, tenantID string, q steward.Ale
 	var args []any
 	head.WriteString(`SELECT d.id, d.site, d.state, d.online, d.last_seen,
 		(SELECT MAX(l.at) FROM metric_latest l WHERE l.tenant_id = d.tenant_id AND l.device_id = d.id), `)
-	join := false
-	switch {
-	case q.Metric == "":
+	if q.Metric == "" {
 		head.WriteString(`0, NULL, `)
-	case q.Aggregation == steward.AggLast:
-		head.WriteString(`(SELECT COUNT(*) FROM samples s WHERE s.tenant_id = d.tenant_id AND s.device_id = d.id AND s.metric = ? AND s.at >= ? AND s.at < ?),
-			(SELECT s.value FROM samples s WHERE s.tenant_id = d.tenant_id AND s.device_id = d.id AND s.metric = ? AND s.at >= ? AND s.at < ?
-			 ORDER BY s.at DESC LIMIT 1), `)
-		args = append(args, q.Metric, from, to, q.Metric, from, to)
-	default:
-		join = true
-		head.WriteString(`COUNT(s.value), ` + strings.ToUpper(q.Aggregation) + `(s.value), `)
+	} else {
+		head.WriteString(`COALESCE(s.n, 0), s.v, `)
 	}
 	if q.Event != "" {
 		head.WriteString(`(SELECT COUNT(*) FROM device_events e
@@ -412,11 +404,22 @@ func (s *Store) AlertSignals(ctx context.Context, tenantID string, q steward.Ale
 		args = append(args, condArgs...)
 	}
 	tail := `) d`
-	if join {
-		tail += ` LEFT JOIN samples s ON s.tenant_id = d.tenant_id AND s.device_id = d.id AND s.metric = ? AND s.at >= ? AND s.at < ?`
-		args = append(args, q.Metric, from, to)
+	if q.Metric != "" {
+		// The metric's samples are aggregated per device before they meet
+		// the devices, as in FleetAggregates: samples read per device on
+		// its key, the recent ones in one range scan.
+		rows, rowArgs := sampleRows(true, `r.tenant_id = ? AND r.metric = ? AND r.at >= ? AND r.at < ?`, tenantID, q.Metric, from, to)
+		if q.Aggregation == steward.AggLast {
+			tail += ` LEFT JOIN (SELECT device_id, n, value AS v FROM (SELECT device_id, value,
+				COUNT(*) OVER (PARTITION BY device_id) AS n, ROW_NUMBER() OVER (PARTITION BY device_id ORDER BY at DESC) AS k
+				FROM (` + rows + `) x) w WHERE k = 1) s ON s.device_id = d.id`
+		} else {
+			tail += ` LEFT JOIN (SELECT device_id, COUNT(value) AS n, ` + strings.ToUpper(q.Aggregation) + `(value) AS v
+				FROM (` + rows + `) x GROUP BY device_id) s ON s.device_id = d.id`
+		}
+		args = append(args, rowArgs...)
 	}
-	tail += ` GROUP BY d.id, d.tenant_id, d.site, d.state, d.online, d.last_seen ORDER BY d.id`
+	tail += ` ORDER BY d.id`
 	stmt += s.d.Rebind(tail, len(args)-countArgs(tail)+1)
 	rows, err := s.r.QueryContext(ctx, stmt, args...)
 	if err != nil {

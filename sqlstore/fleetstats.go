@@ -12,9 +12,10 @@ import (
 // FleetAggregates implements steward.Store with one grouped statement: the
 // scope's devices (the fleet query compiled as ListDevices does, inside a
 // derived table so that its bare column names cannot meet the samples'),
-// each joined with its samples of the metric in the range (the primary
-// key (tenant_id, device_id, metric, at) makes that a range scan per
-// device) and counting its events of the type with a correlated subquery
+// each joined with its samples of the metric in the range (sampleRows:
+// the primary key (tenant_id, device_id, metric, at) of samples makes that
+// a range scan per device, and samples_recent is one range scan by time)
+// or its rollups, and counting its events of the type with a correlated subquery
 // (on the (tenant_id, device_id, type, at) index). The events are not
 // joined: a join of both would multiply the rows. Every device of the scope
 // comes back, with zero counts where it reported nothing.
@@ -70,9 +71,10 @@ func (s *Store) FleetAggregates(ctx context.Context, tenantID string, q steward.
 		}
 		parts := rollupParts(q.From.UTC(), q.To.UTC(), wm)
 		if len(parts) == 1 && parts[0].table == "samples" {
-			tail += ` LEFT JOIN (SELECT device_id, COUNT(value) AS n, AVG(value) AS mean FROM samples
-			WHERE tenant_id = ? AND metric = ? AND at >= ? AND at < ? GROUP BY device_id) s ON s.device_id = d.id`
-			args = append(args, tenantID, q.Metric, from, to)
+			rows, rowArgs := sampleRows(false, `r.tenant_id = ? AND r.metric = ? AND r.at >= ? AND r.at < ?`, tenantID, q.Metric, from, to)
+			tail += ` LEFT JOIN (SELECT device_id, COUNT(value) AS n, AVG(value) AS mean FROM (` + rows + `) x
+			GROUP BY device_id) s ON s.device_id = d.id`
+			args = append(args, rowArgs...)
 		} else {
 			// Each part is summed per device and the parts add up:
 			// counts and sums, never means. Each part walks the tenant's
@@ -88,11 +90,13 @@ func (s *Store) FleetAggregates(ctx context.Context, tenantID string, q steward.
 					tail += ` UNION ALL `
 				}
 				if p.table == "samples" {
-					tail += `SELECT dv.id AS device_id, COUNT(r.value) AS n, SUM(r.value) AS total`
-				} else {
-					tail += `SELECT dv.id AS device_id, SUM(r.sample_count) AS n, SUM(r.sum_value) AS total`
+					rows, rowArgs := sampleRows(true, `r.tenant_id = ? AND r.metric = ? AND r.at >= ? AND r.at < ?`, tenantID, q.Metric, ts(p.from), ts(p.to))
+					tail += `SELECT device_id, COUNT(value) AS n, SUM(value) AS total FROM (` + rows + `) x GROUP BY device_id`
+					args = append(args, rowArgs...)
+					continue
 				}
-				tail += ` FROM devices dv CROSS JOIN ` + p.table + ` r
+				tail += `SELECT dv.id AS device_id, SUM(r.sample_count) AS n, SUM(r.sum_value) AS total
+					FROM devices dv CROSS JOIN ` + p.table + ` r
 					WHERE dv.tenant_id = ? AND r.tenant_id = dv.tenant_id AND r.device_id = dv.id AND r.metric = ? AND r.at >= ? AND r.at < ?
 					GROUP BY dv.id`
 				args = append(args, tenantID, q.Metric, ts(p.from), ts(p.to))

@@ -92,13 +92,22 @@ type deviceTable struct {
 // exportedTables are the tables ExportDevice reads into typed fields; any
 // other table with a device_id column goes to DeviceExport.Other.
 var exportedTables = []string{"alerts", "certificates", "device_consent", "device_events", "lifecycle_events",
-	"metric_latest", "presence_events", "samples", "samples_1d", "samples_1h", "samples_1m", "security_events"}
+	"metric_latest", "presence_events", "samples", "samples_1d", "samples_1h", "samples_1m", "samples_recent", "security_events"}
 
 // keptOnErasure are the tables erasure leaves alone: the tombstone itself
 // and the audit log, whose records of what was done to the device must
 // outlive it.
 func keptOnErasure(table string) bool {
 	return table == "device_tombstones" || strings.HasPrefix(table, "audit")
+}
+
+// erasedAs is the name a table's erased rows are counted under in a
+// tombstone: the store's layout of samples is not the tombstone's business.
+func erasedAs(table string) string {
+	if table == "samples_recent" {
+		return "samples"
+	}
+	return table
 }
 
 // deviceTables lists the schema's tables with a device_id column, by name,
@@ -185,7 +194,9 @@ func (s *Store) EraseDevice(ctx context.Context, t steward.DeviceTombstone) (ste
 					return s.fail(err, "erase device %s", t.DeviceID)
 				}
 				if n > 0 {
-					t.Erased[dt.name] = int(n)
+					// Samples not yet moved out of samples_recent are
+					// samples all the same (see sampleRows).
+					t.Erased[erasedAs(dt.name)] += int(n)
 				}
 			}
 			if len(left) == len(tables) {
@@ -252,7 +263,8 @@ func (s *Store) ExportDevice(ctx context.Context, tenantID, deviceID string, at 
 		}); err != nil {
 		return x, err
 	}
-	if x.Samples, err = exportRows(ctx, s, `SELECT tenant_id, device_id, metric, at, value FROM samples`+where+` ORDER BY metric, at`, args, scanSample); err != nil {
+	rows, rowArgs := sampleRows(false, `r.tenant_id = ? AND r.device_id = ?`, tenantID, deviceID)
+	if x.Samples, err = exportRows(ctx, s, `SELECT tenant_id, device_id, metric, at, value FROM (`+rows+`) x ORDER BY metric, at`, rowArgs, scanSample); err != nil {
 		return x, err
 	}
 	for _, r := range []struct {

@@ -90,12 +90,16 @@ func latestOf(samples []steward.Sample) []steward.Sample {
 	return out
 }
 
-// The two statements of a batch, written once: samples keep the first
-// row of a key (a redelivery changes nothing), metric_latest moves only
-// forward in time (`>` keeps the first of equal times, as samples does).
-// Times compare as stored, so the clauses are the same on both backends.
+// The two statements of a batch, written once: samples go to
+// samples_recent, keyed by time first so that a batch appends at the right
+// edge of one B-tree (the rollup job moves them into samples, see
+// RollupSamples), and keep the first row of a key (a redelivery changes
+// nothing; one whose original was moved already is hidden by sampleRows
+// and dropped by the move); metric_latest moves only forward in time (`>`
+// keeps the first of equal times, as samples does). Times compare as
+// stored, so the clauses are the same on both backends.
 const (
-	insertSamples = `INSERT INTO samples (tenant_id, device_id, metric, at, value) `
+	insertSamples = `INSERT INTO samples_recent (tenant_id, device_id, metric, at, value) `
 	onSample      = ` ON CONFLICT DO NOTHING`
 	insertLatest  = `INSERT INTO metric_latest (tenant_id, device_id, metric, at, value) `
 	onLatest      = ` ON CONFLICT (tenant_id, device_id, metric) DO UPDATE SET at = excluded.at, value = excluded.value
@@ -201,9 +205,9 @@ func (s *Store) ListSamples(ctx context.Context, tenantID, deviceID, metric stri
 	if to.IsZero() {
 		to = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
 	}
-	rows, err := s.query(ctx, `SELECT tenant_id, device_id, metric, at, value FROM samples
-		WHERE tenant_id = ? AND device_id = ? AND metric = ? AND at >= ? AND at < ? ORDER BY at LIMIT ?`,
-		tenantID, deviceID, metric, ts(from), ts(to), limit)
+	q, args := sampleRows(false, `r.tenant_id = ? AND r.device_id = ? AND r.metric = ? AND r.at >= ? AND r.at < ?`,
+		tenantID, deviceID, metric, ts(from), ts(to))
+	rows, err := s.query(ctx, `SELECT tenant_id, device_id, metric, at, value FROM (`+q+`) x ORDER BY at LIMIT ?`, append(args, limit)...)
 	if err != nil {
 		return nil, s.fail(err, "list samples")
 	}
@@ -212,4 +216,35 @@ func (s *Store) ListSamples(ctx context.Context, tenantID, deviceID, metric stri
 
 func scanSample(sm *steward.Sample) []any {
 	return []any{&sm.TenantID, &sm.DeviceID, &sm.Metric, timeCol{&sm.At}, &sm.Value}
+}
+
+// sampleRows is the one definition of the samples every reader sees: the
+// rows of samples, then those of samples_recent (where WriteSamples puts
+// them until the rollup job moves them) whose key samples does not hold, so
+// that a redelivered sample whose original was moved already is not seen
+// twice. It returns a compound SELECT of the columns tenant_id, device_id,
+// metric, at and value, to be used as a derived table, and its arguments.
+//
+// cond is the reader's condition on the columns of r (r.tenant_id,
+// r.device_id, r.metric, r.at), with args its arguments; it goes into both
+// branches, so that each table is read on its own key — samples by device,
+// samples_recent by time — and the arguments come back twice, in the order
+// of the text. With perDevice (for a condition on a tenant, not a device)
+// the samples branch walks the tenant's devices and reads each one's range
+// on the primary key, in that order (CROSS JOIN fixes it on SQLite, whose
+// planner, without statistics, would otherwise scan every row of the tenant
+// for a range of a few minutes). samples_recent is always read as one range
+// of time, whatever the reader: it holds the minute or two of samples not
+// yet moved, and late ones.
+func sampleRows(perDevice bool, cond string, args ...any) (string, []any) {
+	const cols = `r.tenant_id, r.device_id, r.metric, r.at, r.value`
+	from := `samples r WHERE `
+	if perDevice {
+		from = `devices dv CROSS JOIN samples r WHERE r.tenant_id = dv.tenant_id AND r.device_id = dv.id AND `
+	}
+	q := `SELECT ` + cols + ` FROM ` + from + cond +
+		` UNION ALL SELECT ` + cols + ` FROM samples_recent r WHERE ` + cond +
+		` AND NOT EXISTS (SELECT 1 FROM samples o
+			WHERE o.tenant_id = r.tenant_id AND o.device_id = r.device_id AND o.metric = r.metric AND o.at = r.at)`
+	return q, append(slices.Clip(args), args...)
 }

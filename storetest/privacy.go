@@ -29,7 +29,9 @@ func testDevicePrivacy(t *testing.T, s steward.Store) {
 		_, err := s.PutAlert(c, openAlert(tenantA, "al-"+id, "r-priv", id))
 		must(t, err)
 	}
-	must(t, s.RollupSamples(c, h0, h0.Add(time.Hour)))
+	// Through the end of the day, so that the day is closed and has its
+	// day rollup (RollupSamples does not recompute an open day).
+	must(t, s.RollupSamples(c, h0, h0.Truncate(steward.RollupDay).Add(steward.RollupDay)))
 
 	// Consent.
 	wantCode(t, s.PutDeviceConsent(c, steward.DeviceConsent{TenantID: tenantA, DeviceID: mine.ID, Personal: true, Granted: []string{"dreams"}, UpdatedAt: t0}), steward.CodeInvalid)

@@ -81,9 +81,14 @@ func rollupSamples() []steward.Sample {
 }
 
 // checkRollups compares every series of the rollup samples with the slow
-// computation over [from, to).
+// computation over [from, to). Day rollups are expected only for the days
+// closed by the watermark: RollupSamples recomputes a day once it is
+// closed, not on every run while it is open (which read all of the open
+// day's hour rollups under the write lock, longer as the day went on).
 func checkRollups(t *testing.T, s steward.Store, samples []steward.Sample, from, to time.Time) {
 	t.Helper()
+	wm, err := s.RollupWatermark(ctx(t))
+	must(t, err)
 	series := []struct{ tenant, device, metric string }{
 		{tenantA, "d-1", "cpu"}, {tenantA, "d-1", "mem"}, {tenantA, "d-2", "cpu"}, {tenantB, "d-1", "cpu"},
 	}
@@ -91,7 +96,11 @@ func checkRollups(t *testing.T, s steward.Store, samples []steward.Sample, from,
 		for _, width := range []time.Duration{steward.RollupMinute, steward.RollupHour, steward.RollupDay} {
 			got, err := s.ListRollups(ctx(t), sr.tenant, sr.device, sr.metric, width, from.Add(-24*time.Hour), to.Add(24*time.Hour), 0)
 			must(t, err)
-			want := expectRollups(sr.tenant, sr.device, sr.metric, width, from.Truncate(width), to, samples)
+			end := to
+			if closed := wm.Truncate(steward.RollupDay); width == steward.RollupDay && closed.Before(end) {
+				end = closed
+			}
+			want := expectRollups(sr.tenant, sr.device, sr.metric, width, from.Truncate(width), end, samples)
 			sameRollups(t, sr.tenant+"/"+sr.device+"/"+sr.metric+" by "+width.String(), got, want)
 		}
 	}
