@@ -57,6 +57,10 @@ type Config struct {
 	// StoreURL selects the store: empty for SQLite in DataDir, or a
 	// postgres:// URL for the cluster store.
 	StoreURL string
+	// SQLiteCacheSize is the most memory, in bytes, the SQLite writer's
+	// page cache uses (sqlite.Options.CacheSize; 0: sqlite.DefaultCacheSize).
+	// PostgreSQL ignores it.
+	SQLiteCacheSize int64
 	// MasterKeyFile holds the key-encryption key; default
 	// $STEWARD_MASTER_KEY_FILE, else DataDir/master.key (created 0600).
 	MasterKeyFile string
@@ -208,7 +212,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		}
 	}()
 	if cfg.StoreURL == "" {
-		s.Store, err = sqlite.Open(ctx, filepath.Join(cfg.DataDir, "steward.db"), log)
+		s.Store, err = sqlite.OpenWith(ctx, filepath.Join(cfg.DataDir, "steward.db"), sqlite.Options{CacheSize: cfg.SQLiteCacheSize}, log)
 	} else if strings.HasPrefix(cfg.StoreURL, "postgres://") || strings.HasPrefix(cfg.StoreURL, "postgresql://") {
 		s.Store, err = postgres.Open(ctx, cfg.StoreURL, log)
 	} else {

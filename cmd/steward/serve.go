@@ -11,12 +11,23 @@ import (
 
 	"github.com/steward-iot/steward/api"
 	"github.com/steward-iot/steward/server"
+	"github.com/steward-iot/steward/sqlite"
 )
 
 // serverFlags registers the flags that configure a node.
 func serverFlags(fs *flag.FlagSet, cfg *server.Config, defaultData string) {
 	fs.StringVar(&cfg.DataDir, "data", defaultData, "data directory (SQLite store, master key, admin token)")
 	fs.StringVar(&cfg.StoreURL, "store", "", "store URL: empty for SQLite in the data directory, or postgres://…")
+	cfg.SQLiteCacheSize = sqlite.DefaultCacheSize
+	fs.Func("sqlite-cache-size", fmt.Sprintf("most memory in bytes the SQLite writer's page cache uses (default %d; docs/operations.md)", sqlite.DefaultCacheSize),
+		func(v string) error {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n < minSQLiteCache {
+				return fmt.Errorf("want a number of bytes, at least %d (1 MiB)", minSQLiteCache)
+			}
+			cfg.SQLiteCacheSize = n
+			return nil
+		})
 	fs.StringVar(&cfg.APIAddr, "api-addr", "127.0.0.1:8080", "management plane address (REST API)")
 	fs.StringVar(&cfg.MQTTAddr, "mqtt-addr", ":8883", "device plane MQTT over TLS address")
 	fs.StringVar(&cfg.DeviceAddr, "device-addr", ":8443", "device plane HTTPS address (EST)")
@@ -36,6 +47,10 @@ func serverFlags(fs *flag.FlagSet, cfg *server.Config, defaultData string) {
 	})
 	fs.Var(offSwitch{&cfg.NoMetrics}, "metrics", "serve Prometheus metrics at GET /metrics on the management plane (--metrics=false to turn off)")
 }
+
+// minSQLiteCache is the smallest --sqlite-cache-size: below it the
+// writer would read most pages of a batch from the file again.
+const minSQLiteCache = 1 << 20
 
 // offSwitch is a boolean flag, true by default, that sets the bool it
 // points to when turned off: --metrics=false sets Config.NoMetrics.
