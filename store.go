@@ -234,6 +234,7 @@ type Store interface {
 	CredentialStore // CA generations, revocation reasons, CRLs, revoked manufacturer CAs, decommissioning records (credentials.go)
 	RetentionStore  // per-tenant retention periods and pruning of data classes (retention.go)
 	PrivacyStore    // device consent, export and erasure (privacy.go)
+	QuarantineStore // the tenants' quarantine policies (quarantinepolicy.go)
 	DeploymentStore // deployments, their devices and each device's history (deployment.go)
 	TransferStore   // device transfers between tenants and individual enrollments (tenanttransfer.go)
 }

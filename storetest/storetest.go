@@ -70,6 +70,7 @@ func Run(t *testing.T, open func(t *testing.T) steward.Store) {
 		{"FleetAggregatesRollups", testFleetAggregatesRollups},
 		{"RetentionJob", testRetentionJob},
 		{"DevicePrivacy", testDevicePrivacy},
+		{"QuarantinePolicies", testQuarantinePolicies},
 		{"DeviceTransfers", testDeviceTransfers},
 		{"IndividualEnrollments", testIndividualEnrollments},
 		{"InTxCommit", testInTxCommit},
