@@ -27,6 +27,8 @@ type Service struct {
 	clock  steward.Clock
 	logger *slog.Logger
 	audit  TxAuditor // optional (audit.go)
+	// observer is told of state changes (observe.go); optional.
+	observer TransitionObserver
 
 	mu      sync.Mutex
 	pending map[string]chan steward.CommandResult // command ID → waiter
@@ -80,7 +82,10 @@ func (s *Service) ApplyDeferred(ctx context.Context, tenantID, id string, fn fun
 					return fmt.Errorf("record lifecycle event: %w", err)
 				}
 			}
-			return s.auditTransitions(ctx, tx, events)
+			if err := s.auditTransitions(ctx, tx, events); err != nil {
+				return err
+			}
+			return s.observeTransitions(ctx, tx, stored, events)
 		})
 		if steward.IsConflict(err) {
 			continue

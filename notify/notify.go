@@ -158,10 +158,15 @@ func (nt *Notifier) newDelivery(ctx context.Context, channelID string, n steward
 	if err != nil {
 		return steward.Delivery{}, fmt.Errorf("encode notification: %w", err)
 	}
+	return pendingDelivery(n.TenantID, ch.ID, n.Key, body, now, lease), nil
+}
+
+// pendingDelivery is a new delivery of body to a channel, due after lease.
+func pendingDelivery(tenantID, channelID, key string, body []byte, now time.Time, lease time.Duration) steward.Delivery {
 	return steward.Delivery{
-		ID: newID("dl-"), TenantID: n.TenantID, ChannelID: ch.ID, NotificationKey: n.Key,
+		ID: newID("dl-"), TenantID: tenantID, ChannelID: channelID, NotificationKey: key,
 		Payload: body, Status: steward.DeliveryPending, NextAttemptAt: now.Add(lease), CreatedAt: now,
-	}, nil
+	}
 }
 
 // existing finds the delivery of key to a channel.

@@ -41,6 +41,11 @@ type Config struct {
 	// 30s). See the schemas type.
 	SchemaTTL time.Duration
 	ModelTTL  time.Duration
+	// OnSamples, when set, sees the samples of each message that passed
+	// the window, schema and consent filters, before they are queued (the
+	// quarantine policy watches sec.config.changes in them). It is called
+	// on the device plane's path and must not block.
+	OnSamples func(ctx context.Context, samples []steward.Sample)
 }
 
 // Metrics receives the telemetry writer's counts (package metrics
@@ -191,6 +196,9 @@ func (in *Intake) Handle(ctx context.Context, m steward.DeviceMessage, ack stewa
 		return
 	}
 	samples = kept
+	if in.cfg.OnSamples != nil {
+		in.cfg.OnSamples(ctx, samples)
+	}
 	select {
 	case in.queue <- pending{samples: samples, ack: ack}:
 	case <-in.done:
