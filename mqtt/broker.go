@@ -10,7 +10,8 @@
 // ignored. A device may publish only dev/{own id}/{c} for c in
 // steward.DeviceToServer and subscribe only to dev/{own id}/{c} for c in
 // steward.ServerToDevice (exact topics, no wildcards); a quarantined device
-// only what steward.QuarantineMayPublish and QuarantineMaySubscribe allow.
+// only what its tenant's quarantine policy allows (Config.Quarantine; by
+// default steward.QuarantineMayPublish and QuarantineMaySubscribe).
 //
 // A QoS 1 message is acknowledged (PUBACK; PUBREC for QoS 2) only after the
 // Bus handler of its channel has acknowledged it, in the order the client sent
@@ -92,6 +93,11 @@ type Config struct {
 	Logger *slog.Logger
 	// Metrics receives the broker's counts (default: none).
 	Metrics Metrics
+	// Quarantine tells what a quarantined device of a tenant may still
+	// publish and subscribe to (default: steward.QuarantineMayPublish and
+	// QuarantineMaySubscribe for every tenant). It is asked at every
+	// decision about a quarantined device, so it must answer from memory.
+	Quarantine steward.QuarantineAllowance
 }
 
 // Broker is the embedded MQTT broker of the device plane.
@@ -109,6 +115,7 @@ type Broker struct {
 	handshake  time.Duration
 	tlsConfig  *tls.Config
 	metrics    Metrics
+	quarantine steward.QuarantineAllowance
 	qos0Ack    steward.Ack // settles QoS 0 messages; made once, so that OnPublish does not allocate a closure
 
 	server *mochi.Server
@@ -159,6 +166,7 @@ func New(cfg Config) (*Broker, error) {
 		window:      int(cfg.ReceiveMaximum),
 		handshake:   cfg.HandshakeTimeout,
 		metrics:     cfg.Metrics,
+		quarantine:  cfg.Quarantine,
 		sessions:    map[string]*session{},
 		verdicts:    map[*x509.Certificate][]steward.DeviceSession{},
 		events:      make(chan steward.SecurityEvent, eventQueue),
