@@ -592,6 +592,11 @@ type DeploymentStore interface {
 	// many it added.
 	AddDeploymentDevices(ctx context.Context, rows []DeploymentDevice) (int, error)
 	GetDeploymentDevice(ctx context.Context, tenantID, deploymentID, deviceID string) (DeploymentDevice, error)
+	// ListDeviceDeployments returns one device's rows in the tenant's
+	// deployments whose state is one of states (every state when none is
+	// given), by deployment ID: one query however many deployments the
+	// tenant has (CodeInvalid for an unknown state).
+	ListDeviceDeployments(ctx context.Context, tenantID, deviceID string, states []DeploymentState) ([]DeploymentDevice, error)
 	// ListDeploymentDevices returns a deployment's devices matching f,
 	// ordered by device ID.
 	ListDeploymentDevices(ctx context.Context, tenantID, deploymentID string, f DeploymentDeviceFilter) ([]DeploymentDevice, error)

@@ -15,29 +15,25 @@ func (e *Engine) RemoveDeviceAccess(ctx context.Context, tenantID, deviceID stri
 	now := e.clock.Now()
 	unfinished := []steward.UpdateState{steward.UpdatePending, steward.UpdateNotified, steward.UpdateDownloading, steward.UpdateDownloaded,
 		steward.UpdateInstalling, steward.UpdateRebooting, steward.UpdateVerifying}
+	// Asked of the store in one query, not by listing the deployments of
+	// each state: a page of them would miss the device in any beyond it.
+	rows, err := e.cfg.Store.ListDeviceDeployments(ctx, tenantID, deviceID, []steward.DeploymentState{steward.DeploymentDraft,
+		steward.DeploymentAwaitingApproval, steward.DeploymentScheduled, steward.DeploymentRunning, steward.DeploymentPaused})
+	if err != nil {
+		return "", fmt.Errorf("list the deployments of device %s: %w", deviceID, err)
+	}
 	stopped := 0
-	for _, st := range []steward.DeploymentState{steward.DeploymentDraft, steward.DeploymentAwaitingApproval, steward.DeploymentScheduled,
-		steward.DeploymentRunning, steward.DeploymentPaused} {
-		deps, err := e.cfg.Store.ListDeployments(ctx, tenantID, steward.DeploymentFilter{State: st, Limit: 1000})
-		if err != nil {
-			return "", fmt.Errorf("list %s deployments: %w", st, err)
+	for _, r := range rows {
+		if r.State.Final() {
+			continue
 		}
-		for _, d := range deps {
-			r, err := e.cfg.Store.GetDeploymentDevice(ctx, tenantID, d.ID, deviceID)
-			if steward.IsNotFound(err) || (err == nil && r.State.Final()) {
-				continue
-			}
-			if err != nil {
-				return "", fmt.Errorf("device %s in deployment %s: %w", deviceID, d.ID, err)
-			}
-			ok, err := e.cfg.Store.UpdateDeploymentDevices(ctx, []steward.DeploymentDeviceUpdate{{TenantID: tenantID, DeploymentID: d.ID,
-				DeviceID: deviceID, From: unfinished, State: steward.UpdateSkipped, Reason: "decommissioned", At: now}})
-			if err != nil {
-				return "", fmt.Errorf("skip device %s in deployment %s: %w", deviceID, d.ID, err)
-			}
-			if len(ok) == 1 && ok[0] {
-				stopped++
-			}
+		ok, err := e.cfg.Store.UpdateDeploymentDevices(ctx, []steward.DeploymentDeviceUpdate{{TenantID: tenantID, DeploymentID: r.DeploymentID,
+			DeviceID: deviceID, From: unfinished, State: steward.UpdateSkipped, Reason: "decommissioned", At: now}})
+		if err != nil {
+			return "", fmt.Errorf("skip device %s in deployment %s: %w", deviceID, r.DeploymentID, err)
+		}
+		if len(ok) == 1 && ok[0] {
+			stopped++
 		}
 	}
 	// An empty retained message clears the device's job (docs/protocol.md).

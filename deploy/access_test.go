@@ -1,8 +1,10 @@
 package deploy
 
 import (
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/steward-iot/steward"
 )
@@ -53,6 +55,56 @@ func TestRemoveDeviceAccess(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.wantCounts(d.ID, map[steward.UpdateState]int{steward.UpdateSkipped: 1, steward.UpdateSucceeded: 1, steward.UpdateNotified: 2})
+}
+
+// TestRemoveDeviceAccessManyDeployments: with more unfinished deployments
+// than one page of them (1,000), the device is skipped in the oldest as in
+// the newest.
+func TestRemoveDeviceAccessManyDeployments(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 2)
+	tmpl := e.create(steward.DeploymentSpec{Phases: []steward.Phase{{Name: "all", Percent: 100}}})
+	const n = 1001
+	var ids []string
+	must(t, e.store.InTx(t.Context(), func(tx steward.Store) error {
+		for i := range n {
+			d := tmpl
+			d.ID, d.State = fmt.Sprintf("dp-many-%04d", i), steward.DeploymentPaused
+			d.CreatedAt = t0.Add(time.Duration(i) * time.Second)
+			d.UpdatedAt = d.CreatedAt
+			if err := tx.CreateDeployment(t.Context(), d); err != nil {
+				return err
+			}
+			ids = append(ids, d.ID)
+		}
+		return nil
+	}))
+	oldest, newest := ids[0], ids[n-1]
+	var rows []steward.DeploymentDevice
+	for _, id := range []string{oldest, newest} {
+		for _, d := range []string{dev(0), dev(1)} {
+			rows = append(rows, steward.DeploymentDevice{TenantID: tenant, DeploymentID: id, DeviceID: d, Window: -1,
+				State: steward.UpdateNotified, ToVersion: "1.5.0", UpdatedAt: t0})
+		}
+	}
+	_, err := e.store.AddDeploymentDevices(t.Context(), rows)
+	must(t, err)
+
+	what, err := e.engine.RemoveDeviceAccess(t.Context(), tenant, dev(0))
+	must(t, err)
+	if !strings.Contains(what, "skipped in 2 unfinished deployment") {
+		t.Fatalf("said %q", what)
+	}
+	for _, id := range []string{oldest, newest} {
+		r, err := e.store.GetDeploymentDevice(t.Context(), tenant, id, dev(0))
+		must(t, err)
+		if r.State != steward.UpdateSkipped {
+			t.Errorf("deployment %s: %+v, want skipped", id, r)
+		}
+		if r, _ := e.store.GetDeploymentDevice(t.Context(), tenant, id, dev(1)); r.State != steward.UpdateNotified {
+			t.Errorf("deployment %s: the other device's row changed: %+v", id, r)
+		}
+	}
 }
 
 // TestTargetFromArtifact: a target that names an artifact gets its name,

@@ -256,6 +256,29 @@ func (s *Store) GetDeploymentDevice(ctx context.Context, tenantID, deploymentID,
 	return r, s.fail(err, "get deployment device %s", deviceID)
 }
 
+// ListDeviceDeployments implements steward.Store: the deployments of the
+// tenant in those states, each probed by the primary key (deployment_id,
+// device_id), so no index by device is needed.
+func (s *Store) ListDeviceDeployments(ctx context.Context, tenantID, deviceID string, states []steward.DeploymentState) ([]steward.DeploymentDevice, error) {
+	q := `SELECT ` + deploymentDeviceCols + ` FROM deployment_devices WHERE tenant_id = ? AND device_id = ?
+		AND deployment_id IN (SELECT id FROM deployments WHERE tenant_id = ?`
+	args := []any{tenantID, deviceID, tenantID}
+	if len(states) > 0 {
+		q += ` AND state IN (?` + strings.Repeat(", ?", len(states)-1) + `)`
+		for _, st := range states {
+			if !st.Valid() {
+				return nil, invalid("deployment state %q is unknown", st)
+			}
+			args = append(args, string(st))
+		}
+	}
+	rows, err := s.query(ctx, q+`) ORDER BY deployment_id`, args...)
+	if err != nil {
+		return nil, s.fail(err, "list deployments of device %s", deviceID)
+	}
+	return collect(rows, scanDeploymentDevice, s, "list deployments of device")
+}
+
 // ListDeploymentDevices implements steward.Store.
 func (s *Store) ListDeploymentDevices(ctx context.Context, tenantID, deploymentID string, f steward.DeploymentDeviceFilter) ([]steward.DeploymentDevice, error) {
 	switch {

@@ -122,6 +122,7 @@ func Run(t *testing.T, open func(t *testing.T) steward.Store) {
 		{"Sessions", testSessions},
 		{"AccountTokens", testAccountTokens},
 		{"Deployments", testDeployments}, {"DeploymentsInvalid", testDeploymentsInvalid}, {"DeploymentDevices", testDeploymentDevices}, {"DeploymentsClaimConcurrent", testDeploymentsClaimConcurrent},
+		{"DeviceDeployments", testDeviceDeployments},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
