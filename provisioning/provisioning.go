@@ -36,21 +36,21 @@ type Config struct {
 	Clock    steward.Clock
 	Logger   *slog.Logger
 
-	// Auditor, when set, records enrollments and security incidents in
-	// the audit log (audit.go).
+	// Auditor, when set, records enrollments, certificate renewals,
+	// refused EST requests and security events in the audit log
+	// (audit.go).
 	Auditor lifecycle.TxAuditor
-
-	// OnSecurityEvent, when set, is told of every security event once it
-	// is recorded (the quarantine policy's rules watch them). It is called
-	// on the device plane's path and must not block.
-	OnSecurityEvent func(ctx context.Context, e steward.SecurityEvent)
+	// RefusalWindow is how long refusals of one kind from one device are
+	// folded into one audit record (default DefaultRefusalWindow).
+	RefusalWindow time.Duration
 }
 
 // Service implements steward.Enroller, steward.DeviceGate and
 // steward.EnrollmentGroups, and validates attribute reports.
 type Service struct {
-	cfg Config
-	log *slog.Logger
+	cfg      Config
+	log      *slog.Logger
+	refusals *refusalAudit
 }
 
 var (
@@ -62,7 +62,11 @@ var (
 // New returns the service and registers its handlers on the bus: attribute
 // reports and presence changes.
 func New(cfg Config) *Service {
+	if cfg.RefusalWindow <= 0 {
+		cfg.RefusalWindow = DefaultRefusalWindow
+	}
 	s := &Service{cfg: cfg, log: cfg.Logger}
+	s.refusals = &refusalAudit{svc: s, window: cfg.RefusalWindow, maxKeys: maxRefusalKeys, open: map[refusalKey]*refusalWindow{}}
 	cfg.Bus.HandleInbound(steward.ChannelAttributes, s.handleAttributes)
 	cfg.Bus.HandlePresence(s.handlePresence)
 	return s
@@ -250,12 +254,24 @@ func factorySerial(c *x509.Certificate) string {
 	return c.Subject.CommonName
 }
 
-// Enroll implements steward.Enroller (EST simpleenroll).
+// Enroll implements steward.Enroller (EST simpleenroll). A refusal is
+// recorded in the audit log with its reason (auditRefusal).
 func (s *Service) Enroll(ctx context.Context, r steward.EnrollRequest) ([]*x509.Certificate, error) {
+	var who refusal
+	certs, err := s.enroll(ctx, r, &who)
+	if err != nil {
+		s.auditRefusal(ctx, actionEnroll, who, r.Remote, err)
+	}
+	return certs, err
+}
+
+// enroll is Enroll; it fills who as it learns who is asking.
+func (s *Service) enroll(ctx context.Context, r steward.EnrollRequest, who *refusal) ([]*x509.Certificate, error) {
 	if len(r.PeerChain) == 0 {
 		return nil, steward.Errorf(steward.CodeUnauthenticated, "simpleenroll needs a factory certificate in the TLS handshake")
 	}
 	leaf := r.PeerChain[0]
+	who.factory = factorySerial(leaf)
 	g, err := s.factoryGroup(ctx, r.PeerChain)
 	if err != nil {
 		s.log.Warn("enrollment refused", "remote", r.Remote, "subject", leaf.Subject.String(), "err", err)
@@ -264,6 +280,7 @@ func (s *Service) Enroll(ctx context.Context, r steward.EnrollRequest) ([]*x509.
 	if r.Label != "" && r.Label != g.TenantID {
 		return nil, steward.Errorf(steward.CodeUnauthenticated, "the factory certificate is not registered with tenant %q", r.Label)
 	}
+	who.tenant = g.TenantID
 	if err := s.tenantActive(ctx, g.TenantID, "", r.Remote); err != nil {
 		return nil, err
 	}
@@ -290,11 +307,12 @@ func (s *Service) Enroll(ctx context.Context, r steward.EnrollRequest) ([]*x509.
 		d, err := s.cfg.Store.DeviceByFactoryID(ctx, g.TenantID, factoryID)
 		switch {
 		case err == nil:
+			who.device = d.ID
 			return s.enrollAgain(ctx, d, keyID, csr, r.Remote)
 		case !steward.IsNotFound(err):
 			return nil, err
 		}
-		certs, err := s.enrollNew(ctx, g, factoryID, serial, keyID, csr)
+		certs, err := s.enrollNew(ctx, g, factoryID, serial, keyID, csr, r.Remote)
 		if steward.IsConflict(err) {
 			continue
 		}
@@ -304,7 +322,7 @@ func (s *Service) Enroll(ctx context.Context, r steward.EnrollRequest) ([]*x509.
 }
 
 // enrollNew creates the device and issues its first certificate.
-func (s *Service) enrollNew(ctx context.Context, g steward.EnrollmentGroup, factoryID, serial, keyID string, csr *x509.CertificateRequest) ([]*x509.Certificate, error) {
+func (s *Service) enrollNew(ctx context.Context, g steward.EnrollmentGroup, factoryID, serial, keyID string, csr *x509.CertificateRequest, remote string) ([]*x509.Certificate, error) {
 	now := s.cfg.Clock.Now()
 	d := steward.Device{
 		ID:                newDeviceID(),
@@ -340,7 +358,7 @@ func (s *Service) enrollNew(ctx context.Context, g steward.EnrollmentGroup, fact
 		if err := tx.AddCertificate(ctx, certRecord(g.TenantID, d.ID, cert, now)); err != nil {
 			return err
 		}
-		return s.auditEnroll(ctx, tx, d, g, cert)
+		return s.auditEnroll(ctx, tx, d, g, cert, remote)
 	})
 	if err != nil {
 		return nil, err
@@ -357,7 +375,7 @@ func (s *Service) enrollAgain(ctx context.Context, d steward.Device, keyID strin
 		return nil, steward.Errorf(steward.CodePermissionDenied, "device %s is decommissioned", d.ID)
 	}
 	if d.State == steward.StateRegistered && d.FactoryKeyID == "" {
-		return s.reprovision(ctx, d, keyID, csr)
+		return s.reprovision(ctx, d, keyID, csr, remote)
 	}
 	certs, err := s.cfg.Store.ListCertificates(ctx, d.TenantID, d.ID)
 	if err != nil {
@@ -391,14 +409,14 @@ func (s *Service) enrollAgain(ctx context.Context, d steward.Device, keyID strin
 		return s.withCA(ctx, d.TenantID, cert)
 	}
 	// Same key, but its certificates have all expired: issue a new one.
-	return s.issueFor(ctx, d, keyID, csr)
+	return s.issueFor(ctx, d, keyID, csr, actionReissue, remote)
 }
 
 // reprovision provisions again a device that was transferred to another
 // owner: its old credentials were revoked and its key binding cleared, so
 // the factory identity may bring any key now, once.
-func (s *Service) reprovision(ctx context.Context, d steward.Device, keyID string, csr *x509.CertificateRequest) ([]*x509.Certificate, error) {
-	certs, err := s.issueFor(ctx, d, keyID, csr)
+func (s *Service) reprovision(ctx context.Context, d steward.Device, keyID string, csr *x509.CertificateRequest, remote string) ([]*x509.Certificate, error) {
+	certs, err := s.issueFor(ctx, d, keyID, csr, actionReprovision, remote)
 	if err != nil {
 		return nil, err
 	}
@@ -416,14 +434,32 @@ func (s *Service) reprovision(ctx context.Context, d steward.Device, keyID strin
 	return certs, nil
 }
 
-// issueFor issues a new certificate to an existing device and binds its key.
-func (s *Service) issueFor(ctx context.Context, d steward.Device, keyID string, csr *x509.CertificateRequest) ([]*x509.Certificate, error) {
+// issueFor issues a new certificate to an existing device and binds its
+// key; the certificate and its audit record (action, from remote) are
+// stored together.
+func (s *Service) issueFor(ctx context.Context, d steward.Device, keyID string, csr *x509.CertificateRequest, action, remote string) ([]*x509.Certificate, error) {
+	certs, err := s.cfg.Store.ListCertificates(ctx, d.TenantID, d.ID)
+	if err != nil {
+		return nil, err
+	}
+	var prev *steward.Certificate
+	for i := range certs {
+		if prev == nil || certs[i].CreatedAt.After(prev.CreatedAt) {
+			prev = &certs[i]
+		}
+	}
 	cert, err := s.cfg.Authority.IssueDevice(ctx, d.TenantID, d.ID, csr)
 	if err != nil {
 		return nil, err
 	}
 	now := s.cfg.Clock.Now()
-	if err := s.cfg.Store.AddCertificate(ctx, certRecord(d.TenantID, d.ID, cert, now)); err != nil {
+	err = s.cfg.Store.InTx(ctx, func(tx steward.Store) error {
+		if err := tx.AddCertificate(ctx, certRecord(d.TenantID, d.ID, cert, now)); err != nil {
+			return err
+		}
+		return s.auditIssue(ctx, tx, d, prev, cert, keyID, action, remote)
+	})
+	if err != nil {
 		return nil, err
 	}
 	if keyID != d.FactoryKeyID {
@@ -441,10 +477,28 @@ func (s *Service) issueFor(ctx context.Context, d steward.Device, keyID string, 
 // Reenroll implements steward.Enroller (EST simplereenroll): the current
 // operational certificate authenticates; the new certificate may carry a
 // new key. Older certificates stay valid until they expire, so a device that
-// crashes before saving the new one can still connect.
+// crashes before saving the new one can still connect. The renewal, or its
+// refusal with the reason, is recorded in the audit log.
 func (s *Service) Reenroll(ctx context.Context, r steward.EnrollRequest) ([]*x509.Certificate, error) {
+	var who refusal
+	certs, err := s.reenroll(ctx, r, &who)
+	if err != nil {
+		s.auditRefusal(ctx, actionRenew, who, r.Remote, err)
+	}
+	return certs, err
+}
+
+// reenroll is Reenroll; it fills who as it learns who is asking.
+func (s *Service) reenroll(ctx context.Context, r steward.EnrollRequest, who *refusal) ([]*x509.Certificate, error) {
 	if len(r.PeerChain) == 0 {
 		return nil, steward.Errorf(steward.CodeUnauthenticated, "simplereenroll needs the device's current certificate in the TLS handshake")
+	}
+	// The tenant and device the certificate names, once its signature
+	// holds: a refusal is then recorded in that tenant's log.
+	if tenant, err := s.cfg.Authority.VerifyDevice(ctx, r.PeerChain[0]); err == nil {
+		who.tenant, who.device = tenant, r.PeerChain[0].Subject.CommonName
+	} else {
+		who.factory = r.PeerChain[0].Subject.CommonName
 	}
 	sess, err := s.AuthenticateDevice(ctx, r.PeerChain[0], r.Remote)
 	if err != nil {
@@ -462,7 +516,7 @@ func (s *Service) Reenroll(ctx context.Context, r steward.EnrollRequest) ([]*x50
 		return nil, err
 	}
 	s.log.Info("device re-enrolled", "tenant", d.TenantID, "device", d.ID)
-	return s.issueFor(ctx, d, hexSHA256(csr.RawSubjectPublicKeyInfo), csr)
+	return s.issueFor(ctx, d, hexSHA256(csr.RawSubjectPublicKeyInfo), csr, actionRenew, r.Remote)
 }
 
 // withCA returns the issued certificate followed by the tenant's device CA.
@@ -510,18 +564,13 @@ func (s *Service) AuthenticateDevice(ctx context.Context, cert *x509.Certificate
 	}
 	serial := cert.SerialNumber.Text(16)
 	rec, err := s.cfg.Store.GetCertificate(ctx, tenant, serial)
-	// A certificate of the tenant's own CA that the registry refuses is a
-	// failed authentication of the identity it names (the CA puts the
-	// device ID in the CN): counted against that device.
 	if steward.IsNotFound(err) {
-		s.authFailed(ctx, tenant, cert.Subject.CommonName, remote, "certificate "+serial+" is unknown")
 		return steward.DeviceSession{}, steward.Errorf(steward.CodeUnauthenticated, "certificate %s is unknown", serial)
 	}
 	if err != nil {
 		return steward.DeviceSession{}, err
 	}
 	if rec.DeviceID != cert.Subject.CommonName {
-		s.authFailed(ctx, tenant, cert.Subject.CommonName, remote, "certificate "+serial+" belongs to another device")
 		return steward.DeviceSession{}, steward.Errorf(steward.CodeUnauthenticated, "certificate %s does not belong to %q", serial, cert.Subject.CommonName)
 	}
 	if rec.Revoked() {
@@ -551,18 +600,8 @@ func (s *Service) security(ctx context.Context, e steward.SecurityEvent) {
 	s.log.Warn("security event", "tenant", e.TenantID, "device", e.DeviceID, "kind", e.Kind, "detail", e.Detail, "remote", e.Remote)
 	if err := s.cfg.Store.AddSecurityEvent(ctx, e); err != nil {
 		s.log.Error("record security event", "kind", e.Kind, "err", err)
-	} else if s.cfg.OnSecurityEvent != nil {
-		s.cfg.OnSecurityEvent(ctx, e)
 	}
 	s.auditSecurity(ctx, e)
-}
-
-// authFailed records a refused authentication of a device's identity.
-func (s *Service) authFailed(ctx context.Context, tenant, deviceID, remote, detail string) {
-	if !steward.ValidDeviceID(deviceID) {
-		deviceID = "" // not a name this server gives: nothing to count it against
-	}
-	s.security(ctx, steward.SecurityEvent{TenantID: tenant, DeviceID: deviceID, Kind: steward.SecAuthFailed, Remote: remote, Detail: detail})
 }
 
 // ---- validation before activation ----

@@ -286,6 +286,8 @@ func TestAuditSystemActions(t *testing.T) {
 	want := []string{
 		"device:" + id + " device.enroll success",
 		"device:" + id + " security.suspected_clone denied",
+		// The refused request itself, with its reason.
+		"device:" + id + " device.enroll denied",
 		// Registered in the service's transaction, then the API's record
 		// of the request once it is answered.
 		"token:", "token:", "token:", "token:",
