@@ -8,8 +8,13 @@ package retention
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/steward-iot/steward"
@@ -32,6 +37,10 @@ type Config struct {
 	// Chunk is the most rows one delete takes (default 5000): on SQLite
 	// every other writer waits for it.
 	Chunk int
+	// Auditor, when set, records each run that deleted something or
+	// failed in the tenant's audit log: what it deleted per class, and
+	// the cutoffs.
+	Auditor steward.Auditor
 }
 
 // Job prunes every registered class of every tenant.
@@ -95,21 +104,68 @@ func (j *Job) RunOnce(ctx context.Context) (map[string]int, error) {
 			errs = append(errs, err)
 			continue
 		}
+		run := tenantRun{Deleted: map[string]int{}, Before: map[string]time.Time{}}
+		var terrs []error
 		for _, c := range classes {
 			if err := ctx.Err(); err != nil {
+				j.audit(ctx, t.ID, now, run, terrs)
 				return pruned, err
 			}
 			before := now.Add(-c.Period(overrides))
 			n, err := j.drain(ctx, func() (int, error) { return c.Prune(ctx, t.ID, before, j.cfg.Chunk) })
 			if n > 0 {
 				pruned[c.Name] += n
+				run.Deleted[c.Name], run.Before[c.Name] = n, before
 			}
 			if err != nil {
-				errs = append(errs, steward.WrapError(steward.ErrorCode(err), err, "prune %s of tenant %s", c.Name, t.ID))
+				terrs = append(terrs, steward.WrapError(steward.ErrorCode(err), err, "prune %s of tenant %s", c.Name, t.ID))
 			}
 		}
+		j.audit(ctx, t.ID, now, run, terrs)
+		errs = append(errs, terrs...)
 	}
 	return pruned, errors.Join(errs...)
+}
+
+// tenantRun is what one run did to one tenant's data, as its audit record
+// states it: rows deleted per class (the audit log's class counts the
+// records whose bodies it removed), and each of those classes' cutoff.
+type tenantRun struct {
+	Deleted map[string]int       `json:"deleted"`
+	Before  map[string]time.Time `json:"before"`
+}
+
+// audit records a run over one tenant that deleted something or failed;
+// a run with nothing to do leaves no record, or the hourly job would
+// fill the log with them.
+func (j *Job) audit(ctx context.Context, tenant string, now time.Time, run tenantRun, errs []error) {
+	if j.cfg.Auditor == nil || len(run.Deleted) == 0 && len(errs) == 0 {
+		return
+	}
+	after, err := json.Marshal(run)
+	if err != nil {
+		j.cfg.Logger.Error("AUDIT RECORD LOST: a retention run is not in the audit log", "tenant", tenant, "err", err)
+		return
+	}
+	var parts []string
+	for _, c := range slices.Sorted(maps.Keys(run.Deleted)) {
+		parts = append(parts, fmt.Sprintf("%s %d", c, run.Deleted[c]))
+	}
+	r := steward.AuditRecord{TenantID: tenant, Actor: "system:retention", Action: "retention.run", Target: "tenant:" + tenant,
+		Outcome: steward.AuditSuccess, After: after, At: now, Detail: "deleted: " + strings.Join(parts, ", ")}
+	if len(parts) == 0 {
+		r.Detail = "deleted nothing"
+	}
+	if len(errs) > 0 {
+		r.Outcome = steward.AuditFailure
+		r.Detail += "; failed: " + errors.Join(errs...).Error()
+		if len(r.Detail) > 4000 {
+			r.Detail = strings.ToValidUTF8(r.Detail[:4000], "") + "…"
+		}
+	}
+	if err := j.cfg.Auditor.Record(context.WithoutCancel(ctx), r); err != nil {
+		j.cfg.Logger.Error("AUDIT RECORD LOST: a retention run is not in the audit log", "tenant", tenant, "err", err)
+	}
 }
 
 // drain calls del until it deletes less than a chunk, and sums.
