@@ -24,6 +24,15 @@ type AuditLog interface {
 	InclusionProof(ctx context.Context, tenant string, index, size int64) (audit.InclusionProof, error)
 	ConsistencyProof(ctx context.Context, tenant string, oldSize, newSize int64) (audit.ConsistencyProof, error)
 	Verify(ctx context.Context, tenant string) (audit.Report, error)
+	Retention(ctx context.Context, tenant string) (audit.RetentionPolicy, error)
+	SetRetention(ctx context.Context, tenant string, period time.Duration, actor, remote, requestID string) (audit.RetentionPolicy, error)
+}
+
+// AuditRetentionRequest sets a tenant's audit log retention period.
+type AuditRetentionRequest struct {
+	// PeriodDays is how many days records keep their bodies; 0 keeps them
+	// for good. At least audit.MinRetention (365 days) otherwise.
+	PeriodDays *int `json:"period_days"`
 }
 
 // AuditPage is a page of audit records.
@@ -58,6 +67,10 @@ func (s *Server) registerAudit() {
 	s.handle("GET", "/api/v1/audit/proof/consistency", steward.PermAuditRead, s.auditConsistency)
 	s.handle("GET", "/api/v1/audit/verify", steward.PermAuditRead, s.verifyAudit)
 	s.handle("GET", "/api/v1/audit/key", steward.PermAuditRead, s.auditKey)
+	s.handle("GET", "/api/v1/audit/retention", steward.PermAuditRead, s.auditRetention)
+	// Set by whoever administers tenants, not by the tenant's own admins:
+	// the log that holds their actions is governed apart from them.
+	s.handle("PUT", "/api/v1/tenants/{id}/audit-retention", steward.PermTenantsAdmin, s.setAuditRetention)
 }
 
 // auditReader returns the log to read and the tenant whose log the request
@@ -262,6 +275,50 @@ func (s *Server) verifyAudit(w http.ResponseWriter, r *http.Request, p principal
 			"first_bad", rep.FirstBad, "problem", rep.Problems[0])
 	}
 	return writeJSON(w, http.StatusOK, rep)
+}
+
+func (s *Server) auditRetention(w http.ResponseWriter, r *http.Request, p principal) error {
+	q, err := queryParams(r)
+	if err != nil {
+		return err
+	}
+	l, tenant, err := s.auditReader(q, p)
+	if err != nil {
+		return err
+	}
+	pol, err := l.Retention(r.Context(), tenant)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, pol)
+}
+
+func (s *Server) setAuditRetention(w http.ResponseWriter, r *http.Request, p principal) error {
+	q, err := queryParams(r)
+	if err != nil {
+		return err
+	}
+	l, _, err := s.auditReader(q, p)
+	if err != nil {
+		return err
+	}
+	var req AuditRetentionRequest
+	if err := decodeJSON(w, r, &req); err != nil {
+		return err
+	}
+	const maxDays = int(steward.MaxRetention / (24 * time.Hour))
+	if req.PeriodDays == nil || *req.PeriodDays < 0 || *req.PeriodDays > maxDays {
+		return invalidf("period_days is required: 0 (for good) or %d to %d days", int(audit.MinRetention/(24*time.Hour)), maxDays)
+	}
+	tenant := r.PathValue("id")
+	if _, err := s.cfg.Store.GetTenant(r.Context(), tenant); err != nil {
+		return err
+	}
+	pol, err := l.SetRetention(r.Context(), tenant, time.Duration(*req.PeriodDays)*24*time.Hour, p.actor(), clientKey(r), requestIDFrom(r.Context()))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, pol)
 }
 
 func (s *Server) auditKey(w http.ResponseWriter, r *http.Request, p principal) error {

@@ -157,3 +157,21 @@ func (c *Client) ExportAudit(ctx context.Context, system bool, w io.Writer) erro
 	}
 	return nil
 }
+
+// AuditRetention returns the caller's tenant's audit log retention: its
+// period (nil: for good), the minimum, and how many records were pruned.
+func (c *Client) AuditRetention(ctx context.Context) (audit.RetentionPolicy, error) {
+	var out audit.RetentionPolicy
+	err := c.do(ctx, http.MethodGet, "/api/v1/audit/retention", nil, nil, &out)
+	return out, err
+}
+
+// SetAuditRetention sets a tenant's audit log retention period in days (0:
+// for good; otherwise at least 365); it needs the tenants:admin
+// permission.
+func (c *Client) SetAuditRetention(ctx context.Context, tenantID string, days int) (audit.RetentionPolicy, error) {
+	var out audit.RetentionPolicy
+	err := c.do(ctx, http.MethodPut, "/api/v1/tenants/"+url.PathEscape(tenantID)+"/audit-retention", nil,
+		map[string]int{"period_days": days}, &out)
+	return out, err
+}

@@ -264,10 +264,12 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.Rollup = telemetry.NewRollup(telemetry.RollupConfig{Store: s.Store, Clock: cfg.Clock, Logger: log, Policy: cfg.Telemetry})
 	s.Retention = telemetry.NewRetention(telemetry.RetentionConfig{Store: s.Store, Clock: cfg.Clock, Logger: log, Policy: cfg.Telemetry})
 	s.Intake = telemetry.New(telemetry.Config{Store: s.Store, Clock: cfg.Clock, Logger: log, Metrics: intakeMetrics, Policy: cfg.Telemetry, Rollup: s.Rollup}, s.Bus)
-	if s.RetentionClasses, err = steward.NewRetentionRegistry(steward.StoreRetentionClasses(s.Store)...); err != nil {
+	// The audit log is a class of its own: its bodies are pruned, its
+	// leaf hashes kept, and its period has a floor (audit.MinRetention).
+	if s.RetentionClasses, err = steward.NewRetentionRegistry(append(steward.StoreRetentionClasses(s.Store), s.Audit.Class())...); err != nil {
 		return nil, err
 	}
-	s.DataRetention = retention.New(retention.Config{Store: s.Store, Registry: s.RetentionClasses, Clock: cfg.Clock, Logger: log})
+	s.DataRetention = retention.New(retention.Config{Store: s.Store, Registry: s.RetentionClasses, Clock: cfg.Clock, Logger: log, Auditor: s.Audit})
 	s.Privacy = privacy.New(privacy.Config{Store: s.Store, Clock: cfg.Clock, Logger: log, ConsentChanged: s.Intake.ConsentChanged, Auditor: s.Audit})
 	events.New(events.Config{Store: s.Store, Clock: cfg.Clock, Logger: log}, s.Bus)
 	s.Notifier = notify.New(notify.Config{Store: s.Store, Clock: cfg.Clock, Logger: log, Quarantiner: s.Fleet})
@@ -452,6 +454,8 @@ func (s *Server) Start() {
 	go func() { defer s.wg.Done(); s.Retention.Run(ctx) }()
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.DataRetention.Run(ctx) }()
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); s.Prov.RunRefusalAudit(ctx) }()
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); s.Twins.Run(ctx, max(s.Twins.Grace()/10, 5*time.Second)) }()
 	s.wg.Add(2)

@@ -69,6 +69,7 @@ func Run(t *testing.T, open func(t *testing.T) steward.Store) {
 		{"FleetAggregates", testFleetAggregates},
 		{"FleetAggregatesRollups", testFleetAggregatesRollups},
 		{"RetentionJob", testRetentionJob},
+		{"AuditRetention", testAuditRetention},
 		{"DevicePrivacy", testDevicePrivacy},
 		{"QuarantinePolicies", testQuarantinePolicies},
 		{"DeviceTransfers", testDeviceTransfers},

@@ -205,8 +205,68 @@ it is; -o json gives all fields.`,
 		}),
 	}
 
-	g.AddCommand(list, export, verify, checkpoint, keyCmd, e.auditProveCommand(&system))
+	g.AddCommand(list, export, verify, checkpoint, keyCmd, e.auditProveCommand(&system), e.auditRetentionCommand())
 	return g
+}
+
+// auditRetentionCommand shows, or sets, how long the audit log keeps its
+// records' bodies.
+func (e *env) auditRetentionCommand() *cobra.Command {
+	var (
+		tenant string
+		days   int
+	)
+	cmd := &cobra.Command{
+		Use:   "retention [--tenant ID --set-days N]",
+		Short: "Show your tenant's audit log retention, or set a tenant's (tenants:admin)",
+		Long: `Records older than the retention period lose their bodies to the retention
+job; their leaf hashes are kept, so the log and its proofs still verify and
+steward audit verify reports them as pruned. The default keeps every record
+for good. A period is at least 365 days; --set-days 0 goes back to keeping
+records for good. Setting it needs tenants:admin and is itself recorded in
+the tenant's audit log.`,
+		Example: `  steward audit retention
+  steward audit retention --tenant acme --set-days 2555`,
+		Args: noArgs,
+		RunE: run(func(cmd *cobra.Command, args []string) error {
+			set := cmd.Flags().Changed("set-days")
+			if set != (tenant != "") {
+				return usagef("--tenant and --set-days go together")
+			}
+			c, err := e.client(0)
+			if err != nil {
+				return err
+			}
+			var pol audit.RetentionPolicy
+			if set {
+				pol, err = c.SetAuditRetention(e.ctx, tenant, days)
+			} else {
+				pol, err = c.AuditRetention(e.ctx)
+			}
+			if err != nil {
+				return err
+			}
+			return e.emit(pol, func(w io.Writer) error {
+				k := newKV(w)
+				k.add("log", pol.Log)
+				period := "for good"
+				if pol.Period != nil {
+					period = fmt.Sprintf("%d days", int(time.Duration(*pol.Period)/(24*time.Hour)))
+				}
+				k.add("period", period)
+				k.add("minimum", fmt.Sprintf("%d days", int(time.Duration(pol.Minimum)/(24*time.Hour))))
+				pruned := "none"
+				if pol.PrunedUpTo > 0 {
+					pruned = fmt.Sprintf("records 0 to %d (bodies removed, leaf hashes kept)", pol.PrunedUpTo-1)
+				}
+				k.add("pruned", pruned)
+				return k.flush()
+			})
+		}),
+	}
+	cmd.Flags().StringVar(&tenant, "tenant", "", "the tenant whose period to set")
+	cmd.Flags().IntVar(&days, "set-days", 0, "the period in days: 0 (for good) or at least 365")
+	return cmd
 }
 
 func (e *env) auditProveCommand(system *bool) *cobra.Command {
@@ -344,6 +404,9 @@ func reportTable(w io.Writer, rep audit.Report) error {
 	k.add("checkpoints matched", strconv.FormatInt(rep.Checkpoints, 10))
 	k.add("latest checkpoint", strconv.FormatInt(rep.LatestCheckpoint, 10))
 	k.add("root", rep.Root)
+	for _, r := range rep.Pruned {
+		k.add("pruned, hash kept", fmt.Sprintf("records %d to %d (removed by retention; their leaf hashes match every checkpoint)", r.First, r.Last))
+	}
 	if rep.OK {
 		k.add("verified", "yes: every record matches every signed checkpoint")
 		return k.flush()

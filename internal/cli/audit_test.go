@@ -109,3 +109,30 @@ func TestAudit(t *testing.T) {
 		}
 	}
 }
+
+func TestAuditRetention(t *testing.T) {
+	t.Parallel()
+	srv, _ := auditNode(t)
+	r := newRunner(srv.APIURL(), srv.AdminToken)
+	if out := r.ok(t, "audit", "retention"); !strings.Contains(out, "for good") || !strings.Contains(out, "365 days") {
+		t.Fatalf("audit retention:\n%s", out)
+	}
+	for _, args := range [][]string{
+		{"audit", "retention", "--tenant", steward.DefaultTenant, "--set-days", "364"},
+		{"audit", "retention", "--set-days", "400"},
+		{"audit", "retention", "--tenant", steward.DefaultTenant},
+	} {
+		if res := r.run(t, args...); res.code == 0 {
+			t.Fatalf("steward %s succeeded:\n%s", strings.Join(args, " "), res.stdout)
+		}
+	}
+	if out := r.ok(t, "audit", "retention"); !strings.Contains(out, "for good") {
+		t.Fatalf("a refused period was set:\n%s", out)
+	}
+	if out := r.ok(t, "audit", "retention", "--tenant", steward.DefaultTenant, "--set-days", "400"); !strings.Contains(out, "400 days") {
+		t.Fatalf("set 400 days:\n%s", out)
+	}
+	if out := r.ok(t, "audit", "retention"); !strings.Contains(out, "400 days") || !strings.Contains(out, "pruned:") {
+		t.Fatalf("audit retention after the change:\n%s", out)
+	}
+}
