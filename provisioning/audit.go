@@ -155,8 +155,9 @@ type refusalAudit struct {
 	window  time.Duration
 	maxKeys int // maxRefusalKeys; a field for tests
 
-	mu   sync.Mutex
-	open map[refusalKey]*refusalWindow
+	mu    sync.Mutex
+	open  map[refusalKey]*refusalWindow
+	swept time.Time // the last sweep of every window
 }
 
 // add records r, or counts it in its open window.
@@ -170,11 +171,17 @@ func (a *refusalAudit) add(ctx context.Context, r steward.AuditRecord) {
 	}
 	key := refusalKey{tenant: r.TenantID, action: r.Action, actor: r.Actor, target: r.Target}
 	a.mu.Lock()
-	due := a.closeDue(now)
-	w, ok := a.open[key]
+	var due []steward.AuditRecord
+	// Sweeping every window at every refusal would cost a flood dearly;
+	// a key's own ended window is closed below, the others at most every
+	// tenth of a window (and by RunRefusalAudit).
+	if now.Sub(a.swept) >= a.window/10 {
+		due, a.swept = a.closeDue(now), now
+	}
+	w, ok := a.current(key, now, &due)
 	if !ok && len(a.open) >= a.maxKeys {
 		key.actor, key.target = "anonymous", "*"
-		w, ok = a.open[key]
+		w, ok = a.current(key, now, &due)
 	}
 	if ok {
 		w.count++
@@ -195,6 +202,20 @@ func (a *refusalAudit) add(ctx context.Context, r steward.AuditRecord) {
 		r.Actor, r.Target = key.actor, key.target
 	}
 	a.record(ctx, r)
+}
+
+// current returns key's window if it is still open at now; an ended one
+// is removed and its summary added to due. The caller holds a.mu.
+func (a *refusalAudit) current(key refusalKey, now time.Time, due *[]steward.AuditRecord) (*refusalWindow, bool) {
+	w, ok := a.open[key]
+	if !ok || now.Sub(w.opened) < a.window {
+		return w, ok
+	}
+	delete(a.open, key)
+	if w.count > 0 {
+		*due = append(*due, a.summary(key, w))
+	}
+	return nil, false
 }
 
 // closeDue removes the windows that ended by now and returns the records

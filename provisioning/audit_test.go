@@ -163,6 +163,19 @@ func TestRefusalAggregation(t *testing.T) {
 	if shared != 18 {
 		t.Fatalf("the shared window counted %d, want 18: %+v", shared, got)
 	}
+
+	// A device's own window that ended is summed up by its next refusal,
+	// flushed or not.
+	svc.refusals.maxKeys = maxRefusalKeys
+	for i := range 3 {
+		svc.RecordSecurityEvent(ctx, event("d-y", steward.SecPayloadTooLarge, 700+i))
+	}
+	clock.add(6 * time.Minute)
+	svc.RecordSecurityEvent(ctx, event("d-y", steward.SecPayloadTooLarge, 800))
+	got = spy.take()
+	if len(got) != 3 || countOf(t, got[0]) != 1 || countOf(t, got[1]) != 2 || countOf(t, got[2]) != 1 {
+		t.Fatalf("records of d-y %+v, want the first, a count of 2, then a new first", got)
+	}
 }
 
 // TestRefusalAuditShutdown records the windows still open when the
