@@ -43,6 +43,13 @@ const (
 	PermTokensAdmin         Permission = "tokens:admin"
 	PermPKIRead             Permission = "pki:read"
 	PermPKIAdmin            Permission = "pki:admin"
+	// PermQuarantinePolicy changes a tenant's quarantine policy: what a
+	// quarantined device may still do and which signals quarantine a
+	// device on their own. Apart from devices:quarantine, since whoever
+	// holds it can widen a suspect device's rights or turn the automatic
+	// rules off; only the owner and admin roles hold it. Reading the
+	// policy needs devices:read.
+	PermQuarantinePolicy Permission = "quarantine:policy"
 	// PermTenantsAdmin creates, suspends and deletes tenants: it spans
 	// tenants, so only the system role holds it.
 	PermTenantsAdmin Permission = "tenants:admin"
@@ -63,6 +70,7 @@ var AllPermissions = []Permission{
 	PermAuditRead, PermComplianceRead,
 	PermUsersRead, PermUsersAdmin, PermTokensAdmin,
 	PermPKIRead, PermPKIAdmin,
+	PermQuarantinePolicy,
 	PermTenantsAdmin,
 }
 

@@ -68,6 +68,9 @@ type Config struct {
 	// Privacy serves device export, erasure and consent (privacy.go); nil
 	// makes those routes 503.
 	Privacy PrivacyService
+	// Quarantine keeps the tenants' quarantine policies (quarantine.go);
+	// nil makes those routes 503.
+	Quarantine QuarantinePolicyService
 	// TenantStatus, when set, reads the caller's tenant for the check on
 	// every request that it is not suspended (tenants.StatusCache answers
 	// from memory for a few seconds); nil reads the Store each time.
@@ -205,6 +208,7 @@ func New(cfg Config) *Server {
 
 	s.registerOperators()
 	s.registerPrivacy()
+	s.registerQuarantine()
 	s.registerApprovals()
 	s.registerTenants()
 	s.registerPKI()

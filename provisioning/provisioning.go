@@ -43,6 +43,11 @@ type Config struct {
 	// RefusalWindow is how long refusals of one kind from one device are
 	// folded into one audit record (default DefaultRefusalWindow).
 	RefusalWindow time.Duration
+
+	// OnSecurityEvent, when set, is told of every security event once it
+	// is recorded (the quarantine policy's rules watch them). It is called
+	// on the device plane's path and must not block.
+	OnSecurityEvent func(ctx context.Context, e steward.SecurityEvent)
 }
 
 // Service implements steward.Enroller, steward.DeviceGate and
@@ -564,13 +569,18 @@ func (s *Service) AuthenticateDevice(ctx context.Context, cert *x509.Certificate
 	}
 	serial := cert.SerialNumber.Text(16)
 	rec, err := s.cfg.Store.GetCertificate(ctx, tenant, serial)
+	// A certificate of the tenant's own CA that the registry refuses is a
+	// failed authentication of the identity it names (the CA puts the
+	// device ID in the CN): counted against that device.
 	if steward.IsNotFound(err) {
+		s.authFailed(ctx, tenant, cert.Subject.CommonName, remote, "certificate "+serial+" is unknown")
 		return steward.DeviceSession{}, steward.Errorf(steward.CodeUnauthenticated, "certificate %s is unknown", serial)
 	}
 	if err != nil {
 		return steward.DeviceSession{}, err
 	}
 	if rec.DeviceID != cert.Subject.CommonName {
+		s.authFailed(ctx, tenant, cert.Subject.CommonName, remote, "certificate "+serial+" belongs to another device")
 		return steward.DeviceSession{}, steward.Errorf(steward.CodeUnauthenticated, "certificate %s does not belong to %q", serial, cert.Subject.CommonName)
 	}
 	if rec.Revoked() {
@@ -600,8 +610,18 @@ func (s *Service) security(ctx context.Context, e steward.SecurityEvent) {
 	s.log.Warn("security event", "tenant", e.TenantID, "device", e.DeviceID, "kind", e.Kind, "detail", e.Detail, "remote", e.Remote)
 	if err := s.cfg.Store.AddSecurityEvent(ctx, e); err != nil {
 		s.log.Error("record security event", "kind", e.Kind, "err", err)
+	} else if s.cfg.OnSecurityEvent != nil {
+		s.cfg.OnSecurityEvent(ctx, e)
 	}
 	s.auditSecurity(ctx, e)
+}
+
+// authFailed records a refused authentication of a device's identity.
+func (s *Service) authFailed(ctx context.Context, tenant, deviceID, remote, detail string) {
+	if !steward.ValidDeviceID(deviceID) {
+		deviceID = "" // not a name this server gives: nothing to count it against
+	}
+	s.security(ctx, steward.SecurityEvent{TenantID: tenant, DeviceID: deviceID, Kind: steward.SecAuthFailed, Remote: remote, Detail: detail})
 }
 
 // ---- validation before activation ----

@@ -42,6 +42,7 @@ import (
 	"github.com/steward-iot/steward/postgres"
 	"github.com/steward-iot/steward/privacy"
 	"github.com/steward-iot/steward/provisioning"
+	"github.com/steward-iot/steward/quarantine"
 	"github.com/steward-iot/steward/retention"
 	"github.com/steward-iot/steward/sqlite"
 	"github.com/steward-iot/steward/telemetry"
@@ -152,6 +153,10 @@ type Server struct {
 	// Notifier sends notifications to the tenants' channels; its worker
 	// runs on every node (claiming deliveries is safe on two nodes).
 	Notifier *notify.Notifier
+	// Quarantine is the tenants' quarantine policies: the allowance the
+	// broker asks, the automatic rules (evaluated on every node, over the
+	// security events all nodes record) and the quarantine webhook.
+	Quarantine *quarantine.Service
 	// Artifacts stores artifacts (content in DataDir/blobs) and serves their
 	// downloads on the device plane; TUF is the tenants' TUF repositories,
 	// whose re-signing job runs on every node (the store keeps one version).
@@ -260,10 +265,13 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.Prov = provisioning.New(provisioning.Config{
 		Store: tenants.CachedStore{Store: s.Store, Statuses: tenantStatus}, Authority: s.Authority, Bus: s.Bus, Lifecycle: s.Fleet,
 		ParseCSR: pki.ParseCSR, Clock: cfg.Clock, Logger: log, Auditor: s.Audit,
+		// s.Quarantine is set below, before any listener serves.
+		OnSecurityEvent: func(ctx context.Context, e steward.SecurityEvent) { s.Quarantine.Observe(ctx, e) },
 	})
 	s.Rollup = telemetry.NewRollup(telemetry.RollupConfig{Store: s.Store, Clock: cfg.Clock, Logger: log, Policy: cfg.Telemetry})
 	s.Retention = telemetry.NewRetention(telemetry.RetentionConfig{Store: s.Store, Clock: cfg.Clock, Logger: log, Policy: cfg.Telemetry})
-	s.Intake = telemetry.New(telemetry.Config{Store: s.Store, Clock: cfg.Clock, Logger: log, Metrics: intakeMetrics, Policy: cfg.Telemetry, Rollup: s.Rollup}, s.Bus)
+	s.Intake = telemetry.New(telemetry.Config{Store: s.Store, Clock: cfg.Clock, Logger: log, Metrics: intakeMetrics, Policy: cfg.Telemetry, Rollup: s.Rollup,
+		OnSamples: func(ctx context.Context, samples []steward.Sample) { s.Quarantine.ObserveSamples(ctx, samples) }}, s.Bus)
 	// The audit log is a class of its own: its bodies are pruned, its
 	// leaf hashes kept, and its period has a floor (audit.MinRetention).
 	if s.RetentionClasses, err = steward.NewRetentionRegistry(append(steward.StoreRetentionClasses(s.Store), s.Audit.Class())...); err != nil {
@@ -273,6 +281,9 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.Privacy = privacy.New(privacy.Config{Store: s.Store, Clock: cfg.Clock, Logger: log, ConsentChanged: s.Intake.ConsentChanged, Auditor: s.Audit})
 	events.New(events.Config{Store: s.Store, Clock: cfg.Clock, Logger: log}, s.Bus)
 	s.Notifier = notify.New(notify.Config{Store: s.Store, Clock: cfg.Clock, Logger: log, Quarantiner: s.Fleet})
+	s.Quarantine = quarantine.New(quarantine.Config{Store: s.Store, Quarantiner: s.Fleet, Bus: s.Bus, Events: s.Notifier, Auditor: s.Audit,
+		Clock: cfg.Clock, Logger: log})
+	s.Fleet.SetObserver(s.Quarantine)
 	if err := s.newArtifacts(key); err != nil {
 		return nil, err
 	}
@@ -308,6 +319,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		Clock:      cfg.Clock,
 		Logger:     log,
 		Metrics:    brokerMetrics,
+		Quarantine: s.Quarantine,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("mqtt broker: %w", err)
@@ -356,6 +368,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		Health:      health.New(s.Store, cfg.Clock, health.DefaultRules()),
 		Notifier:    s.Notifier,
 		Privacy:     s.Privacy,
+		Quarantine:  s.Quarantine,
 		Approvals:   s.Approvals,
 		Tenants:     s.Tenants,
 		Twins:       s.Twins,
@@ -445,6 +458,8 @@ func (s *Server) Start() {
 	go func() { defer s.wg.Done(); s.Alerts.Run(ctx) }()
 	s.wg.Add(1)
 	go func() { defer s.wg.Done(); _ = s.Notifier.Run(ctx) }()
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); s.Quarantine.Run(ctx) }()
 	s.wg.Add(2)
 	go func() { defer s.wg.Done(); s.TUF.Run(ctx) }()
 	go func() { defer s.wg.Done(); s.Artifacts.Run(ctx, time.Hour) }()

@@ -28,6 +28,7 @@ import (
 	"github.com/steward-iot/steward/pki"
 	"github.com/steward-iot/steward/privacy"
 	"github.com/steward-iot/steward/provisioning"
+	"github.com/steward-iot/steward/quarantine"
 	"github.com/steward-iot/steward/sqlite"
 	"github.com/steward-iot/steward/tenants"
 	"github.com/steward-iot/steward/twin"
@@ -76,6 +77,7 @@ func New(t testing.TB) *Env {
 	srv := httptest.NewServer(api.New(api.Config{Fleet: fleet, Groups: prov, Authority: auth, Store: store, Analytics: analytics.New(store, log), Health: health.New(store, clock, health.DefaultRules()),
 		Notifier: notify.New(notify.Config{Store: store, Clock: clock, Logger: log}), Approvals: approvals.New(approvals.Config{Store: store, Clock: clock, Logger: log}), Tenants: tenants.New(tenants.Config{Store: store, Bus: bus, Approvals: approvals.New(approvals.Config{Store: store, Clock: clock, Logger: log}), Clock: clock, Logger: log}), Clock: clock, Logger: log,
 		Twins: twin.New(twin.Config{Store: store, Clock: clock, Logger: log}), Privacy: privacy.New(privacy.Config{Store: store, Clock: clock, Logger: log}),
+		Quarantine:  quarantine.New(quarantine.Config{Store: store, Clock: clock, Logger: log}),
 		Compliance:  compliance.New(store, nil, clock, log),
 		Deployments: deploy.New(deploy.Config{Store: store, Bus: bus, Clock: clock, Logger: log, Policy: deploy.Policy{MaxDevices: 2}})}))
 	t.Cleanup(srv.Close)

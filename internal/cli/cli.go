@@ -148,6 +148,7 @@ and "steward sim" run a server, a demonstration and a fleet simulator.`,
 	root.AddCommand(e.configCommand())
 	root.AddCommand(e.complianceCommand())
 	root.AddCommand(e.auditCommand())
+	root.AddCommand(e.quarantinePolicyCommand())
 	e.addCredentialCommands(root) // under ca, devices, enrollment-groups; and certificates
 	e.addPrivacyCommands(root)    // export, erase and consent under devices
 	return root
