@@ -94,6 +94,18 @@ func (s *Server) auditReader(q url.Values, p principal) (AuditLog, string, error
 	}
 }
 
+// auditLogOf reads a request to the audit log: its query, which may hold
+// the given parameters only, and the log and tenant it asks for
+// (auditReader).
+func (s *Server) auditLogOf(r *http.Request, p principal, params ...string) (url.Values, AuditLog, string, error) {
+	q, err := queryParams(r, params...)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	l, tenant, err := s.auditReader(q, p)
+	return q, l, tenant, err
+}
+
 // int64Param reads an optional whole number of at least lowest; def when
 // absent.
 func int64Param(q url.Values, name string, lowest, def int64) (int64, error) {
@@ -109,11 +121,7 @@ func int64Param(q url.Values, name string, lowest, def int64) (int64, error) {
 }
 
 func (s *Server) searchAudit(w http.ResponseWriter, r *http.Request, p principal) error {
-	q, err := queryParams(r, "log", "actor", "action", "target", "outcome", "from", "to", "order", "cursor", "limit")
-	if err != nil {
-		return err
-	}
-	l, tenant, err := s.auditReader(q, p)
+	q, l, tenant, err := s.auditLogOf(r, p, "log", "actor", "action", "target", "outcome", "from", "to", "order", "cursor", "limit")
 	if err != nil {
 		return err
 	}
@@ -156,11 +164,7 @@ func (s *Server) searchAudit(w http.ResponseWriter, r *http.Request, p principal
 }
 
 func (s *Server) exportAudit(w http.ResponseWriter, r *http.Request, p principal) error {
-	q, err := queryParams(r, "log")
-	if err != nil {
-		return err
-	}
-	l, tenant, err := s.auditReader(q, p)
+	_, l, tenant, err := s.auditLogOf(r, p, "log")
 	if err != nil {
 		return err
 	}
@@ -183,11 +187,7 @@ func (s *Server) exportAudit(w http.ResponseWriter, r *http.Request, p principal
 }
 
 func (s *Server) auditCheckpoint(w http.ResponseWriter, r *http.Request, p principal) error {
-	q, err := queryParams(r, "log")
-	if err != nil {
-		return err
-	}
-	l, tenant, err := s.auditReader(q, p)
+	_, l, tenant, err := s.auditLogOf(r, p, "log")
 	if err != nil {
 		return err
 	}
@@ -204,11 +204,7 @@ func (s *Server) auditCheckpoint(w http.ResponseWriter, r *http.Request, p princ
 }
 
 func (s *Server) auditInclusion(w http.ResponseWriter, r *http.Request, p principal) error {
-	q, err := queryParams(r, "log", "index", "size")
-	if err != nil {
-		return err
-	}
-	l, tenant, err := s.auditReader(q, p)
+	q, l, tenant, err := s.auditLogOf(r, p, "log", "index", "size")
 	if err != nil {
 		return err
 	}
@@ -231,11 +227,7 @@ func (s *Server) auditInclusion(w http.ResponseWriter, r *http.Request, p princi
 }
 
 func (s *Server) auditConsistency(w http.ResponseWriter, r *http.Request, p principal) error {
-	q, err := queryParams(r, "log", "old", "new")
-	if err != nil {
-		return err
-	}
-	l, tenant, err := s.auditReader(q, p)
+	q, l, tenant, err := s.auditLogOf(r, p, "log", "old", "new")
 	if err != nil {
 		return err
 	}
@@ -258,11 +250,7 @@ func (s *Server) auditConsistency(w http.ResponseWriter, r *http.Request, p prin
 }
 
 func (s *Server) verifyAudit(w http.ResponseWriter, r *http.Request, p principal) error {
-	q, err := queryParams(r, "log")
-	if err != nil {
-		return err
-	}
-	l, tenant, err := s.auditReader(q, p)
+	_, l, tenant, err := s.auditLogOf(r, p, "log")
 	if err != nil {
 		return err
 	}
@@ -278,11 +266,7 @@ func (s *Server) verifyAudit(w http.ResponseWriter, r *http.Request, p principal
 }
 
 func (s *Server) auditRetention(w http.ResponseWriter, r *http.Request, p principal) error {
-	q, err := queryParams(r)
-	if err != nil {
-		return err
-	}
-	l, tenant, err := s.auditReader(q, p)
+	_, l, tenant, err := s.auditLogOf(r, p)
 	if err != nil {
 		return err
 	}
@@ -294,11 +278,7 @@ func (s *Server) auditRetention(w http.ResponseWriter, r *http.Request, p princi
 }
 
 func (s *Server) setAuditRetention(w http.ResponseWriter, r *http.Request, p principal) error {
-	q, err := queryParams(r)
-	if err != nil {
-		return err
-	}
-	l, _, err := s.auditReader(q, p)
+	_, l, _, err := s.auditLogOf(r, p)
 	if err != nil {
 		return err
 	}
@@ -322,11 +302,7 @@ func (s *Server) setAuditRetention(w http.ResponseWriter, r *http.Request, p pri
 }
 
 func (s *Server) auditKey(w http.ResponseWriter, r *http.Request, p principal) error {
-	q, err := queryParams(r)
-	if err != nil {
-		return err
-	}
-	l, _, err := s.auditReader(q, p)
+	_, l, _, err := s.auditLogOf(r, p)
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/steward-iot/steward"
+	"github.com/steward-iot/steward/internal/testclock"
 )
 
 // auditSpy keeps the records it is given.
@@ -34,24 +35,6 @@ func (a *auditSpy) take() []steward.AuditRecord {
 	return out
 }
 
-// manualClock is a clock the test moves.
-type manualClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *manualClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *manualClock) add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // countOf returns the count an aggregated record states.
 func countOf(t *testing.T, r steward.AuditRecord) int {
 	t.Helper()
@@ -71,7 +54,7 @@ func TestRefusalAggregation(t *testing.T) {
 	e := newEnv(t)
 	spy := &auditSpy{}
 	t0 := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
-	clock := &manualClock{t: t0}
+	clock := testclock.New(t0)
 	svc := &Service{cfg: Config{Store: e.store, Clock: clock, Auditor: spy, Logger: slog.New(slog.DiscardHandler)}, log: slog.New(slog.DiscardHandler)}
 	svc.refusals = &refusalAudit{svc: svc, window: 5 * time.Minute, open: map[refusalKey]*refusalWindow{}, maxKeys: maxRefusalKeys}
 	ctx := t.Context()
@@ -106,12 +89,12 @@ func TestRefusalAggregation(t *testing.T) {
 
 	// Inside the window nothing more is written; when it ends, one record
 	// per device and kind that had more, with the count.
-	clock.add(4 * time.Minute)
+	clock.Add(4 * time.Minute)
 	svc.FlushRefusals(ctx)
 	if got := spy.take(); len(got) != 0 {
 		t.Fatalf("records before the window ended: %+v", got)
 	}
-	clock.add(2 * time.Minute)
+	clock.Add(2 * time.Minute)
 	svc.FlushRefusals(ctx)
 	sums := map[string]steward.AuditRecord{}
 	for _, r := range spy.take() {
@@ -151,7 +134,7 @@ func TestRefusalAggregation(t *testing.T) {
 	if len(got) != 2 || got[0].Actor != "device:d-x0" || got[1].Target != "*" {
 		t.Fatalf("flood of devices: %d records %+v, want one for the first and one shared", len(got), got)
 	}
-	clock.add(6 * time.Minute)
+	clock.Add(6 * time.Minute)
 	svc.FlushRefusals(ctx)
 	got = spy.take()
 	var shared int
@@ -170,7 +153,7 @@ func TestRefusalAggregation(t *testing.T) {
 	for i := range 3 {
 		svc.RecordSecurityEvent(ctx, event("d-y", steward.SecPayloadTooLarge, 700+i))
 	}
-	clock.add(6 * time.Minute)
+	clock.Add(6 * time.Minute)
 	svc.RecordSecurityEvent(ctx, event("d-y", steward.SecPayloadTooLarge, 800))
 	got = spy.take()
 	if len(got) != 3 || countOf(t, got[0]) != 1 || countOf(t, got[1]) != 2 || countOf(t, got[2]) != 1 {
@@ -184,7 +167,7 @@ func TestRefusalAuditShutdown(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	spy := &auditSpy{}
-	clock := &manualClock{t: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
+	clock := testclock.New(time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC))
 	svc := &Service{cfg: Config{Store: e.store, Clock: clock, Auditor: spy}, log: slog.New(slog.DiscardHandler)}
 	svc.refusals = &refusalAudit{svc: svc, window: time.Hour, open: map[refusalKey]*refusalWindow{}, maxKeys: maxRefusalKeys}
 	for range 3 {
