@@ -30,10 +30,10 @@ const (
 // NotificationChannel is where a tenant's notifications go: a webhook or
 // an email address list.
 //
-// The webhook secret and the SMTP password are stored as given, in the
-// tenant's rows; the API never returns them after creation (it answers
-// secret_set / password_set instead), so that a token that can read the
-// channel list cannot forge signatures.
+// The webhook secret and the SMTP password are sealed under the master key
+// before they are stored (notify.SealedChannels); the API never returns
+// them after creation (it answers secret_set / password_set instead), so
+// that a token that can read the channel list cannot forge signatures.
 type NotificationChannel struct {
 	ID        string         `json:"id"`
 	TenantID  string         `json:"tenant_id"`

@@ -194,6 +194,10 @@ type Store interface {
 	ListChannels(ctx context.Context, tenantID string) ([]NotificationChannel, error)
 	// DeleteChannel deletes a channel and its deliveries.
 	DeleteChannel(ctx context.Context, tenantID, id string) error
+	// UpdateChannel writes an existing channel's name, kind, settings and
+	// enabled flag (its creation time stays): CodeNotFound for an unknown
+	// channel, CodeConflict for a name taken in the tenant.
+	UpdateChannel(ctx context.Context, c NotificationChannel) error
 
 	CreateSilence(ctx context.Context, s Silence) error
 	GetSilence(ctx context.Context, tenantID, id string) (Silence, error)

@@ -280,7 +280,19 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.DataRetention = retention.New(retention.Config{Store: s.Store, Registry: s.RetentionClasses, Clock: cfg.Clock, Logger: log, Auditor: s.Audit})
 	s.Privacy = privacy.New(privacy.Config{Store: s.Store, Clock: cfg.Clock, Logger: log, ConsentChanged: s.Intake.ConsentChanged, Auditor: s.Audit})
 	events.New(events.Config{Store: s.Store, Clock: cfg.Clock, Logger: log}, s.Bus)
-	s.Notifier = notify.New(notify.Config{Store: s.Store, Clock: cfg.Clock, Logger: log, Quarantiner: s.Fleet})
+	// Channel secrets are sealed under the master key; rows stored in
+	// clear before that are sealed now (notify/secrets.go).
+	keys, err := pki.NewKeyring(key)
+	if err != nil {
+		return nil, fmt.Errorf("master key: %w", err)
+	}
+	channels := notify.SealedChannels{Store: s.Store, Keys: keys}
+	if n, err := notify.SealStoredChannels(ctx, s.Store, keys); err != nil {
+		return nil, fmt.Errorf("seal notification channel secrets: %w", err)
+	} else if n > 0 {
+		log.Info("notification channel secrets stored in clear are now sealed", "channels", n)
+	}
+	s.Notifier = notify.New(notify.Config{Store: channels, Clock: cfg.Clock, Logger: log, Quarantiner: s.Fleet})
 	s.Quarantine = quarantine.New(quarantine.Config{Store: s.Store, Quarantiner: s.Fleet, Bus: s.Bus, Events: s.Notifier, Auditor: s.Audit,
 		Clock: cfg.Clock, Logger: log})
 	s.Fleet.SetObserver(s.Quarantine)
@@ -362,7 +374,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		Credentials:    s.Credentials,
 		Decommissioner: s.Decommission,
 
-		Fleet: s.Fleet, Groups: s.Prov, Authority: s.Authority, Store: s.Store, TenantStatus: tenantStatus,
+		Fleet: s.Fleet, Groups: s.Prov, Authority: s.Authority, Store: channels, TenantStatus: tenantStatus,
 		Ready: s.ready, Clock: cfg.Clock, Logger: log, TelemetrySchemasChanged: s.Intake.SchemasChanged,
 		Analytics:   analytics.New(s.Store, log),
 		Health:      health.New(s.Store, cfg.Clock, health.DefaultRules()),

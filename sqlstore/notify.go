@@ -76,6 +76,33 @@ func (s *Store) ListChannels(ctx context.Context, tenantID string) ([]steward.No
 	return collect(rows, scanChannel, s, "list notification channels")
 }
 
+// UpdateChannel implements steward.Store.
+func (s *Store) UpdateChannel(ctx context.Context, c steward.NotificationChannel) error {
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	cfg, err := jsonText(channelConfig{Webhook: c.Webhook, Email: c.Email}, "{}")
+	if err != nil {
+		return invalid("channel settings: %v", err)
+	}
+	res, err := s.exec(ctx, `UPDATE notification_channels SET name = ?, kind = ?, config = ?, enabled = ? WHERE tenant_id = ? AND id = ?`,
+		c.Name, string(c.Kind), cfg, c.Enabled, c.TenantID, c.ID)
+	if err != nil && s.d.IsUniqueViolation(err) {
+		return steward.WrapError(steward.CodeConflict, err, "a notification channel named %q already exists", c.Name)
+	}
+	if err != nil {
+		return s.fail(err, "update notification channel %s", c.ID)
+	}
+	n, err := affected(res)
+	if err != nil {
+		return s.fail(err, "update notification channel %s", c.ID)
+	}
+	if n == 0 {
+		return notFound("notification channel %s not found", c.ID)
+	}
+	return nil
+}
+
 // DeleteChannel implements steward.Store; the foreign key cascades to the
 // channel's deliveries.
 func (s *Store) DeleteChannel(ctx context.Context, tenantID, id string) error {

@@ -63,6 +63,33 @@ func testChannels(t *testing.T, s steward.Store) {
 	}
 	must(t, s.CreateChannel(c, webhookChannel(tenantB, "ch-b", "ops hook")))
 
+	// An update rewrites the settings and keeps the creation time; a bad
+	// one, a taken name, another tenant's or an unknown channel changes
+	// nothing.
+	upd := wh
+	upd.Name, upd.Enabled, upd.CreatedAt = "ops hook 2", false, at(time.Hour)
+	upd.Webhook = &steward.WebhookConfig{URL: "https://hooks.example.com/v2", Secret: "sealed:new", Headers: map[string]string{"X-Team": "ops"}}
+	must(t, s.UpdateChannel(c, upd))
+	got, err = s.GetChannel(c, tenantA, "ch-1")
+	must(t, err)
+	upd.CreatedAt = wh.CreatedAt
+	sameChannel(t, got, upd)
+	bad := upd
+	bad.Webhook = &steward.WebhookConfig{URL: "ftp://x"}
+	wantCode(t, s.UpdateChannel(c, bad), steward.CodeInvalid)
+	taken := upd
+	taken.Name = "email"
+	wantCode(t, s.UpdateChannel(c, taken), steward.CodeConflict)
+	other := upd
+	other.TenantID = tenantB
+	wantCode(t, s.UpdateChannel(c, other), steward.CodeNotFound)
+	unknown := upd
+	unknown.ID = "ch-none"
+	wantCode(t, s.UpdateChannel(c, unknown), steward.CodeNotFound)
+	got, err = s.GetChannel(c, tenantA, "ch-1")
+	must(t, err)
+	sameChannel(t, got, upd)
+
 	must(t, s.DeleteChannel(c, tenantA, "ch-1"))
 	_, err = s.GetChannel(c, tenantA, "ch-1")
 	wantCode(t, err, steward.CodeNotFound)
