@@ -367,3 +367,43 @@ func TestWebhookEvent(t *testing.T) {
 		t.Errorf("release event = %+v", r)
 	}
 }
+
+// TestConfigChangeReport: a device's telemetry sample sec.config.changes
+// above 0, however old its own time, is recorded as config_changed and
+// quarantines it through Run; a sample of 0 does nothing.
+func TestConfigChangeReport(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := t.Context()
+	e.device(t, "d-quiet", steward.StateActive, t0)
+	e.device(t, "d-changed", steward.StateActive, t0)
+	e.clock.Add(time.Hour)
+	go e.svc.Run(ctx)
+	// One queue, in order: the zero sample is evaluated before the other.
+	e.svc.ObserveSamples(ctx, []steward.Sample{{TenantID: tenant, DeviceID: "d-quiet", Metric: steward.MetricSecConfigChanges, Value: 0, At: t0}})
+	e.svc.ObserveSamples(ctx, []steward.Sample{
+		{TenantID: tenant, DeviceID: "d-changed", Metric: "cpu", Value: 3, At: t0},
+		{TenantID: tenant, DeviceID: "d-changed", Metric: steward.MetricSecConfigChanges, Value: 2, At: t0.Add(-48 * time.Hour)},
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for e.state(t, "d-changed").State != steward.StateQuarantined {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out waiting for the quarantine")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	d := e.state(t, "d-changed")
+	if !strings.Contains(d.StateReason, "config_changed") || !strings.Contains(d.StateReason, "sec.config.changes = 2") {
+		t.Errorf("reason %q", d.StateReason)
+	}
+	evs, err := e.store.ListSecurityEvents(ctx, tenant, steward.SecurityEventFilter{DeviceID: "d-changed", Kind: steward.SecConfigChanged})
+	if err != nil || len(evs) != 1 || !evs[0].At.Equal(e.clock.Now()) {
+		t.Fatalf("config_changed events %+v, %v", evs, err)
+	}
+	if q := e.state(t, "d-quiet"); q.State != steward.StateActive {
+		t.Fatalf("a sample of 0 quarantined: %+v", q)
+	}
+	if evs, _ := e.store.ListSecurityEvents(ctx, tenant, steward.SecurityEventFilter{DeviceID: "d-quiet"}); len(evs) != 0 {
+		t.Fatalf("a sample of 0 recorded %+v", evs)
+	}
+}

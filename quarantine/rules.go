@@ -27,14 +27,17 @@ func (s *Service) Observe(_ context.Context, e steward.SecurityEvent) {
 // ObserveSamples looks for a device's own report of configuration changes
 // the server did not make (a sample of sec.config.changes above 0) and
 // queues it to be recorded as a SecConfigChanged event and evaluated (the
-// telemetry intake's OnSamples hook). It never waits.
+// telemetry intake's OnSamples hook). The event is stamped with the
+// server's clock, like every other security event, so that a device's
+// clock cannot move it out of a rule's window; the sample's own time is in
+// the detail. It never waits.
 func (s *Service) ObserveSamples(_ context.Context, samples []steward.Sample) {
 	for _, sm := range samples {
 		if sm.Metric != steward.MetricSecConfigChanges || !(sm.Value > 0) {
 			continue
 		}
 		s.push(observation{record: true, e: steward.SecurityEvent{TenantID: sm.TenantID, DeviceID: sm.DeviceID, Kind: steward.SecConfigChanged,
-			At: sm.At, Detail: fmt.Sprintf("the device reported %s = %g", steward.MetricSecConfigChanges, sm.Value)}})
+			At: s.cfg.Clock.Now(), Detail: fmt.Sprintf("the device reported %s = %g at %s", steward.MetricSecConfigChanges, sm.Value, sm.At.UTC().Format(time.RFC3339))}})
 	}
 }
 
