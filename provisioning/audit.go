@@ -5,6 +5,8 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"net"
+	"strconv"
 	"sync"
 	"time"
 
@@ -67,7 +69,7 @@ func (s *Service) auditIssue(ctx context.Context, tx steward.Store, d steward.De
 
 // refusal is who a refused EST request came from, as far as it was learnt
 // before the refusal: the tenant and device once known, the factory
-// serial otherwise.
+// serial (or certificate CN) it claimed otherwise.
 type refusal struct {
 	tenant, device, factory string
 }
@@ -85,6 +87,18 @@ func (s *Service) auditRefusal(ctx context.Context, action string, who refusal, 
 	r := steward.AuditRecord{TenantID: who.tenant, Actor: "anonymous", Action: action, Outcome: outcome, Remote: remote,
 		Detail: "refused: " + steward.ErrorMessage(err)}
 	switch {
+	case who.tenant == "":
+		// Nothing vouches for the identity claimed, and a client can claim
+		// a new one at every attempt: such refusals are aggregated by the
+		// address they come from, the identity kept in the detail.
+		host, _, herr := net.SplitHostPort(remote)
+		if herr != nil {
+			host = remote
+		}
+		r.Target = "remote:" + host
+		if who.factory != "" {
+			r.Detail = "claimed identity " + strconv.Quote(truncate(who.factory)) + " " + r.Detail
+		}
 	case who.device != "":
 		r.Actor, r.Target = "device:"+who.device, "device:"+who.device
 	case who.factory != "":

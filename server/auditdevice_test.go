@@ -66,6 +66,22 @@ func TestAuditDevicePlane(t *testing.T) {
 		t.Fatalf("refused enrollment records %+v", recs)
 	}
 
+	// A factory certificate of no registered CA names no tenant: the
+	// refusal is in the system log, aggregated by address, with the
+	// identity it claimed.
+	stranger := testpki.NewCA(t, "Stranger Inc").Factory(t, "SN-STRANGER")
+	if _, err := n.est(&stranger).SimpleEnroll(ctx, csr); err == nil {
+		t.Fatal("a factory certificate of an unregistered CA enrolled")
+	}
+	recs, _, err = n.admin.SearchAudit(ctx, client.AuditQuery{System: true, Action: "device.enroll"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 1 || recs[0].Target != "remote:127.0.0.1" || !strings.Contains(recs[0].Detail, `"SN-STRANGER"`) ||
+		!strings.Contains(recs[0].Detail, "registered manufacturer CA") || recs[0].Outcome != steward.AuditDenied {
+		t.Fatalf("system log records of the refusal %+v", recs)
+	}
+
 	// A flood of refused publishes: the first at once, the rest as one
 	// record with the count once the window ends.
 	for range 30 {
