@@ -96,7 +96,9 @@ type Config struct {
 	// Quarantine tells what a quarantined device of a tenant may still
 	// publish and subscribe to (default: steward.QuarantineMayPublish and
 	// QuarantineMaySubscribe for every tenant). It is asked at every
-	// decision about a quarantined device, so it must answer from memory.
+	// decision about a quarantined device, on the device's read loop, so it
+	// should answer from memory (quarantine.Service caches each tenant's
+	// policy and reads the store at most once per CacheTTL).
 	Quarantine steward.QuarantineAllowance
 }
 
