@@ -80,8 +80,11 @@ type Config struct {
 	WipeTimeout time.Duration
 	// Retention is how long a keep policy keeps the data by default.
 	Retention time.Duration
-	Clock     steward.Clock
-	Logger    *slog.Logger
+	// TransferTTL is how long a transfer code to another tenant can be
+	// used (default steward.DefaultTransferTTL).
+	TransferTTL time.Duration
+	Clock       steward.Clock
+	Logger      *slog.Logger
 }
 
 // Service runs decommissionings.
@@ -99,6 +102,9 @@ func New(cfg Config) *Service {
 	}
 	if cfg.Retention <= 0 {
 		cfg.Retention = DefaultRetention
+	}
+	if cfg.TransferTTL <= 0 {
+		cfg.TransferTTL = steward.DefaultTransferTTL
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = steward.SystemClock{}
@@ -127,15 +133,12 @@ func (s *Service) Decommission(ctx context.Context, tenantID, deviceID string, r
 	switch {
 	case r.Reason == "" || len(r.Reason) > 1024:
 		return steward.DecommissionResult{}, steward.Errorf(steward.CodeInvalid, "a decommissioning needs a reason of at most 1024 characters")
-	case r.Policy == "":
+	}
+	if r.Policy == "" {
 		r.Policy = steward.DataDelete
 	}
-	if !r.Policy.Valid() {
-		return steward.DecommissionResult{}, steward.Errorf(steward.CodeInvalid, "data policy %q: use delete, anonymise or keep", r.Policy)
-	}
-	maxDays := int(MaxRetention.Hours() / 24)
-	if r.RetentionDays < 0 || r.RetentionDays > maxDays || r.RetentionDays != 0 && r.Policy != steward.DataKeep {
-		return steward.DecommissionResult{}, steward.Errorf(steward.CodeInvalid, "retention_days goes with the keep policy only, from 1 to %d", maxDays)
+	if err := checkRetention(r.Policy, r.RetentionDays); err != nil {
+		return steward.DecommissionResult{}, err
 	}
 	d, err := s.cfg.Store.GetDevice(ctx, tenantID, deviceID)
 	if err != nil {
@@ -168,8 +171,20 @@ func (s *Service) Decommission(ctx context.Context, tenantID, deviceID string, r
 		rec.ApprovalID = r.ApprovalID
 	}
 	rec.State = steward.DecommissionRunning
-	rec, err = s.run(ctx, rec, r, actor)
+	rec, err = s.run(ctx, rec, r, actor, "")
 	return steward.DecommissionResult{Record: rec}, err
+}
+
+// checkRetention checks a data policy and the retention that goes with it.
+func checkRetention(p steward.DataPolicy, days int) error {
+	if !p.Valid() {
+		return steward.Errorf(steward.CodeInvalid, "data policy %q: use delete, anonymise or keep", p)
+	}
+	maxDays := int(MaxRetention.Hours() / 24)
+	if days < 0 || days > maxDays || days != 0 && p != steward.DataKeep {
+		return steward.Errorf(steward.CodeInvalid, "retention_days goes with the keep policy only, from 1 to %d", maxDays)
+	}
+	return nil
 }
 
 // openRecord returns the device's record awaiting approval, or a new one.
@@ -195,8 +210,10 @@ func (s *Service) openRecord(ctx context.Context, d steward.Device, r steward.De
 	return rec, nil
 }
 
-// run carries out the steps, writing the record after each.
-func (s *Service) run(ctx context.Context, rec steward.Decommission, r steward.DecommissionRequest, actor string) (steward.Decommission, error) {
+// run carries out the steps, writing the record after each. A skipWipe
+// reason skips the wipe (a device that leaves for another tenant keeps its
+// factory identity and state).
+func (s *Service) run(ctx context.Context, rec steward.Decommission, r steward.DecommissionRequest, actor, skipWipe string) (steward.Decommission, error) {
 	ctx = context.WithoutCancel(ctx) // a caller that goes away does not leave a device half decommissioned
 	certs, err := s.cfg.Store.ListCertificates(ctx, rec.TenantID, rec.DeviceID)
 	if err != nil {
@@ -206,7 +223,12 @@ func (s *Service) run(ctx context.Context, rec steward.Decommission, r steward.D
 		name string
 		fn   func() (outcome, detail string)
 	}{
-		{StepWipe, func() (string, string) { return s.wipe(ctx, rec) }},
+		{StepWipe, func() (string, string) {
+			if skipWipe != "" {
+				return steward.StepSkipped, skipWipe
+			}
+			return s.wipe(ctx, rec)
+		}},
 		{StepRevoke, func() (string, string) { return s.revoke(ctx, rec, certs, actor) }},
 		{StepCloudAccess, func() (string, string) { return s.cloudAccess(ctx, rec) }},
 		{StepDataPolicy, func() (string, string) { return s.dataPolicy(ctx, &rec, r) }},
@@ -452,13 +474,17 @@ func (s *Service) Purge(ctx context.Context) (int, error) {
 	return len(due), nil
 }
 
-// Run purges retained data every interval until ctx ends.
+// Run purges retained data and expires transfer codes every interval until
+// ctx ends.
 func (s *Service) Run(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		if _, err := s.Purge(ctx); err != nil && ctx.Err() == nil {
 			s.log.Error("purge retained data of decommissioned devices", "err", err)
+		}
+		if _, err := s.ExpireTransfers(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("expire device transfers", "err", err)
 		}
 		select {
 		case <-ctx.Done():
@@ -506,15 +532,40 @@ func (s *Service) Transfer(ctx context.Context, tenantID, deviceID string, r ste
 	if !steward.CanTransition(d.State, steward.StateRegistered) {
 		return steward.Device{}, steward.Errorf(steward.CodeFailedPrecondition, "device %s is %s and cannot be transferred", deviceID, d.State)
 	}
+	now := s.cfg.Clock.Now()
+	before := d
+	out, err := s.release(ctx, d, r.Owner, "transferred to "+r.Owner+": "+r.Reason, actor)
+	if err != nil {
+		return steward.Device{}, err
+	}
+	s.log.Info("device transferred", "tenant", tenantID, "device", deviceID, "owner", r.Owner, "actor", actor)
+	if s.cfg.Auditor != nil {
+		if err := s.cfg.Auditor.Record(ctx, steward.AuditRecord{TenantID: tenantID, Actor: actor, Action: "device.transfer", Target: "device:" + deviceID,
+			Outcome: steward.AuditSuccess, Detail: r.Reason, Before: rawJSON(before), After: rawJSON(out), At: now}); err != nil {
+			return out, steward.WrapError(steward.CodeInternal, err, "device.transfer was done but could not be recorded in the audit log")
+		}
+	}
+	return out, nil
+}
+
+// release takes a device back to registered, as a transfer to another
+// owner or tenant needs: its certificates are revoked (reason
+// affiliation_changed), what the cloud keeps for it is cleared, its
+// configuration reset (owner set to owner, labels back to its enrollment
+// group's, attributes and location cleared), its key binding dropped, and
+// its session closed. It must then be provisioned again with its factory
+// identity, with a new key. A device that is already registered stays so,
+// its record reset.
+func (s *Service) release(ctx context.Context, d steward.Device, owner, why, actor string) (steward.Device, error) {
 	labels := map[string]string{}
 	if d.EnrollmentGroupID != "" {
-		if g, err := s.cfg.Store.GetEnrollmentGroup(ctx, tenantID, d.EnrollmentGroupID); err == nil {
+		if g, err := s.cfg.Store.GetEnrollmentGroup(ctx, d.TenantID, d.EnrollmentGroupID); err == nil {
 			for k, v := range g.Labels {
 				labels[k] = v
 			}
 		}
 	}
-	certs, err := s.cfg.Store.ListCertificates(ctx, tenantID, deviceID)
+	certs, err := s.cfg.Store.ListCertificates(ctx, d.TenantID, d.ID)
 	if err != nil {
 		return steward.Device{}, err
 	}
@@ -523,37 +574,33 @@ func (s *Service) Transfer(ctx context.Context, tenantID, deviceID string, r ste
 		if c.Revoked() {
 			continue
 		}
-		if _, err := s.cfg.Store.RevokeCertificate(ctx, steward.Revocation{TenantID: tenantID, Serial: c.Serial, DeviceID: deviceID,
+		if _, err := s.cfg.Store.RevokeCertificate(ctx, steward.Revocation{TenantID: d.TenantID, Serial: c.Serial, DeviceID: d.ID,
 			Reason: steward.ReasonAffiliationChanged, Actor: actor, At: now}); err != nil && steward.ErrorCode(err) != steward.CodeFailedPrecondition {
 			return steward.Device{}, err
 		}
 	}
-	rec := steward.Decommission{TenantID: tenantID, DeviceID: deviceID}
+	rec := steward.Decommission{TenantID: d.TenantID, DeviceID: d.ID}
 	if outcome, detail := s.cloudAccess(ctx, rec); outcome == steward.StepFailed {
-		return steward.Device{}, steward.Errorf(steward.CodeUnavailable, "transfer of %s: %s", deviceID, detail)
+		return steward.Device{}, steward.Errorf(steward.CodeUnavailable, "transfer of %s: %s", d.ID, detail)
 	}
-	before := d
-	out, err := s.cfg.Lifecycle.Apply(ctx, tenantID, deviceID, func(d *steward.Device) ([]steward.LifecycleEvent, error) {
-		ev, err := steward.Transition(d, steward.StateRegistered, "transferred to "+r.Owner+": "+r.Reason, actor, s.cfg.Clock.Now())
-		if err != nil {
-			return nil, err
+	out, err := s.cfg.Lifecycle.Apply(ctx, d.TenantID, d.ID, func(d *steward.Device) ([]steward.LifecycleEvent, error) {
+		var evs []steward.LifecycleEvent
+		if d.State != steward.StateRegistered {
+			ev, err := steward.Transition(d, steward.StateRegistered, why, actor, s.cfg.Clock.Now())
+			if err != nil {
+				return nil, err
+			}
+			evs = append(evs, ev)
 		}
-		d.Owner, d.Labels, d.Location, d.Attributes, d.FactoryKeyID = r.Owner, labels, steward.Location{}, map[string]any{}, ""
-		return []steward.LifecycleEvent{ev}, nil
+		d.Owner, d.Labels, d.Location, d.Attributes, d.FactoryKeyID = owner, labels, steward.Location{}, map[string]any{}, ""
+		return evs, nil
 	})
 	if err != nil {
 		return steward.Device{}, err
 	}
 	// Registered is not a state the broker closes sessions for: close it.
-	if err := s.cfg.Bus.Control(ctx, steward.SessionControl{TenantID: tenantID, DeviceID: deviceID, Close: true, Reason: "transferred"}); err != nil {
-		s.log.Warn("close session of transferred device", "device", deviceID, "err", err)
-	}
-	s.log.Info("device transferred", "tenant", tenantID, "device", deviceID, "owner", r.Owner, "actor", actor)
-	if s.cfg.Auditor != nil {
-		if err := s.cfg.Auditor.Record(ctx, steward.AuditRecord{TenantID: tenantID, Actor: actor, Action: "device.transfer", Target: "device:" + deviceID,
-			Outcome: steward.AuditSuccess, Detail: r.Reason, Before: rawJSON(before), After: rawJSON(out), At: now}); err != nil {
-			return out, steward.WrapError(steward.CodeInternal, err, "device.transfer was done but could not be recorded in the audit log")
-		}
+	if err := s.cfg.Bus.Control(ctx, steward.SessionControl{TenantID: d.TenantID, DeviceID: d.ID, Close: true, Reason: "transferred"}); err != nil {
+		s.log.Warn("close session of transferred device", "device", d.ID, "err", err)
 	}
 	return out, nil
 }

@@ -178,6 +178,8 @@ func (s *Service) CACerts(ctx context.Context, label string, peer []*x509.Certif
 	if tenant == "" && len(peer) > 0 {
 		if t, err := s.cfg.Authority.VerifyDevice(ctx, peer[0]); err == nil {
 			tenant = t
+		} else if e, err := s.cfg.Store.IndividualEnrollmentByFactoryID(ctx, hexSHA256(peer[0].Raw)); err == nil {
+			tenant = e.TenantID
 		} else if g, err := s.factoryGroup(ctx, peer); err == nil {
 			tenant = g.TenantID
 		}
@@ -277,6 +279,9 @@ func (s *Service) enroll(ctx context.Context, r steward.EnrollRequest, who *refu
 	}
 	leaf := r.PeerChain[0]
 	who.factory = factorySerial(leaf)
+	if certs, ok, err := s.enrollIndividual(ctx, r); ok { // an individual enrollment goes before the group
+		return certs, err
+	}
 	g, err := s.factoryGroup(ctx, r.PeerChain)
 	if err != nil {
 		s.log.Warn("enrollment refused", "remote", r.Remote, "subject", leaf.Subject.String(), "err", err)
@@ -378,6 +383,9 @@ func (s *Service) enrollNew(ctx context.Context, g steward.EnrollmentGroup, fact
 func (s *Service) enrollAgain(ctx context.Context, d steward.Device, keyID string, csr *x509.CertificateRequest, remote string) ([]*x509.Certificate, error) {
 	if d.State == steward.StateDecommissioned {
 		return nil, steward.Errorf(steward.CodePermissionDenied, "device %s is decommissioned", d.ID)
+	}
+	if err := s.checkNotLeaving(ctx, d); err != nil {
+		return nil, err
 	}
 	if d.State == steward.StateRegistered && d.FactoryKeyID == "" {
 		return s.reprovision(ctx, d, keyID, csr, remote)
@@ -674,7 +682,10 @@ func (s *Service) applyAttributes(ctx context.Context, m steward.DeviceMessage) 
 				group = &g
 			}
 		}
-		reasons := s.policyReasons(group, d)
+		reasons, err := s.policyReasons(ctx, group, d)
+		if err != nil {
+			return nil, err
+		}
 		now := s.cfg.Clock.Now()
 		switch {
 		case len(reasons) == 0 && (d.State == steward.StateProvisioned || d.State == steward.StateQuarantined && d.StateActor == "system"):
@@ -693,15 +704,6 @@ func (s *Service) applyAttributes(ctx context.Context, m steward.DeviceMessage) 
 		return nil, err
 	}
 	return notify, nil
-}
-
-// policyReasons checks a device against its group; a device whose group
-// was deleted fails, since nothing vouches for it any more.
-func (s *Service) policyReasons(g *steward.EnrollmentGroup, d *steward.Device) []string {
-	if g == nil {
-		return []string{"its enrollment group no longer exists"}
-	}
-	return g.CheckAttributes(d)
 }
 
 // handlePresence records connects and disconnects: the device's current
