@@ -303,7 +303,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		OnDecided: func(ctx context.Context, r steward.ApprovalRequest) { s.approvalDecided(ctx, r) }})
 	// Before the deployment engine, which rolls configuration out through it.
 	s.Twins = twin.New(twin.Config{Store: s.Store, Bus: s.Bus, Clock: cfg.Clock, Logger: log, Grace: cfg.TwinGrace, OnDrift: twin.Signals(s.Store, log),
-		Auditor: s.Audit})
+		Auditor: s.Audit, RecordSecurityEvent: s.Prov.RecordSecurityEvent})
 	s.Tenants = tenants.New(tenants.Config{Store: s.Store, Bus: s.Bus, Approvals: s.Approvals, Clock: cfg.Clock, Logger: log, Auditor: s.Audit,
 		Statuses: tenantStatus})
 	s.Deployments = deploy.New(deploy.Config{Store: s.Store, Bus: s.Bus, Clock: cfg.Clock, Logger: log, Artifacts: s.Store, Approvals: s.Approvals,

@@ -67,6 +67,10 @@ func (s *Service) refuse(ctx context.Context, m steward.DeviceMessage, kind stew
 	s.cfg.Logger.Warn("twin report refused", "tenant", m.TenantID, "device", m.DeviceID, "kind", kind, "err", err)
 	e := steward.SecurityEvent{TenantID: m.TenantID, DeviceID: m.DeviceID, Kind: kind, At: now,
 		Detail: fmt.Sprintf("twin report of %d bytes refused: %s", len(m.Payload), steward.ErrorMessage(err))}
+	if s.cfg.RecordSecurityEvent != nil {
+		s.cfg.RecordSecurityEvent(ctx, e)
+		return
+	}
 	if rerr := s.cfg.Store.AddSecurityEvent(ctx, e); rerr != nil {
 		s.cfg.Logger.Error("record security event", "tenant", m.TenantID, "device", m.DeviceID, "err", rerr)
 	}

@@ -44,7 +44,11 @@ type Config struct {
 	// OnDrift, when set, is called with the changes each drift check finds
 	// (see Signals for the hook that feeds the alert rules).
 	OnDrift func(ctx context.Context, changes []steward.DriftChange)
-	Logger  *slog.Logger
+	// RecordSecurityEvent, when set, takes the security events of refused
+	// reports instead of the store (the device gate, which stores them and
+	// records them in the audit log, aggregated); nil stores them.
+	RecordSecurityEvent func(ctx context.Context, e steward.SecurityEvent)
+	Logger              *slog.Logger
 }
 
 // Service manages configuration templates, versions and device twins. It

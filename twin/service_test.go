@@ -531,3 +531,24 @@ func TestRollbackTarget(t *testing.T) {
 		t.Fatalf("diff of a first version = %+v", ch)
 	}
 }
+
+// TestReportsRefusedToGate: with a gate to record security events, a
+// refused report's event goes to it (which stores and audits it), not
+// straight to the store.
+func TestReportsRefusedToGate(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.device(t, "d-1", "gw-100", "", "")
+	var got []steward.SecurityEvent
+	e.svc.cfg.RecordSecurityEvent = func(_ context.Context, ev steward.SecurityEvent) { got = append(got, ev) }
+	wantCode(t, e.report(t, "d-1", `[1, 2]`), steward.CodeInvalid)
+	if len(got) != 1 || got[0].Kind != steward.SecMalformedPayload || got[0].TenantID != tenant || got[0].DeviceID != "d-1" ||
+		!strings.Contains(got[0].Detail, "twin report") {
+		t.Fatalf("events given to the gate: %+v", got)
+	}
+	evs, err := e.store.ListSecurityEvents(context.Background(), tenant, steward.SecurityEventFilter{DeviceID: "d-1"})
+	must(t, err)
+	if len(evs) != 0 {
+		t.Fatalf("the service stored the event itself too: %+v", evs)
+	}
+}
