@@ -59,6 +59,9 @@ type Config struct {
 	// (decommission.go). Nil makes their routes 503.
 	Credentials    steward.Credentials
 	Decommissioner steward.Decommissioner
+	// Transfers moves devices between tenants (transfers.go); nil makes
+	// its routes 503.
+	Transfers steward.TenantTransfers
 	// Approvals is the two-person rule (/api/v1/approvals,
 	// /api/v1/approval-policies); nil makes those routes 503.
 	Approvals ApprovalService
@@ -213,6 +216,7 @@ func New(cfg Config) *Server {
 	s.registerTenants()
 	s.registerPKI()
 	s.registerDecommission()
+	s.registerTransfers()
 	s.registerTwins()
 	s.registerArtifacts()
 	s.registerDeployments()

@@ -54,6 +54,7 @@ var pathKinds = map[string]string{
 	"config-versions/{id}":       "config-version",
 	"decommissions/{id}":         "decommission",
 	"deployments/{id}":           "deployment",
+	"device-transfers/{id}":      "device-transfer",
 	"devices/{device}":           "device",
 	"devices/{id}":               "device",
 	"enrollment-groups/{id}":     "group",
@@ -403,6 +404,10 @@ func fillVictim(t *testing.T, n *node, tokenID string) victimIDs {
 	ids["decommission"] = "dc-victim0001"
 	must("decommission", s.CreateDecommission(ctx, steward.Decommission{ID: ids["decommission"], TenantID: victim, DeviceID: ids["device"],
 		Reason: canary, Policy: steward.DataKeep, State: steward.DecommissionCompleted, RequestedBy: "token:" + tokenID, CreatedAt: now, UpdatedAt: now}))
+	ids["device-transfer"] = "tr-victim0001"
+	must("device transfer", s.CreateDeviceTransfer(ctx, steward.DeviceTransfer{ID: ids["device-transfer"], TenantID: victim, DeviceID: ids["device"],
+		TargetTenantID: steward.DefaultTenant, Reason: canary, Policy: steward.DataDelete, State: steward.TransferPending, CodeHash: "hash-" + canary,
+		FactoryID: "fac-" + canary, RequestedBy: "token:" + tokenID, CreatedAt: now, ExpiresAt: now.Add(time.Hour), UpdatedAt: now}))
 	ids["user"] = "u-victim0001"
 	must("user", s.CreateUser(ctx, steward.User{ID: ids["user"], TenantID: victim, Email: canary + "@victim.example", Name: "User " + canary,
 		Role: steward.RoleOperator, CreatedAt: now, UpdatedAt: now}))

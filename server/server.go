@@ -373,6 +373,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		Artifacts: s.Artifacts, TUF: s.TUF,
 		Credentials:    s.Credentials,
 		Decommissioner: s.Decommission,
+		Transfers:      s.Decommission,
 
 		Fleet: s.Fleet, Groups: s.Prov, Authority: s.Authority, Store: channels, TenantStatus: tenantStatus,
 		Ready: s.ready, Clock: cfg.Clock, Logger: log, TelemetrySchemasChanged: s.Intake.SchemasChanged,

@@ -23,7 +23,7 @@ const decommissionWait = 2 * time.Minute
 // addCredentialCommands adds the credential lifecycle to the command tree:
 // under ca (status, rotate, migrate, retire-old, crl), devices
 // (rotate-credentials, decommission, decommission-verify, decommissions,
-// transfer), enrollment-groups (revoke, revoke-ca), and the certificates
+// transfer, accept-transfer, transfers, cancel-transfer), enrollment-groups (revoke, revoke-ca), and the certificates
 // group (revoke, expiring).
 func (e *env) addCredentialCommands(root *cobra.Command) {
 	for _, c := range root.Commands() {
@@ -31,7 +31,8 @@ func (e *env) addCredentialCommands(root *cobra.Command) {
 		case "ca":
 			c.AddCommand(e.caStatusCommand(), e.caRotateCommand(), e.caMigrateCommand(), e.caRetireCommand(), e.crlCommand())
 		case "devices":
-			c.AddCommand(e.rotateCredentialsCommand(), e.decommissionCommand(), e.decommissionVerifyCommand(), e.decommissionsCommand(), e.transferCommand())
+			c.AddCommand(e.rotateCredentialsCommand(), e.decommissionCommand(), e.decommissionVerifyCommand(), e.decommissionsCommand(), e.transferCommand(),
+				e.acceptTransferCommand(), e.transfersCommand(), e.cancelTransferCommand())
 		case "enrollment-groups":
 			c.AddCommand(e.groupRevokeCommand(false), e.groupRevokeCommand(true))
 		}
@@ -390,13 +391,32 @@ contacting it. The same check with openssl alone:
 
 func (e *env) transferCommand() *cobra.Command {
 	var owner, reason string
+	var tt tenantTransferFlags
 	cmd := &cobra.Command{
-		Use:   "transfer ID --owner O --reason R",
-		Short: "Hand a device to another owner: credentials revoked, configuration reset, provisioned again by its factory identity",
-		Args:  exactArgs("ID"),
+		Use:   "transfer ID (--owner O | --to-tenant T) --reason R",
+		Short: "Hand a device to another owner or tenant: credentials revoked, configuration reset, provisioned again by its factory identity",
+		Long: `With --owner the device stays in this tenant under a new owner. With
+--to-tenant it leaves for another tenant, in two steps since no operator
+holds rights in both: this prints a one-time code (valid 7 days) for the
+other tenant's administrator, who runs "steward devices accept-transfer
+--code CODE"; until then "steward devices cancel-transfer" stops it. Once
+accepted, --data-policy applies to this tenant's copy of the device's data
+and its record stays as a decommissioned tombstone.`,
+		Example: `  steward devices transfer d-0123456789abcdefghij --to-tenant acme --reason "sold to Acme"`,
+		Args:    exactArgs("ID"),
 		RunE: run(func(cmd *cobra.Command, args []string) error {
-			if owner == "" || reason == "" {
-				return usagef("--owner and --reason are required")
+			switch {
+			case reason == "":
+				return usagef("--reason is required")
+			case (owner == "") == (tt.toTenant == ""):
+				return usagef("give one of --owner and --to-tenant")
+			case tt.toTenant != "":
+				return e.transferToTenant(cmd, args[0], reason, tt)
+			}
+			for _, name := range []string{"data-policy", "retention-days", "approval"} {
+				if cmd.Flags().Changed(name) {
+					return usagef("--%s goes with --to-tenant", name)
+				}
 			}
 			c, err := e.client(0)
 			if err != nil {
@@ -411,6 +431,7 @@ func (e *env) transferCommand() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&owner, "owner", "", "the new owner")
 	cmd.Flags().StringVar(&reason, "reason", "", "why")
+	tt.add(cmd)
 	return cmd
 }
 
