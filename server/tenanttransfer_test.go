@@ -320,3 +320,84 @@ func parsePEMCert(t *testing.T, p []byte) *x509.Certificate {
 	}
 	return c
 }
+
+// TestTransferNeedsApproval puts a transfer to another tenant under the
+// two-person rule: the first call opens an approval request and changes
+// nothing else; the call with the approved request creates the transfer.
+// The transferred device that then reports another model than it was
+// transferred as is quarantined in the target.
+func TestTransferNeedsApproval(t *testing.T) {
+	t.Parallel()
+	n := startNode(t)
+	ctx := context.Background()
+	mfr := testpki.NewCA(t, "Acme Devices")
+	n.registerGroup(t, n.admin, "gateways", mfr, nil)
+	factory := mfr.Factory(t, "SN-3")
+	op := n.enroll(t, factory)
+	id := op.Leaf.Subject.CommonName
+	conn, err := n.mqttClient(t, op, id, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok := conn.Publish("dev/"+id+"/attributes", 1, false, `{"model":"gw-100","firmware":"1.0.0"}`); !tok.WaitTimeout(15*time.Second) || tok.Error() != nil {
+		t.Fatalf("publish attributes: %v", tok.Error())
+	}
+	eventually(t, "device active", func() bool { return n.deviceGet(t, id).State == steward.StateActive })
+	beta := n.newTenant(t, "beta")
+	if _, err := n.admin.CreateApprovalPolicy(ctx, client.ApprovalPolicyRequest{Name: "transfers", Action: decommission.ActionTenantTransfer, Approvals: 1}); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := n.admin.CreateToken(ctx, "approver", steward.RoleApprover)
+	if err != nil {
+		t.Fatal(err)
+	}
+	approver := client.New(n.APIURL(), tok.Secret, nil)
+
+	req := steward.TenantTransferRequest{ToTenant: "beta", Reason: "sold"}
+	first, err := n.admin.TransferToTenant(ctx, id, req)
+	if err != nil || first.Approval == nil || first.Transfer != nil || first.Code != "" {
+		t.Fatalf("first call: %+v %v", first, err)
+	}
+	if d := n.deviceGet(t, id); d.State != steward.StateActive || d.Certificates[0].Revoked() {
+		t.Fatal("a transfer awaiting approval changed the device")
+	}
+	if trs, _ := n.admin.Transfers(ctx, id, false); len(trs) != 0 {
+		t.Fatalf("a transfer awaiting approval was created: %+v", trs)
+	}
+	req.ApprovalID = first.Approval.ID
+	if _, err := n.admin.TransferToTenant(ctx, id, req); !is409(err) {
+		t.Errorf("before approval: %v, want 409", err)
+	}
+	if _, err := approver.Approve(ctx, first.Approval.ID, "ok"); err != nil {
+		t.Fatal(err)
+	}
+	res, err := n.admin.TransferToTenant(ctx, id, req)
+	if err != nil || res.Transfer == nil || res.Transfer.ApprovalID != first.Approval.ID || res.Code == "" {
+		t.Fatalf("approved call: %+v %v", res, err)
+	}
+	acc, err := beta.AcceptTransfer(ctx, res.Code)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// In beta the device is held to the model it was transferred as.
+	again := n.enroll(t, factory)
+	if again.Leaf.Subject.CommonName != acc.Device.ID {
+		t.Fatalf("enrolled as %s, want %s", again.Leaf.Subject.CommonName, acc.Device.ID)
+	}
+	conn, err = n.mqttClient(t, again, acc.Device.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Quarantine closes the session once the report is in, which may be
+	// before the client sees its acknowledgement: the state tells.
+	conn.Publish("dev/"+acc.Device.ID+"/attributes", 1, false, `{"model":"gw-200","firmware":"1.0.0"}`).WaitTimeout(15 * time.Second)
+	var d steward.DeviceDetail
+	eventually(t, "device quarantined in beta", func() bool {
+		d, err = beta.GetDevice(ctx, acc.Device.ID)
+		return err == nil && d.State == steward.StateQuarantined
+	})
+	if !strings.Contains(d.StateReason, `model "gw-200" is not the model "gw-100"`) {
+		t.Errorf("quarantine reason: %q", d.StateReason)
+	}
+}
