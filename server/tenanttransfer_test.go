@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"strings"
@@ -399,5 +400,49 @@ func TestTransferNeedsApproval(t *testing.T) {
 	})
 	if !strings.Contains(d.StateReason, `model "gw-200" is not the model "gw-100"`) {
 		t.Errorf("quarantine reason: %q", d.StateReason)
+	}
+}
+
+// TestTransferThereAndBack moves a device to beta and back: each tenant it
+// leaves keeps a tombstone without its factory identity, so the identity
+// can return, and the individual enrollment follows the device.
+func TestTransferThereAndBack(t *testing.T) {
+	t.Parallel()
+	n := startNode(t)
+	ctx := context.Background()
+	mfr := testpki.NewCA(t, "Acme Devices")
+	n.registerGroup(t, n.admin, "gateways", mfr, nil)
+	factory := mfr.Factory(t, "SN-4")
+	first := n.enroll(t, factory).Leaf.Subject.CommonName
+	beta := n.newTenant(t, "beta")
+	move := func(from, to *client.Client, id, toTenant string) (string, tls.Certificate) {
+		t.Helper()
+		res, err := from.TransferToTenant(ctx, id, steward.TenantTransferRequest{ToTenant: toTenant, Reason: "moved"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		acc, err := to.AcceptTransfer(ctx, res.Code)
+		if err != nil {
+			t.Fatal(err)
+		}
+		op := n.enroll(t, factory)
+		if op.Leaf.Subject.CommonName != acc.Device.ID {
+			t.Fatalf("enrolled as %s, want %s in %s", op.Leaf.Subject.CommonName, acc.Device.ID, toTenant)
+		}
+		return acc.Device.ID, op
+	}
+	inBeta, betaCert := move(n.admin, beta, first, "beta")
+	back, _ := move(beta, n.admin, inBeta, steward.DefaultTenant)
+	if back == first {
+		t.Fatal("the device came back under its old ID")
+	}
+	if d, err := beta.GetDevice(ctx, inBeta); err != nil || d.State != steward.StateDecommissioned || d.FactoryID != "" {
+		t.Fatalf("beta's tombstone: %+v %v", d, err)
+	}
+	if d := n.deviceGet(t, back); d.State != steward.StateProvisioned || d.TenantID != steward.DefaultTenant {
+		t.Fatalf("back home: %+v", d.Device)
+	}
+	if _, err := n.mqttClient(t, betaCert, inBeta, nil); err == nil {
+		t.Error("beta's certificate connected after the device left beta")
 	}
 }
