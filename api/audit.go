@@ -25,7 +25,7 @@ type AuditLog interface {
 	ConsistencyProof(ctx context.Context, tenant string, oldSize, newSize int64) (audit.ConsistencyProof, error)
 	Verify(ctx context.Context, tenant string) (audit.Report, error)
 	Retention(ctx context.Context, tenant string) (audit.RetentionPolicy, error)
-	SetRetention(ctx context.Context, tenant string, period time.Duration, actor, remote, requestID string) (audit.RetentionPolicy, error)
+	SetRetention(ctx context.Context, c audit.RetentionChange) (audit.RetentionPolicy, *steward.ApprovalRequest, error)
 }
 
 // AuditRetentionRequest sets a tenant's audit log retention period.
@@ -277,8 +277,11 @@ func (s *Server) auditRetention(w http.ResponseWriter, r *http.Request, p princi
 	return writeJSON(w, http.StatusOK, pol)
 }
 
+// setAuditRetention sets a tenant's audit log retention: 200 with it, or
+// 202 with the approval request an approval policy asks for (then PUT
+// again with ?approval=ID).
 func (s *Server) setAuditRetention(w http.ResponseWriter, r *http.Request, p principal) error {
-	_, l, _, err := s.auditLogOf(r, p)
+	q, l, _, err := s.auditLogOf(r, p, "approval")
 	if err != nil {
 		return err
 	}
@@ -294,9 +297,14 @@ func (s *Server) setAuditRetention(w http.ResponseWriter, r *http.Request, p pri
 	if _, err := s.cfg.Store.GetTenant(r.Context(), tenant); err != nil {
 		return err
 	}
-	pol, err := l.SetRetention(r.Context(), tenant, time.Duration(*req.PeriodDays)*24*time.Hour, p.actor(), clientKey(r), requestIDFrom(r.Context()))
+	pol, pending, err := l.SetRetention(r.Context(), audit.RetentionChange{Tenant: tenant, Period: time.Duration(*req.PeriodDays) * 24 * time.Hour,
+		Actor: p.actor(), ActorTenant: p.tenantID, ApprovalID: q.Get("approval"), Remote: clientKey(r), RequestID: requestIDFrom(r.Context())})
 	if err != nil {
 		return err
+	}
+	if pending != nil {
+		w.Header().Set("Location", "/api/v1/approvals/"+pending.ID)
+		return writeJSON(w, http.StatusAccepted, pending)
 	}
 	return writeJSON(w, http.StatusOK, pol)
 }

@@ -161,6 +161,9 @@ type Log struct {
 	keys  Keys
 	clock steward.Clock
 	log   *slog.Logger
+	// approvals, when set, gates changes of a retention period
+	// (SetApprovals).
+	approvals steward.Approvals
 
 	// Records of concurrent Record calls wait here, per tenant, to be
 	// appended together: one transaction, one fsync and one signature for

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/steward-iot/steward"
@@ -108,7 +109,7 @@ func (l *Log) Prune(ctx context.Context, tenant string, before time.Time, limit 
 		if err != nil {
 			return err
 		}
-		rec := steward.AuditRecord{TenantID: tenant, Actor: pruneActor, Action: PruneAction, Target: "audit-log:" + Origin(tenant),
+		rec := steward.AuditRecord{TenantID: tenant, Actor: pruneActor, Action: PruneAction, Target: retentionTarget(tenant),
 			Outcome: steward.AuditSuccess, After: after, At: l.clock.Now().UTC().Truncate(time.Microsecond),
 			Detail: fmt.Sprintf("records %d to %d, older than %s: bodies removed by retention, leaf hashes kept", from, to-1, before.Format(time.RFC3339))}
 		if err := l.appendTx(ctx, tx, tenant, []steward.AuditRecord{rec}); err != nil {
@@ -182,22 +183,48 @@ func (l *Log) Retention(ctx context.Context, tenant string) (RetentionPolicy, er
 	return p, err
 }
 
-// SetRetention sets tenant's audit log retention period; zero keeps the
-// records for good. A period under MinRetention is CodeInvalid and changes
-// nothing. The change and a record of it (RetentionAction, by actor from
-// remote, the period before and after) land in tenant's log together.
-func (l *Log) SetRetention(ctx context.Context, tenant string, period time.Duration, actor, remote, requestID string) (RetentionPolicy, error) {
+// RetentionChange asks to set a tenant's audit log retention period.
+type RetentionChange struct {
+	Tenant string
+	// Period is how long records keep their bodies; 0 keeps them for
+	// good.
+	Period time.Duration
+	// Actor asks, from ActorTenant, whose approval policies apply.
+	Actor, ActorTenant string
+	// ApprovalID is the approved request, when a policy asks for one.
+	ApprovalID        string
+	Remote, RequestID string
+}
+
+// SetApprovals makes changes of a retention period subject to the
+// approval policies of the asking tenant (action RetentionAction, with the
+// attributes tenant, period_days and shorter: "true" when the change
+// removes bodies sooner than before). Call it before the log serves.
+func (l *Log) SetApprovals(a steward.Approvals) { l.approvals = a }
+
+// SetRetention sets a tenant's audit log retention period. A period under
+// MinRetention is CodeInvalid and changes nothing. When an approval policy
+// covers the change and c.ApprovalID is empty, nothing changes and the
+// request opened is returned; called again with its ID once approved, the
+// change is made. The change and a record of it (RetentionAction, the
+// period before and after) land in the tenant's log together.
+func (l *Log) SetRetention(ctx context.Context, c RetentionChange) (RetentionPolicy, *steward.ApprovalRequest, error) {
+	period := c.Period
 	if period != 0 && (period < MinRetention || period > steward.MaxRetention) {
-		return RetentionPolicy{}, steward.Errorf(steward.CodeInvalid,
+		return RetentionPolicy{}, nil, steward.Errorf(steward.CodeInvalid,
 			"the audit log's retention period must be at least %d days (or 0, for good) and at most %d days, not %s",
 			int(MinRetention/(24*time.Hour)), int(steward.MaxRetention/(24*time.Hour)), period)
 	}
 	if period%time.Second != 0 {
-		return RetentionPolicy{}, steward.Errorf(steward.CodeInvalid, "the audit log's retention period is a whole number of seconds, not %s", period)
+		return RetentionPolicy{}, nil, steward.Errorf(steward.CodeInvalid, "the audit log's retention period is a whole number of seconds, not %s", period)
 	}
-	old, err := l.Retention(ctx, tenant)
+	old, err := l.Retention(ctx, c.Tenant)
 	if err != nil {
-		return RetentionPolicy{}, err
+		return RetentionPolicy{}, nil, err
+	}
+	detail, req, err := l.retentionApproval(ctx, c, old)
+	if err != nil || req != nil {
+		return RetentionPolicy{}, req, err
 	}
 	now := l.clock.Now().UTC().Truncate(time.Microsecond)
 	show := func(p *steward.Duration) json.RawMessage {
@@ -215,19 +242,67 @@ func (l *Log) SetRetention(ctx context.Context, tenant string, period time.Durat
 	}
 	err = l.store.InTx(ctx, func(tx steward.Store) error {
 		if period == 0 {
-			if err := tx.DeleteRetentionOverride(ctx, tenant, RetentionClass); err != nil && !steward.IsNotFound(err) {
+			if err := tx.DeleteRetentionOverride(ctx, c.Tenant, RetentionClass); err != nil && !steward.IsNotFound(err) {
 				return err
 			}
-		} else if err := tx.PutRetentionOverride(ctx, steward.RetentionOverride{TenantID: tenant, Class: RetentionClass,
+		} else if err := tx.PutRetentionOverride(ctx, steward.RetentionOverride{TenantID: c.Tenant, Class: RetentionClass,
 			Period: steward.Duration(period), UpdatedAt: now}); err != nil {
 			return err
 		}
-		return l.RecordIn(ctx, tx, steward.AuditRecord{TenantID: tenant, Actor: actor, Action: RetentionAction,
-			Target: "audit-log:" + Origin(tenant), Outcome: steward.AuditSuccess, Remote: remote, RequestID: requestID,
-			Before: show(old.Period), After: show(next), At: now})
+		return l.RecordIn(ctx, tx, steward.AuditRecord{TenantID: c.Tenant, Actor: c.Actor, Action: RetentionAction,
+			Target: retentionTarget(c.Tenant), Outcome: steward.AuditSuccess, Remote: c.Remote, RequestID: c.RequestID,
+			Detail: detail, Before: show(old.Period), After: show(next), At: now})
 	})
 	if err != nil {
-		return RetentionPolicy{}, err
+		return RetentionPolicy{}, nil, err
 	}
-	return l.Retention(ctx, tenant)
+	p, err := l.Retention(ctx, c.Tenant)
+	return p, nil, err
+}
+
+// retentionTarget names a tenant's audit log as a target.
+func retentionTarget(tenant string) string { return "audit-log:" + Origin(tenant) }
+
+// retentionApproval applies the asking tenant's approval policies to c:
+// the request to approve first when one is needed and not given, or a
+// detail naming the approved request used.
+func (l *Log) retentionApproval(ctx context.Context, c RetentionChange, old RetentionPolicy) (string, *steward.ApprovalRequest, error) {
+	if l.approvals == nil {
+		if c.ApprovalID != "" {
+			return "", nil, steward.Errorf(steward.CodeInvalid, "no approval policies apply here: leave the approval out")
+		}
+		return "", nil, nil
+	}
+	shorter := c.Period != 0 && (old.Period == nil || c.Period < time.Duration(*old.Period))
+	target := retentionTarget(c.Tenant)
+	attrs := map[string]string{"tenant": c.Tenant, "period_days": strconv.Itoa(int(c.Period / (24 * time.Hour))),
+		"shorter": strconv.FormatBool(shorter)}
+	need, why, err := l.approvals.Required(ctx, c.ActorTenant, RetentionAction, target, attrs)
+	if err != nil {
+		return "", nil, err
+	}
+	switch {
+	case need > 0 && c.ApprovalID == "":
+		req, err := l.approvals.Request(ctx, steward.ApprovalRequest{TenantID: c.ActorTenant, Action: RetentionAction, Target: target,
+			Reason:    "audit log retention of " + c.Tenant + ": " + attrs["period_days"] + " days (0: for good); " + why,
+			Requester: c.Actor, Attributes: attrs, Approvals: need})
+		if err != nil {
+			return "", nil, err
+		}
+		return "", &req, nil
+	case c.ApprovalID != "":
+		a, err := l.approvals.Get(ctx, c.ActorTenant, c.ApprovalID)
+		if err != nil {
+			return "", nil, err
+		}
+		switch {
+		case a.Action != RetentionAction || a.Target != target || a.Attributes["period_days"] != attrs["period_days"]:
+			return "", nil, steward.Errorf(steward.CodeFailedPrecondition, "approval %s is for %s on %s (%s days), not for %s days on %s",
+				a.ID, a.Action, a.Target, a.Attributes["period_days"], attrs["period_days"], target)
+		case a.State != steward.ApprovalApproved:
+			return "", nil, steward.Errorf(steward.CodeFailedPrecondition, "approval %s is %s, not approved", a.ID, a.State)
+		}
+		return "approved by request " + a.ID, nil, nil
+	}
+	return "", nil, nil
 }

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -168,10 +169,37 @@ func (c *Client) AuditRetention(ctx context.Context) (audit.RetentionPolicy, err
 
 // SetAuditRetention sets a tenant's audit log retention period in days (0:
 // for good; otherwise at least 365); it needs the tenants:admin
-// permission.
-func (c *Client) SetAuditRetention(ctx context.Context, tenantID string, days int) (audit.RetentionPolicy, error) {
+// permission. When an approval policy covers the change, nothing changes
+// and the approval request is returned: once others approve it, call
+// again with its ID.
+func (c *Client) SetAuditRetention(ctx context.Context, tenantID string, days int, approvalID string) (audit.RetentionPolicy, *steward.ApprovalRequest, error) {
+	q := url.Values{}
+	if approvalID != "" {
+		q.Set("approval", approvalID)
+	}
+	path := "/api/v1/tenants/" + seg(tenantID) + "/audit-retention"
+	body, err := c.send(ctx, http.MethodPut, path, q, map[string]int{"period_days": days}, "application/json")
+	if err != nil {
+		return audit.RetentionPolicy{}, nil, err
+	}
+	// 200 is the retention, 202 an approval request: only the latter has
+	// a state.
+	var probe struct {
+		State string `json:"state"`
+	}
+	if err := json.Unmarshal(body, &probe); err != nil {
+		return audit.RetentionPolicy{}, nil, fmt.Errorf("PUT %s: decode answer: %w", path, err)
+	}
+	if probe.State != "" {
+		var req steward.ApprovalRequest
+		if err := json.Unmarshal(body, &req); err != nil {
+			return audit.RetentionPolicy{}, nil, fmt.Errorf("PUT %s: decode answer: %w", path, err)
+		}
+		return audit.RetentionPolicy{}, &req, nil
+	}
 	var out audit.RetentionPolicy
-	err := c.do(ctx, http.MethodPut, "/api/v1/tenants/"+url.PathEscape(tenantID)+"/audit-retention", nil,
-		map[string]int{"period_days": days}, &out)
-	return out, err
+	if err := json.Unmarshal(body, &out); err != nil {
+		return audit.RetentionPolicy{}, nil, fmt.Errorf("PUT %s: decode answer: %w", path, err)
+	}
+	return out, nil, nil
 }

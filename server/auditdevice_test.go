@@ -126,22 +126,48 @@ func TestAuditRetention(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := n.admin.SetAuditRetention(ctx, steward.DefaultTenant, 364); steward.ErrorCode(err) != steward.CodeInvalid {
+	if _, _, err := n.admin.SetAuditRetention(ctx, steward.DefaultTenant, 364, ""); steward.ErrorCode(err) != steward.CodeInvalid {
 		t.Fatalf("364 days: %v, want invalid", err)
 	}
-	if _, err := n.admin.SetAuditRetention(ctx, "no-such-tenant", 400); steward.ErrorCode(err) != steward.CodeNotFound {
+	if _, _, err := n.admin.SetAuditRetention(ctx, "no-such-tenant", 400, ""); steward.ErrorCode(err) != steward.CodeNotFound {
 		t.Fatalf("unknown tenant: %v, want not found", err)
 	}
 	if got, _ := n.admin.AuditRetention(ctx); got.Period != nil {
 		t.Fatalf("a refused period was set: %+v", got)
 	}
-	pol, err := n.admin.SetAuditRetention(ctx, steward.DefaultTenant, 400)
-	if err != nil || pol.Period == nil || time.Duration(*pol.Period) != 400*24*time.Hour {
-		t.Fatalf("set 400 days: %+v %v", pol, err)
+	// A policy makes shortening the period a two-person action.
+	if _, err := n.admin.CreateApprovalPolicy(ctx, client.ApprovalPolicyRequest{Name: "audit retention", Action: audit.RetentionAction,
+		Conditions: []steward.ApprovalCondition{{Attribute: "shorter", Op: "=", Value: "true"}}, Approvals: 1}); err != nil {
+		t.Fatal(err)
+	}
+	_, pending, err := n.admin.SetAuditRetention(ctx, steward.DefaultTenant, 400, "")
+	if err != nil || pending == nil || pending.State != steward.ApprovalPending || pending.Attributes["period_days"] != "400" {
+		t.Fatalf("shortening without approval: %+v %v", pending, err)
+	}
+	if got, _ := n.admin.AuditRetention(ctx); got.Period != nil {
+		t.Fatalf("the period changed before the approval: %+v", got)
+	}
+	if _, _, err := n.admin.SetAuditRetention(ctx, steward.DefaultTenant, 400, pending.ID); steward.ErrorCode(err) != steward.CodeFailedPrecondition {
+		t.Fatalf("with a pending approval: %v", err)
+	}
+	second, err := n.admin.CreateToken(ctx, "second", steward.RoleSystem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.New(n.APIURL(), second.Secret, nil).Approve(ctx, pending.ID, "ok"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := n.admin.SetAuditRetention(ctx, steward.DefaultTenant, 500, pending.ID); steward.ErrorCode(err) != steward.CodeFailedPrecondition {
+		t.Fatalf("an approval of 400 days used for 500: %v", err)
+	}
+	pol, pending, err := n.admin.SetAuditRetention(ctx, steward.DefaultTenant, 400, pending.ID)
+	if err != nil || pending != nil || pol.Period == nil || time.Duration(*pol.Period) != 400*24*time.Hour {
+		t.Fatalf("set 400 days: %+v %+v %v", pol, pending, err)
 	}
 	// The change is recorded with the period before and after.
-	changes := n.auditRecords(t, audit.RetentionAction, "")
-	if len(changes) != 1 || string(changes[0].Before) != `{"period":"forever"}` || !strings.HasPrefix(changes[0].Actor, "token:") {
+	changes := n.auditRecords(t, audit.RetentionAction, "audit-log:steward-audit/"+steward.DefaultTenant)
+	if len(changes) != 1 || string(changes[0].Before) != `{"period":"forever"}` || !strings.HasPrefix(changes[0].Actor, "token:") ||
+		!strings.Contains(changes[0].Detail, "approved by request") {
 		t.Fatalf("records of the change %+v", changes)
 	}
 

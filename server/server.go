@@ -301,6 +301,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	s.Approvals = approvals.New(approvals.Config{Store: s.Store, Clock: cfg.Clock, Logger: log, Auditor: s.Audit,
 		OnDecided: func(ctx context.Context, r steward.ApprovalRequest) { s.approvalDecided(ctx, r) }})
+	s.Audit.SetApprovals(s.Approvals)
 	// Before the deployment engine, which rolls configuration out through it.
 	s.Twins = twin.New(twin.Config{Store: s.Store, Bus: s.Bus, Clock: cfg.Clock, Logger: log, Grace: cfg.TwinGrace, OnDrift: twin.Signals(s.Store, log),
 		Auditor: s.Audit, RecordSecurityEvent: s.Prov.RecordSecurityEvent})

@@ -44,7 +44,7 @@ func testAuditRetention(t *testing.T, s steward.Store) {
 
 	// Under the minimum: refused, nothing changes.
 	for _, p := range []time.Duration{audit.MinRetention - time.Second, time.Hour, -24 * time.Hour} {
-		if _, err := l.SetRetention(c, tenantA, p, "user:u-1", "192.0.2.9:4000", "req-1"); steward.ErrorCode(err) != steward.CodeInvalid {
+		if _, _, err := l.SetRetention(c, audit.RetentionChange{Tenant: tenantA, Period: p, Actor: "user:u-1", Remote: "192.0.2.9:4000"}); steward.ErrorCode(err) != steward.CodeInvalid {
 			t.Fatalf("period %s: %v, want CodeInvalid", p, err)
 		}
 	}
@@ -53,8 +53,11 @@ func testAuditRetention(t *testing.T, s steward.Store) {
 	if n, _ := s.AuditSize(c, tenantA); len(os) != 0 || n != 8 {
 		t.Fatalf("a refused period changed something: overrides %+v, log size %d", os, n)
 	}
-	pol, err := l.SetRetention(c, tenantA, period, "user:u-1", "192.0.2.9:4000", "req-1")
+	pol, pending, err := l.SetRetention(c, audit.RetentionChange{Tenant: tenantA, Period: period, Actor: "user:u-1", Remote: "192.0.2.9:4000"})
 	must(t, err)
+	if pending != nil {
+		t.Fatalf("an approval was asked for without approval policies: %+v", pending)
+	}
 	if pol.Period == nil || time.Duration(*pol.Period) != period || pol.Minimum != steward.Duration(audit.MinRetention) {
 		t.Fatalf("policy %+v", pol)
 	}

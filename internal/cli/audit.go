@@ -213,38 +213,51 @@ it is; -o json gives all fields.`,
 // records' bodies.
 func (e *env) auditRetentionCommand() *cobra.Command {
 	var (
-		tenant string
-		days   int
+		tenant, approval string
+		days             int
 	)
 	cmd := &cobra.Command{
-		Use:   "retention [--tenant ID --set-days N]",
+		Use:   "retention [--tenant ID --set-days N [--approval ID]]",
 		Short: "Show your tenant's audit log retention, or set a tenant's (tenants:admin)",
 		Long: `Records older than the retention period lose their bodies to the retention
 job; their leaf hashes are kept, so the log and its proofs still verify and
 steward audit verify reports them as pruned. The default keeps every record
 for good. A period is at least 365 days; --set-days 0 goes back to keeping
 records for good. Setting it needs tenants:admin and is itself recorded in
-the tenant's audit log.`,
+the tenant's audit log. When an approval policy covers the action
+audit.retention (attributes tenant, period_days, shorter), the first call
+prints the approval request; once others approve it, repeat the command
+with --approval ID.`,
 		Example: `  steward audit retention
   steward audit retention --tenant acme --set-days 2555`,
 		Args: noArgs,
 		RunE: run(func(cmd *cobra.Command, args []string) error {
 			set := cmd.Flags().Changed("set-days")
-			if set != (tenant != "") {
-				return usagef("--tenant and --set-days go together")
+			if set != (tenant != "") || approval != "" && !set {
+				return usagef("--tenant and --set-days go together, and --approval goes with them")
 			}
 			c, err := e.client(0)
 			if err != nil {
 				return err
 			}
-			var pol audit.RetentionPolicy
+			var (
+				pol     audit.RetentionPolicy
+				pending *steward.ApprovalRequest
+			)
 			if set {
-				pol, err = c.SetAuditRetention(e.ctx, tenant, days)
+				pol, pending, err = c.SetAuditRetention(e.ctx, tenant, days, approval)
 			} else {
 				pol, err = c.AuditRetention(e.ctx)
 			}
 			if err != nil {
 				return err
+			}
+			if pending != nil {
+				return e.emit(pending, func(w io.Writer) error {
+					_, err := fmt.Fprintf(w, "approval required: request %s waits for %d approval(s); once approved, run again with --approval %s\n",
+						pending.ID, pending.Approvals, pending.ID)
+					return err
+				})
 			}
 			return e.emit(pol, func(w io.Writer) error {
 				k := newKV(w)
@@ -266,6 +279,7 @@ the tenant's audit log.`,
 	}
 	cmd.Flags().StringVar(&tenant, "tenant", "", "the tenant whose period to set")
 	cmd.Flags().IntVar(&days, "set-days", 0, "the period in days: 0 (for good) or at least 365")
+	cmd.Flags().StringVar(&approval, "approval", "", "the approved request, when an approval policy covers the change")
 	return cmd
 }
 
