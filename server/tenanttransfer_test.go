@@ -12,6 +12,7 @@ import (
 	"github.com/steward-iot/steward"
 	"github.com/steward-iot/steward/client"
 	"github.com/steward-iot/steward/decommission"
+	"github.com/steward-iot/steward/internal/pgtest"
 	"github.com/steward-iot/steward/internal/testpki"
 )
 
@@ -49,9 +50,26 @@ func auditActions(t *testing.T, c *client.Client, target string) []string {
 // active there over MQTT; the old certificate stays refused at MQTT and EST;
 // the source keeps a decommissioned tombstone with its signed record and
 // its data is gone; beta has the inventory and nothing else.
+// It runs on SQLite, and on PostgreSQL too when STEWARD_TEST_POSTGRES is
+// set.
 func TestTransferToAnotherTenant(t *testing.T) {
 	t.Parallel()
-	n := startNode(t)
+	t.Run("sqlite", func(t *testing.T) {
+		t.Parallel()
+		testTransferToAnotherTenant(t, startNode(t))
+	})
+	t.Run("postgres", func(t *testing.T) {
+		t.Parallel()
+		base, ok := pgtest.URL()
+		if !ok {
+			t.Skip("STEWARD_TEST_POSTGRES is not set: skipping the transfer on PostgreSQL")
+		}
+		_, u := pgtest.Schema(t, base, "transfere2e_")
+		testTransferToAnotherTenant(t, startNode(t, func(c *Config) { c.StoreURL = u }))
+	})
+}
+
+func testTransferToAnotherTenant(t *testing.T, n *node) {
 	ctx := context.Background()
 	mfr := testpki.NewCA(t, "Acme Devices")
 	n.registerGroup(t, n.admin, "gateways", mfr, nil)
