@@ -22,8 +22,8 @@ func tenantWide(path string) bool {
 
 // checkRecordScope is checkDeviceScope for the routes of records that
 // belong to one device without being under /api/v1/devices/{id}: a
-// deployment's device, a decommissioning, an approval of a device action,
-// a certificate. Such a record of a device outside the caller's fleet
+// deployment's device, a decommissioning, a transfer to another tenant, an
+// approval of a device action, a certificate. Such a record of a device outside the caller's fleet
 // query answers 404, as one that does not exist.
 func (s *Server) checkRecordScope(r *http.Request, path string, p principal) error {
 	if tenantWide(path) {
@@ -45,6 +45,16 @@ func (s *Server) checkRecordScope(r *http.Request, path string, p principal) err
 			return err
 		}
 		device, what = rec.DeviceID, "decommissioning "+id
+	case under(path, "/api/v1/device-transfers/{id}"):
+		t, err := s.transfers()
+		if err != nil {
+			return err
+		}
+		tr, err := t.GetTransfer(ctx, p.tenantID, id)
+		if err != nil {
+			return err
+		}
+		device, what = tr.DeviceID, "transfer "+id
 	case under(path, "/api/v1/approvals/{id}"):
 		svc, err := s.approvalService()
 		if err != nil {

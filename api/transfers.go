@@ -66,6 +66,7 @@ func (s *Server) listTransfers(w http.ResponseWriter, r *http.Request, p princip
 		return invalidf("device %q is not a valid device ID", dev)
 	}
 	var trs []steward.DeviceTransfer
+	device := func(tr steward.DeviceTransfer) string { return tr.DeviceID }
 	switch q.Get("direction") {
 	case "", "outgoing":
 		trs, err = t.ListTransfers(r.Context(), p.tenantID, dev)
@@ -74,10 +75,14 @@ func (s *Server) listTransfers(w http.ResponseWriter, r *http.Request, p princip
 			return invalidf("device goes with outgoing transfers only: an incoming transfer names the source's device")
 		}
 		trs, err = t.ListIncomingTransfers(r.Context(), p.tenantID)
+		device = func(tr steward.DeviceTransfer) string { return tr.TargetDeviceID } // the device in this tenant
 	default:
 		return invalidf("direction is outgoing or incoming, not %q", q.Get("direction"))
 	}
 	if err != nil {
+		return err
+	}
+	if trs, err = inScope(s, r.Context(), p, trs, device); err != nil { // a role limited to a fleet query sees its devices' transfers
 		return err
 	}
 	return writeJSON(w, http.StatusOK, list(trs))

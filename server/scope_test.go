@@ -18,8 +18,9 @@ type scopeIDs map[string]string
 
 // fillScoped gives device dev of the default tenant a record of every
 // per-device kind: a certificate expiring soon, an alert, a security
-// event, a drifted twin, a place in deployment dep, a decommissioning, an
-// approval of a device action and a notification delivery.
+// event, a drifted twin, a place in deployment dep, a decommissioning, a
+// transfer to another tenant, an approval of a device action and a
+// notification delivery.
 func fillScoped(t *testing.T, n *node, dev, site, dep, channel string) scopeIDs {
 	t.Helper()
 	ctx := context.Background()
@@ -52,6 +53,10 @@ func fillScoped(t *testing.T, n *node, dev, site, dep, channel string) scopeIDs 
 	ids["decommission"] = "dc-" + dev
 	must("decommission", s.CreateDecommission(ctx, steward.Decommission{ID: ids["decommission"], TenantID: tenant, DeviceID: dev,
 		Reason: "scope", Policy: steward.DataKeep, State: steward.DecommissionCompleted, RequestedBy: "token:x", CreatedAt: now, UpdatedAt: now}))
+	ids["transfer"] = "tr-" + dev
+	must("transfer", s.CreateDeviceTransfer(ctx, steward.DeviceTransfer{ID: ids["transfer"], TenantID: tenant, DeviceID: dev, TargetTenantID: "elsewhere",
+		Reason: "scope", Policy: steward.DataDelete, State: steward.TransferPending, CodeHash: "hash-" + dev, FactoryID: "fac-" + dev,
+		RequestedBy: "token:x", CreatedAt: now, ExpiresAt: now.Add(time.Hour), UpdatedAt: now}))
 	ar, err := n.Approvals.Request(ctx, steward.ApprovalRequest{TenantID: tenant, Action: "device.decommission", Target: "device:" + dev,
 		Reason: "scope", Requester: "token:x", Approvals: 1})
 	must("approval", err)
@@ -148,6 +153,8 @@ func TestFleetQueryScopeEveryRoute(t *testing.T) {
 		{"expiring certificates", func(scopeIDs) string { return "/api/v1/certificates/expiring" }, true},
 		{"decommissions", func(scopeIDs) string { return "/api/v1/decommissions" }, true},
 		{"decommission", func(ids scopeIDs) string { return "/api/v1/decommissions/" + ids["decommission"] }, false},
+		{"transfers", func(scopeIDs) string { return "/api/v1/device-transfers" }, true},
+		{"transfer", func(ids scopeIDs) string { return "/api/v1/device-transfers/" + ids["transfer"] }, false},
 		{"approvals", func(scopeIDs) string { return "/api/v1/approvals" }, true},
 		{"approval", func(ids scopeIDs) string { return "/api/v1/approvals/" + ids["approval"] }, false},
 		{"deliveries", func(scopeIDs) string { return "/api/v1/deliveries" }, true},
