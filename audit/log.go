@@ -153,6 +153,9 @@ type Config struct {
 	Keys   Keys
 	Clock  steward.Clock
 	Logger *slog.Logger
+	// ArchiveDir, when set, is where Prune writes the records whose bodies
+	// it is about to remove (archive.go); empty: they are not kept.
+	ArchiveDir string
 }
 
 // Log is the audit log service. It implements steward.Auditor.
@@ -163,7 +166,8 @@ type Log struct {
 	log   *slog.Logger
 	// approvals, when set, gates changes of a retention period
 	// (SetApprovals).
-	approvals steward.Approvals
+	approvals  steward.Approvals
+	archiveDir string
 
 	// Records of concurrent Record calls wait here, per tenant, to be
 	// appended together: one transaction, one fsync and one signature for
@@ -194,7 +198,7 @@ func New(cfg Config) (*Log, error) {
 	if cfg.Store == nil || cfg.Keys.Signer == nil || cfg.Keys.Verifier == nil {
 		return nil, steward.Errorf(steward.CodeInvalid, "the audit log needs a store and its keys")
 	}
-	l := &Log{store: cfg.Store, keys: cfg.Keys, clock: cfg.Clock, log: cfg.Logger,
+	l := &Log{store: cfg.Store, keys: cfg.Keys, clock: cfg.Clock, log: cfg.Logger, archiveDir: cfg.ArchiveDir,
 		pending: map[string][]*waiter{}, flushing: map[string]bool{}}
 	if l.clock == nil {
 		l.clock = steward.SystemClock{}

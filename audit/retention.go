@@ -105,6 +105,9 @@ func (l *Log) Prune(ctx context.Context, tenant string, before time.Time, limit 
 		if to == from {
 			return nil
 		}
+		if err := l.archive(tenant, es[:to-from], before); err != nil {
+			return err
+		}
 		after, err := json.Marshal(pruneState{From: from, To: to, Before: before})
 		if err != nil {
 			return err

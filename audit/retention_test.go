@@ -3,6 +3,8 @@ package audit
 import (
 	"bytes"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -203,5 +205,74 @@ func wantTampered(t *testing.T, l *Log, tenant string, firstBad int64, says stri
 	}
 	if !strings.Contains(strings.Join(rep.Problems, "\n"), says) {
 		t.Fatalf("no problem says %q: %q", says, rep.Problems)
+	}
+}
+
+// TestArchive keeps the records a pruning removes in the archive
+// directory, checks them against an export taken after it, and refuses to
+// prune when the archive cannot be written.
+func TestArchive(t *testing.T) {
+	t.Parallel()
+	s := teststores.SQLite(t)
+	dir := t.TempDir()
+	l := newLog(t, s)
+	l.archiveDir = dir
+	fillDays(t, l, "acme", 10)
+	var before bytes.Buffer
+	if err := l.Export(t.Context(), "acme", &before); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := l.Prune(t.Context(), "acme", pruneBase.Add(5*24*time.Hour), 100); err != nil || n != 5 {
+		t.Fatalf("pruned %d: %v", n, err)
+	}
+	name := filepath.Join(dir, "audit-acme-000000000000-000000000004.jsonl")
+	fi, err := os.Stat(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("archive mode %v", fi.Mode())
+	}
+	archive, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lines := strings.Split(strings.TrimSuffix(string(archive), "\n"), "\n"); len(lines) != 6 || !strings.Contains(lines[0], ArchiveFormat) {
+		t.Fatalf("archive:\n%s", archive)
+	}
+	var after bytes.Buffer
+	if err := l.Export(t.Context(), "acme", &after); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := VerifyArchive(bytes.NewReader(archive), bytes.NewReader(after.Bytes()), l.VerifierKey())
+	if err != nil || !rep.OK || rep.Archived != 5 || rep.PrunedRecords != 5 {
+		t.Fatalf("archive report %+v: %v", rep, err)
+	}
+	// A changed archived record, or an export from before the pruning,
+	// does not check.
+	changed := bytes.Replace(archive, []byte(`"device:d-3"`), []byte(`"device:d-9"`), 1)
+	rep, err = VerifyArchive(bytes.NewReader(changed), bytes.NewReader(after.Bytes()), l.VerifierKey())
+	if err != nil || rep.OK || rep.FirstBad == nil || *rep.FirstBad != 3 {
+		t.Fatalf("changed archive: %+v %v", rep, err)
+	}
+	rep, err = VerifyArchive(bytes.NewReader(archive), bytes.NewReader(before.Bytes()), l.VerifierKey())
+	if err != nil || rep.OK || !strings.Contains(strings.Join(rep.Problems, "\n"), "take the export after the pruning") {
+		t.Fatalf("export from before the pruning: %+v %v", rep, err)
+	}
+	if _, err := VerifyArchive(strings.NewReader("{}\n"), bytes.NewReader(after.Bytes()), l.VerifierKey()); steward.ErrorCode(err) != steward.CodeInvalid {
+		t.Fatalf("not an archive: %v", err)
+	}
+
+	// No archive, no pruning.
+	l.archiveDir = filepath.Join(dir, "missing")
+	size, _ := s.AuditSize(t.Context(), "acme")
+	if _, err := l.Prune(t.Context(), "acme", pruneBase.Add(8*24*time.Hour), 100); err == nil {
+		t.Fatal("pruned without writing the archive")
+	}
+	if n, _ := s.AuditSize(t.Context(), "acme"); n != size {
+		t.Fatalf("a failed pruning appended: size %d, was %d", n, size)
+	}
+	if rep := mustVerify(t, l, "acme"); rep.PrunedRecords != 5 {
+		t.Fatalf("a failed pruning pruned: %+v", rep)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
@@ -40,6 +42,9 @@ type Report struct {
 	// PrunedRecords counts them.
 	Pruned        []PrunedRange `json:"pruned,omitempty"`
 	PrunedRecords int64         `json:"pruned_records,omitempty"`
+	// Archived counts the archived records (VerifyArchive) whose leaf
+	// hashes matched the log's.
+	Archived int64 `json:"archived,omitempty"`
 }
 
 // PrunedRange is a run of pruned records, First to Last.
@@ -68,6 +73,9 @@ type verifier struct {
 	// prunedTo is the end of the pruned prefix that the signed pruning
 	// records read so far state.
 	prunedTo int64
+	// archived holds the leaf hashes of archived records to compare with
+	// the log's (VerifyArchive); nil otherwise.
+	archived map[int64]tlog.Hash
 }
 
 type pendingCP struct {
@@ -156,6 +164,14 @@ func (v *verifier) pruned(col int64, leaf tlog.Hash, stored []byte) {
 	want := v.t.n
 	if col >= 0 && col != want {
 		v.problem(want, "record %d is missing (the next stored record is %d): it was removed", want, col)
+	}
+	if h, ok := v.archived[want]; ok {
+		if h != leaf {
+			v.problem(want, "archived record %d does not match the leaf hash the log keeps for it: the archive or the log was changed", want)
+		} else {
+			v.rep.Archived++
+		}
+		delete(v.archived, want)
 	}
 	hs, err := v.t.addLeaf(leaf)
 	if err != nil {
@@ -275,6 +291,11 @@ func (v *verifier) finish(head int64) Report {
 	}
 	if head >= 0 && head != v.t.n {
 		v.problem(min(head, v.t.n), "the log's size is %d, but it holds %d records", head, v.t.n)
+	}
+	if len(v.archived) > 0 {
+		left := slices.Sorted(maps.Keys(v.archived))
+		v.problem(left[0], "%d archived records, from record %d, are not pruned records of the export: take the export after the pruning",
+			len(left), left[0])
 	}
 	// Retention prunes the log's first records, and says so in a signed
 	// record: a body missing anywhere else was erased.
@@ -474,6 +495,48 @@ const maxLine = 1 << 20
 // not OK, naming the first bad index; an error means the file is not an
 // export.
 func VerifyExport(r io.Reader, verifierKey string) (Report, error) {
+	return verifyExport(r, verifierKey, nil)
+}
+
+// VerifyArchive checks an archive (the records one pruning removed, see
+// ArchiveHeader) against an export of the log taken after the pruning:
+// the export as VerifyExport does, and each archived record's leaf hash
+// against the one the export keeps for its index, which the checkpoints
+// sign. A Report that is not OK names the first bad index; an error means
+// a file is not what it should be.
+func VerifyArchive(archive, export io.Reader, verifierKey string) (Report, error) {
+	sc := bufio.NewScanner(archive)
+	sc.Buffer(make([]byte, 64<<10), maxLine)
+	var h ArchiveHeader
+	if !sc.Scan() || json.Unmarshal(sc.Bytes(), &h) != nil || h.Format != ArchiveFormat || h.Last < h.First {
+		if err := sc.Err(); err != nil {
+			return Report{}, fmt.Errorf("read archive: %w", err)
+		}
+		return Report{}, steward.Errorf(steward.CodeInvalid, "the archive's first line is not a %s header", ArchiveFormat)
+	}
+	leaves := map[int64]tlog.Hash{}
+	for i := h.First; sc.Scan(); i++ {
+		if i > h.Last {
+			return Report{}, steward.Errorf(steward.CodeInvalid, "the archive holds more records than %d to %d", h.First, h.Last)
+		}
+		leaves[i] = tlog.RecordHash(sc.Bytes())
+	}
+	if err := sc.Err(); err != nil {
+		return Report{}, fmt.Errorf("read archive: %w", err)
+	}
+	if int64(len(leaves)) != h.Last-h.First+1 {
+		return Report{}, steward.Errorf(steward.CodeInvalid, "the archive holds %d records, not %d to %d", len(leaves), h.First, h.Last)
+	}
+	rep, err := verifyExport(export, verifierKey, leaves)
+	if err == nil && rep.Log != h.Log {
+		return Report{}, steward.Errorf(steward.CodeInvalid, "the archive is of log %q, the export of %q", h.Log, rep.Log)
+	}
+	return rep, err
+}
+
+// verifyExport is VerifyExport, comparing the archived leaf hashes given
+// with the log's.
+func verifyExport(r io.Reader, verifierKey string, archived map[int64]tlog.Hash) (Report, error) {
 	nv, err := note.NewVerifier(verifierKey)
 	if err != nil {
 		return Report{}, steward.WrapError(steward.CodeInvalid, err, "verifier key %q does not parse", verifierKey)
@@ -491,6 +554,7 @@ func VerifyExport(r io.Reader, verifierKey string) (Report, error) {
 		return Report{}, steward.Errorf(steward.CodeInvalid, "the first line is not a %s header", ExportFormat)
 	}
 	v := newVerifier(h.Log, nv)
+	v.archived = archived
 	if h.VerifierKey != "" && h.VerifierKey != verifierKey {
 		v.problem(-1, "the export names verifier key %s, not the key given; it was checked with the key given", h.VerifierKey)
 	}

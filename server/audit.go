@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 
 	"github.com/steward-iot/steward"
 	"github.com/steward-iot/steward/audit"
@@ -15,7 +16,9 @@ import (
 // the master key; the verifier key is logged at every start (and served at
 // GET /api/v1/audit/key) so that operators can keep it where the server
 // cannot change it.
-func newAuditLog(ctx context.Context, store steward.Store, masterKey []byte, clock steward.Clock, log *slog.Logger) (*audit.Log, error) {
+// archiveDir, when set, keeps the records the audit log's retention
+// prunes (Config.AuditArchive).
+func newAuditLog(ctx context.Context, store steward.Store, masterKey []byte, clock steward.Clock, log *slog.Logger, archiveDir string) (*audit.Log, error) {
 	kr, err := pki.NewKeyring(masterKey)
 	if err != nil {
 		return nil, fmt.Errorf("audit log: %w", err)
@@ -24,7 +27,12 @@ func newAuditLog(ctx context.Context, store steward.Store, masterKey []byte, clo
 	if err != nil {
 		return nil, fmt.Errorf("audit log: %w", err)
 	}
-	l, err := audit.New(audit.Config{Store: store, Keys: keys, Clock: clock, Logger: log})
+	if archiveDir != "" {
+		if err := os.MkdirAll(archiveDir, 0o700); err != nil {
+			return nil, fmt.Errorf("audit archive: %w", err)
+		}
+	}
+	l, err := audit.New(audit.Config{Store: store, Keys: keys, Clock: clock, Logger: log, ArchiveDir: archiveDir})
 	if err != nil {
 		return nil, fmt.Errorf("audit log: %w", err)
 	}

@@ -1,7 +1,10 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -112,11 +115,13 @@ const provisioningWindow = 5 * time.Minute
 
 // TestAuditRetention sets a tenant's audit retention through the API,
 // refuses a period under the minimum, and runs the retention job a
-// period later: the old records are pruned, the run is recorded with what
-// it deleted, and the log still verifies, online and from an export.
+// period later: the old records are archived and pruned, the run is
+// recorded with what it deleted, and the log still verifies, online and
+// from an export, and the archive against it.
 func TestAuditRetention(t *testing.T) {
 	t.Parallel()
-	n := startNode(t)
+	archiveDir := filepath.Join(t.TempDir(), "audit-archive")
+	n := startNode(t, func(c *Config) { c.AuditArchive = archiveDir })
 	ctx := t.Context()
 	before, err := n.admin.AuditRetention(ctx)
 	if err != nil || before.Period != nil || before.PrunedUpTo != 0 {
@@ -194,5 +199,21 @@ func TestAuditRetention(t *testing.T) {
 	}
 	if pol, err = n.admin.AuditRetention(ctx); err != nil || pol.PrunedUpTo != after {
 		t.Fatalf("retention after pruning %+v: %v", pol, err)
+	}
+	var export bytes.Buffer
+	if err := n.admin.ExportAudit(ctx, false, &export); err != nil {
+		t.Fatal(err)
+	}
+	files, err := filepath.Glob(filepath.Join(archiveDir, "audit-"+steward.DefaultTenant+"-*.jsonl"))
+	if err != nil || len(files) != 1 {
+		t.Fatalf("archives %v: %v", files, err)
+	}
+	archive, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	off, err := audit.VerifyArchive(bytes.NewReader(archive), bytes.NewReader(export.Bytes()), n.Audit.VerifierKey())
+	if err != nil || !off.OK || off.Archived != after {
+		t.Fatalf("the archive against the export: %+v %v", off, err)
 	}
 }

@@ -89,6 +89,10 @@ type Config struct {
 	// from its desired one before it is flagged as drifted (default 10
 	// min); the drift check runs every tenth of it, at least every 5 s.
 	TwinGrace time.Duration
+	// AuditArchive, when set, is a directory where the audit log's
+	// retention writes the records whose bodies it is about to remove
+	// (docs/security.md, Audit log); empty: they are not kept.
+	AuditArchive string
 	// Operators configures operator logins: session timeouts, lockout,
 	// password hashing, OpenID Connect providers (api.OperatorConfig).
 	Operators api.OperatorConfig
@@ -237,7 +241,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := s.firstStart(ctx); err != nil {
 		return nil, err
 	}
-	if s.Audit, err = newAuditLog(ctx, s.Store, key, cfg.Clock, log); err != nil {
+	if s.Audit, err = newAuditLog(ctx, s.Store, key, cfg.Clock, log, cfg.AuditArchive); err != nil {
 		return nil, err
 	}
 	var (

@@ -39,6 +39,7 @@ func serverFlags(fs *flag.FlagSet, cfg *server.Config, defaultData string) {
 	fs.Int64Var(&cfg.MaxArtifactSize, "max-artifact-size", 4<<30, "largest artifact an upload may be, in bytes")
 	fs.DurationVar(&cfg.CertValidity, "cert-validity", 90*24*time.Hour, "validity of device certificates")
 	fs.DurationVar(&cfg.TwinGrace, "drift-grace", 10*time.Minute, "how long a device's reported configuration may differ from its desired one before it counts as drifted")
+	fs.StringVar(&cfg.AuditArchive, "audit-archive", "", "directory where the audit log's retention writes the records whose bodies it removes (default: not kept)")
 	fs.DurationVar(&cfg.Telemetry.Day, "retention-day-rollups", 0, "how long day rollups of telemetry are kept (0: 5 years)")
 	fs.BoolVar(&cfg.Operators.SecureCookies, "secure-cookies", false, "mark session cookies Secure on every answer (behind a TLS-terminating proxy)")
 	fs.Func("oidc-providers", "JSON file of the tenants' OpenID Connect providers (docs/security.md)", func(path string) (err error) {

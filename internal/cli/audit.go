@@ -107,15 +107,18 @@ any machine with: steward audit verify --file FILE --key KEY.`,
 	}
 	export.Flags().StringVar(&out, "out", "", "write to this new file instead of stdout")
 
-	var file, key string
+	var file, key, archive string
 	verify := &cobra.Command{
-		Use:   "verify [--file EXPORT --key KEY]",
+		Use:   "verify [--file EXPORT --key KEY [--archive ARCHIVE]]",
 		Short: "Verify the log: on the server, or an export offline",
 		Long: `Without --file the server recomputes its log's Merkle tree from the stored
 records and checks it against every signed checkpoint. With --file an export
 is checked here, with no server, against the verifier key you kept
 (steward audit key prints it). A changed, removed or reordered record is
-named with its index; the command then exits 1.`,
+named with its index; the command then exits 1. With --archive too, the
+records a pruning archived (steward serve --audit-archive) are checked
+against the leaf hashes the export keeps for them: take the export after
+the pruning.`,
 		Example: `  steward audit verify
   steward audit verify --file audit.jsonl --key 'steward-audit+1a2b3c4d+AX…'`,
 		Args: noArgs,
@@ -134,11 +137,21 @@ named with its index; the command then exits 1.`,
 					return usagef("--file: %v", err)
 				}
 				defer f.Close()
-				if rep, err = audit.VerifyExport(f, key); err != nil {
+				if archive == "" {
+					rep, err = audit.VerifyExport(f, key)
+				} else {
+					a, aerr := os.Open(archive)
+					if aerr != nil {
+						return usagef("--archive: %v", aerr)
+					}
+					defer a.Close()
+					rep, err = audit.VerifyArchive(a, f, key)
+				}
+				if err != nil {
 					return err
 				}
-			case key != "":
-				return usagef("--key goes with --file; the server verifies its own log with its own key")
+			case key != "" || archive != "":
+				return usagef("--key and --archive go with --file; the server verifies its own log with its own key")
 			default:
 				c, err := e.client(10 * time.Minute)
 				if err != nil {
@@ -159,6 +172,7 @@ named with its index; the command then exits 1.`,
 	}
 	verify.Flags().StringVar(&file, "file", "", "an export to verify offline")
 	verify.Flags().StringVar(&key, "key", "", "the verifier key to check the export with")
+	verify.Flags().StringVar(&archive, "archive", "", "with --file: an archive of pruned records to check against the export")
 
 	checkpoint := &cobra.Command{
 		Use:   "checkpoint",
@@ -418,6 +432,9 @@ func reportTable(w io.Writer, rep audit.Report) error {
 	k.add("checkpoints matched", strconv.FormatInt(rep.Checkpoints, 10))
 	k.add("latest checkpoint", strconv.FormatInt(rep.LatestCheckpoint, 10))
 	k.add("root", rep.Root)
+	if rep.Archived > 0 {
+		k.add("archived records matched", strconv.FormatInt(rep.Archived, 10))
+	}
 	for _, r := range rep.Pruned {
 		k.add("pruned, hash kept", fmt.Sprintf("records %d to %d (removed by retention; their leaf hashes match every checkpoint)", r.First, r.Last))
 	}
