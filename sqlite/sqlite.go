@@ -57,6 +57,7 @@ func Dialect() *sqlstore.Dialect {
 		// No lock needed: the write connection begins every transaction
 		// with BEGIN IMMEDIATE, which already excludes any other writer,
 		// in this process or another.
+		OneWriter: true,
 	}
 }
 

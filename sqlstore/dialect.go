@@ -41,6 +41,12 @@ type Dialect struct {
 	// the earlier read. SQLite needs none: its write transactions already
 	// exclude each other.
 	LockRollups string
+	// OneWriter says write transactions exclude each other and every
+	// other writer (SQLite): no row is committed by anyone else while one
+	// runs, so a statement of it sees the rows the previous ones saw. The
+	// rollup job's move then deletes the moved samples by time alone,
+	// without looking each one up in samples.
+	OneWriter bool
 	// SkipLocked, when set, is appended to the SELECT that picks the
 	// deliveries to claim (" FOR UPDATE SKIP LOCKED" on PostgreSQL), so
 	// that two nodes claiming at once take different rows without waiting.

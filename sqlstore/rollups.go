@@ -52,7 +52,9 @@ const onRollup = ` ON CONFLICT (tenant_id, device_id, metric, at) DO UPDATE SET
 // move), keeping the row samples already holds for a key, as WriteSamples
 // keeps the first; the rows moved are deleted from samples_recent only
 // where samples now holds their key, so a sample committed during the move
-// (PostgreSQL) stays for the next one instead of being lost.
+// (PostgreSQL) stays for the next one instead of being lost; with one
+// writer (SQLite, Dialect.OneWriter) none can be, and they are deleted by
+// time alone.
 func (s *Store) RollupSamples(ctx context.Context, from, to time.Time) error {
 	from, to = from.UTC(), to.UTC()
 	if !from.Equal(from.Truncate(time.Minute)) || !to.Equal(to.Truncate(time.Minute)) {
@@ -110,9 +112,13 @@ func (s *Store) RollupSamples(ctx context.Context, from, to time.Time) error {
 			ORDER BY tenant_id, device_id, metric, at`+onSample, ts(to)); err != nil {
 			return s.fail(err, "move recent samples")
 		}
-		if _, err := tx.exec(ctx, `DELETE FROM samples_recent WHERE at < ? AND EXISTS (SELECT 1 FROM samples o
+		del := `DELETE FROM samples_recent WHERE at < ?`
+		if !s.d.OneWriter {
+			del += ` AND EXISTS (SELECT 1 FROM samples o
 			WHERE o.tenant_id = samples_recent.tenant_id AND o.device_id = samples_recent.device_id
-				AND o.metric = samples_recent.metric AND o.at = samples_recent.at)`, ts(to)); err != nil {
+				AND o.metric = samples_recent.metric AND o.at = samples_recent.at)`
+		}
+		if _, err := tx.exec(ctx, del, ts(to)); err != nil {
 			return s.fail(err, "delete moved samples")
 		}
 		if _, err := tx.exec(ctx, `INSERT INTO rollup_watermark (id, at) VALUES (1, ?)
