@@ -12,12 +12,21 @@ import (
 
 // tenantWide reports whether a route answers with one document over the
 // whole tenant that cannot be cut down to some devices without breaking
-// it: the audit log's search, export and proofs are checked against the
-// whole log, and the compliance report's summary counts every device. A
-// caller limited to a fleet query is refused these (403) rather than shown
-// other devices' records.
+// it, or acts on devices whatever their fleet query: the audit log's
+// search, export and proofs are checked against the whole log, and the
+// compliance report's summary counts every device; revoking an enrollment
+// group or a manufacturer CA cuts off every device it enrolled, and
+// rotating the device CA or the TUF root moves the whole fleet. A caller
+// limited to a fleet query is refused these (403) rather than shown other
+// devices' records or let reach other devices.
 func tenantWide(path string) bool {
-	return under(path, "/api/v1/audit") || path == "/api/v1/compliance/report"
+	switch path {
+	case "/api/v1/compliance/report",
+		"/api/v1/enrollment-groups/{id}/revoke", "/api/v1/enrollment-groups/{id}/revoke-ca",
+		"/api/v1/ca/rotate", "/api/v1/ca/migrate", "/api/v1/ca/retire-old", "/api/v1/tuf/rotate-root":
+		return true
+	}
+	return under(path, "/api/v1/audit")
 }
 
 // checkRecordScope is checkDeviceScope for the routes of records that

@@ -11,6 +11,7 @@ import (
 
 	"github.com/steward-iot/steward"
 	"github.com/steward-iot/steward/client"
+	"github.com/steward-iot/steward/internal/testpki"
 )
 
 // scopeIDs are one device's records of every kind a route takes.
@@ -241,4 +242,45 @@ func TestFleetQueryScopeEveryRoute(t *testing.T) {
 func lastSegment(path, w string) string {
 	before, _, _ := strings.Cut(path, "/"+w)
 	return before[strings.LastIndex(before, "/")+1:]
+}
+
+// TestFleetQueryScopeRefusesTenantWideActions: a role limited to a fleet
+// query, even one holding the permissions, cannot revoke an enrollment
+// group or its manufacturer CA, nor rotate the device CA or the TUF root,
+// since each reaches every device of the tenant; the group stays usable.
+func TestFleetQueryScopeRefusesTenantWideActions(t *testing.T) {
+	t.Parallel()
+	n := startNode(t)
+	ctx := context.Background()
+	mfr := testpki.NewCA(t, "Acme Devices")
+	g := n.registerGroup(t, n.admin, "gateways", mfr, nil)
+	if _, err := n.admin.CreateRole(ctx, client.RoleRequest{Name: "plant7ops",
+		Permissions: []steward.Permission{steward.PermDevicesRead, steward.PermDevicesRevoke, steward.PermPKIRead, steward.PermPKIAdmin},
+		Query:       `labels.site = "plant-7"`}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := n.admin.CreateServiceAccount(ctx, "plant7-ops", "plant7ops")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := n.admin.CreateServiceAccountToken(ctx, sa.ID, client.AccountTokenRequest{Name: "ops"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	httpc := &http.Client{Timeout: 30 * time.Second}
+	body := []byte(`{"reason":"scoped operator tries a tenant-wide action"}`)
+	for _, target := range []string{
+		"/api/v1/enrollment-groups/" + g.ID + "/revoke",
+		"/api/v1/enrollment-groups/" + g.ID + "/revoke-ca",
+		"/api/v1/ca/rotate", "/api/v1/ca/migrate", "/api/v1/ca/retire-old", "/api/v1/tuf/rotate-root",
+	} {
+		if status, out := send(t, httpc, n.APIURL(), "POST", target, tok.Secret, body); status != http.StatusForbidden {
+			t.Errorf("POST %s: %d, want 403: %.300s", target, status, out)
+		}
+	}
+	// Nothing was revoked: the group still enrolls a device.
+	op := n.enroll(t, mfr.Factory(t, "SN-1"))
+	if op.Leaf == nil {
+		t.Fatal("no certificate after the refused revocations")
+	}
 }
