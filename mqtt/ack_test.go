@@ -9,6 +9,7 @@ import (
 	packets5 "github.com/eclipse/paho.golang/packets"
 	paho5 "github.com/eclipse/paho.golang/paho"
 	paho3 "github.com/eclipse/paho.mqtt.golang"
+	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/steward-iot/steward"
 )
@@ -62,8 +63,9 @@ func TestPubackAfterHandlerInOrder(t *testing.T) {
 // is acknowledged — with its reason code in MQTT 5 — so that the client
 // does not resend a poison message forever; a message that could not be
 // made durable (unavailable, internal) is not acknowledged in either
-// version, so the client sends it again when it reconnects. The acks
-// behind it still flow.
+// version, and the session ends (server busy in MQTT 5) so that the
+// client reconnects and sends it again. The acks settled behind it are
+// written first.
 func TestHandlerErrors(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -93,8 +95,9 @@ func TestHandlerErrors(t *testing.T) {
 				c.publish(topic(id, steward.ChannelTelemetry), 1, 10, []byte(`{}`))
 				c.publish(topic(id, steward.ChannelTelemetry), 1, 11, []byte(`{}`))
 				in.wait(t, 2)
-				in.ack(2*i, tt.err)
+				// The second first: its ack waits behind the first's.
 				in.ack(2*i+1, nil)
+				in.ack(2*i, tt.err)
 				if tt.acked {
 					code := byte(0)
 					if v.v5 {
@@ -103,6 +106,12 @@ func TestHandlerErrors(t *testing.T) {
 					c.expect(packets5.PUBACK, 10, code)
 				}
 				c.expect(packets5.PUBACK, 11, 0)
+				if !tt.acked {
+					code, saw := c.expectClosed()
+					if v.v5 && (!saw || code != packets.ErrServerBusy.Code) {
+						t.Fatalf("MQTT 5: DISCONNECT %#x (seen %v), want server busy", code, saw)
+					}
+				}
 			}
 		})
 	}

@@ -119,9 +119,9 @@ func (p *pendingAck) ack(err error) {
 	}
 	if !permanent(err) {
 		// Not durable, try again: leave the message unacknowledged, in
-		// both versions, so the client sends it again when it reconnects.
-		// (An MQTT 5 PUBACK with an error code would end the flow, and the
-		// message would be lost.)
+		// both versions, and end the session (flush), so that the client
+		// reconnects and sends it again. (An MQTT 5 PUBACK with an error
+		// code would end the flow, and the message would be lost.)
 		p.settle(false, 0, "")
 		return
 	}
@@ -186,12 +186,25 @@ func (s *session) startFlushLocked() bool {
 // flush writes the settled acknowledgements at the head of the queue, in
 // order, and stops at the first one still waiting for its handler. Only one
 // flush runs at a time (s.flushing).
+//
+// When it passes a message that could not be made durable (left
+// unacknowledged), it ends the session once it has written what was
+// settled: the client resends unacknowledged messages only when it
+// reconnects, and a client whose window is full of them would otherwise
+// wait on a live connection for acknowledgements that never come.
 func (s *session) flush() {
+	wrote, failed := false, false
+	// Deferred first, so it runs after releaseWrites has sent the acks.
+	defer func() {
+		if failed {
+			s.b.log.Warn("mqtt session closed: a message could not be stored; the device sends it again when it reconnects", "device", s.DeviceID)
+			go s.b.disconnect(s, packets.ErrServerBusy)
+		}
+	}()
 	if s.conn != nil {
 		s.conn.holdWrites()
 		defer s.conn.releaseWrites()
 	}
-	wrote := false
 	for {
 		s.mu.Lock()
 		if wrote {
@@ -211,6 +224,7 @@ func (s *session) flush() {
 		s.queue[s.head] = nil
 		s.head++
 		s.mu.Unlock()
+		failed = failed || !p.send
 		s.write(p)
 		wrote = true
 	}
