@@ -45,12 +45,13 @@ type SecurityEvent struct {
 	At       time.Time         `json:"at"`
 }
 
-// Role is what an API token may do. Fine-grained roles come with operator
-// accounts; for now a token is an administrator of its tenant, and the system
-// role may also manage tenants.
+// Role names a set of permissions held by an operator, a service account
+// or a token: a built-in role (these two, and those in permission.go) or a
+// tenant's custom role. admin holds every permission within its tenant;
+// system also manages tenants.
 type Role string
 
-// Token roles.
+// The administrator roles.
 const (
 	RoleAdmin  Role = "admin"
 	RoleSystem Role = "system"
