@@ -23,11 +23,11 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/steward-iot/steward"
+	"github.com/steward-iot/steward/internal/ttlcache"
 )
 
 // Defaults of Config.
@@ -86,12 +86,6 @@ type observation struct {
 	record bool
 }
 
-// cached is a tenant's policy as last read.
-type cached struct {
-	p    steward.QuarantinePolicy
-	read time.Time
-}
-
 // Service is the quarantine policy service.
 type Service struct {
 	cfg     Config
@@ -99,8 +93,7 @@ type Service struct {
 	queue   chan observation
 	dropped atomic.Uint64
 
-	mu       sync.Mutex
-	policies map[string]cached
+	policies *ttlcache.Cache[steward.QuarantinePolicy]
 }
 
 // New returns the service; start its evaluation with Run.
@@ -117,7 +110,7 @@ func New(cfg Config) *Service {
 	if cfg.QueueSize <= 0 {
 		cfg.QueueSize = DefaultQueueSize
 	}
-	return &Service{cfg: cfg, log: cfg.Logger, queue: make(chan observation, cfg.QueueSize), policies: map[string]cached{}}
+	return &Service{cfg: cfg, log: cfg.Logger, queue: make(chan observation, cfg.QueueSize), policies: ttlcache.New[steward.QuarantinePolicy](cfg.Clock, cfg.CacheTTL)}
 }
 
 var (
@@ -145,21 +138,7 @@ func policyIn(ctx context.Context, st steward.Store, tenantID string) (steward.Q
 
 // cachedPolicy is Policy from memory when read within CacheTTL.
 func (s *Service) cachedPolicy(ctx context.Context, tenantID string) (steward.QuarantinePolicy, error) {
-	now := s.cfg.Clock.Now()
-	s.mu.Lock()
-	c, ok := s.policies[tenantID]
-	s.mu.Unlock()
-	if ok && now.Sub(c.read) < s.cfg.CacheTTL && !now.Before(c.read) {
-		return c.p, nil
-	}
-	p, err := s.Policy(ctx, tenantID)
-	if err != nil {
-		return p, err
-	}
-	s.mu.Lock()
-	s.policies[tenantID] = cached{p: p, read: now}
-	s.mu.Unlock()
-	return p, nil
+	return s.policies.Get(ctx, tenantID, s.Policy)
 }
 
 // QuarantineAllowance implements steward.QuarantineAllowance. When the
@@ -218,9 +197,7 @@ func (s *Service) SetPolicy(ctx context.Context, p steward.QuarantinePolicy, act
 	if err != nil {
 		return steward.QuarantinePolicy{}, err
 	}
-	s.mu.Lock()
-	delete(s.policies, p.TenantID)
-	s.mu.Unlock()
+	s.policies.Forget(p.TenantID)
 	stored, err := s.Policy(ctx, p.TenantID)
 	if err != nil {
 		return steward.QuarantinePolicy{}, err

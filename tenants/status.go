@@ -2,10 +2,10 @@ package tenants
 
 import (
 	"context"
-	"sync"
 	"time"
 
 	"github.com/steward-iot/steward"
+	"github.com/steward-iot/steward/internal/ttlcache"
 )
 
 // DefaultStatusTTL is how long a StatusCache trusts a tenant it read: the
@@ -25,67 +25,32 @@ type TenantReader interface {
 // store see it within the TTL. Errors, and unknown tenants, are not kept:
 // the next check reads the store again.
 type StatusCache struct {
-	store TenantReader
-	clock steward.Clock
-	ttl   time.Duration
-
-	mu      sync.Mutex
-	entries map[string]statusEntry
-	// gen counts Forget calls, so that a read of the store that began
-	// before a suspension is not kept after it.
-	gen uint64
-}
-
-type statusEntry struct {
-	t  steward.Tenant
-	at time.Time
+	store   TenantReader
+	tenants *ttlcache.Cache[steward.Tenant]
 }
 
 // NewStatusCache builds a cache over store; a ttl of 0 means
 // DefaultStatusTTL, and a nil clock the system clock.
 func NewStatusCache(store TenantReader, clock steward.Clock, ttl time.Duration) *StatusCache {
-	if clock == nil {
-		clock = steward.SystemClock{}
-	}
 	if ttl <= 0 {
 		ttl = DefaultStatusTTL
 	}
-	return &StatusCache{store: store, clock: clock, ttl: ttl, entries: map[string]statusEntry{}}
+	return &StatusCache{store: store, tenants: ttlcache.New[steward.Tenant](clock, ttl)}
 }
 
 // GetTenant returns the tenant, from memory when it was read less than the
 // TTL ago.
 func (c *StatusCache) GetTenant(ctx context.Context, id string) (steward.Tenant, error) {
-	now := c.clock.Now()
-	c.mu.Lock()
-	e, ok := c.entries[id]
-	gen := c.gen
-	c.mu.Unlock()
-	if ok && !now.Before(e.at) && now.Sub(e.at) < c.ttl {
-		return e.t, nil
-	}
-	t, err := c.store.GetTenant(ctx, id)
-	if err != nil {
-		return t, err
-	}
-	c.mu.Lock()
-	if c.gen == gen {
-		c.entries[id] = statusEntry{t: t, at: now}
-	}
-	c.mu.Unlock()
-	return t, nil
+	return c.tenants.Get(ctx, id, c.store.GetTenant)
 }
 
 // Forget drops what the cache holds of tenant id, so that the next check
-// reads the store; a nil cache does nothing.
+// reads the store, even one that began before; a nil cache does nothing.
 func (c *StatusCache) Forget(id string) {
 	if c == nil {
 		return
 	}
-	c.mu.Lock()
-	delete(c.entries, id)
-	c.gen++
-	c.mu.Unlock()
+	c.tenants.Forget(id)
 }
 
 // CachedStore is a store whose GetTenant answers from a StatusCache, for
