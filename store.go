@@ -106,8 +106,9 @@ type Store interface {
 	// RollupMinute, RollupHour or RollupDay (CodeInvalid otherwise) whose buckets
 	// start in [from, to), oldest first; limit as in ListSamples.
 	ListRollups(ctx context.Context, tenantID, deviceID, metric string, resolution time.Duration, from, to time.Time, limit int) ([]Rollup, error)
-	// DeleteSamplesBefore deletes at most limit (1 to 100000) raw samples
-	// older than before, of all tenants, and returns how many it deleted.
+	// DeleteSamplesBefore deletes at most limit (1 to 100000) readings —
+	// a device's raw samples of one time — older than before, of all
+	// tenants, and returns how many it deleted.
 	DeleteSamplesBefore(ctx context.Context, before time.Time, limit int) (int, error)
 	// DeleteRollupsBefore deletes at most limit (1 to 100000) rollups of a
 	// resolution whose buckets start before before, of all tenants.

@@ -12,11 +12,12 @@ import (
 )
 
 // fleetPerSeries is how many samples each of the fleet's 100,000 series
-// holds before BenchmarkWriteSamplesFleet writes: 3,000,000 rows.
+// holds before BenchmarkWriteSamplesFleet writes: 3,000,000 samples in
+// 300,000 readings (rows of samples).
 const fleetPerSeries = 30
 
 // BenchmarkWriteSamplesFleet measures the telemetry writer's transactions
-// into a samples table of 3,000,000 rows over 100,000 series (see
+// into a samples table of 3,000,000 samples over 100,000 series (see
 // storetest.BenchmarkWriteSamplesFleet). Each benchmark seeds its own
 // schema, in SQL (generate_series), untimed. The CPU and system calls it
 // reports are the client's only: the server is another process.
@@ -43,15 +44,19 @@ func seedFleet(ctx context.Context, db *sql.DB) error {
 		return err
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `INSERT INTO samples (tenant_id, device_id, metric, at, value)
-		SELECT 'default', 'd-' || lpad(to_hex(d * 7919), 20, '0'), 'metric' || m, $1::timestamptz + k * interval '10 seconds', d + m + k
-		FROM generate_series(0, $2::int - 1) d, generate_series(0, $3::int - 1) m, generate_series(0, $4::int - 1) k
-		ORDER BY 2, 3, 4`, first, storetest.FleetDevices, storetest.FleetMetrics, fleetPerSeries); err != nil {
+	// One reading per device and time, every metric in it (as the
+	// intake stores them).
+	if _, err := tx.ExecContext(ctx, `INSERT INTO samples (tenant_id, device_id, at, metrics)
+		SELECT 'default', 'd-' || lpad(to_hex(d * 7919), 20, '0'), $1::timestamptz + k * interval '10 seconds',
+			(SELECT jsonb_object_agg('metric' || m, (d + m + k)::float8) FROM generate_series(0, $3::int - 1) m)
+		FROM generate_series(0, $2::int - 1) d, generate_series(0, $4::int - 1) k
+		ORDER BY 2, 3`, first, storetest.FleetDevices, storetest.FleetMetrics, fleetPerSeries); err != nil {
 		return fmt.Errorf("seed samples: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO metric_latest (tenant_id, device_id, metric, at, value)
-		SELECT DISTINCT ON (tenant_id, device_id, metric) tenant_id, device_id, metric, at, value
-		FROM samples ORDER BY tenant_id, device_id, metric, at DESC`); err != nil {
+		SELECT 'default', 'd-' || lpad(to_hex(d * 7919), 20, '0'), 'metric' || m, $1::timestamptz + $4::int * interval '10 seconds', d + m + $4::int
+		FROM generate_series(0, $2::int - 1) d, generate_series(0, $3::int - 1) m`,
+		first, storetest.FleetDevices, storetest.FleetMetrics, fleetPerSeries-1); err != nil {
 		return fmt.Errorf("seed latest samples: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx, `ANALYZE samples`); err != nil {
@@ -61,8 +66,8 @@ func seedFleet(ctx context.Context, db *sql.DB) error {
 	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM samples`).Scan(&n); err != nil {
 		return err
 	}
-	if want := storetest.FleetDevices * storetest.FleetMetrics * fleetPerSeries; n != want {
-		return fmt.Errorf("seeded %d samples, want %d", n, want)
+	if want := storetest.FleetDevices * fleetPerSeries; n != want {
+		return fmt.Errorf("seeded %d readings, want %d", n, want)
 	}
 	return tx.Commit()
 }

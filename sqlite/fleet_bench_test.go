@@ -17,9 +17,9 @@ import (
 )
 
 // fleetPerSeries is how many samples each of the fleet's 100,000 series
-// holds before BenchmarkWriteSamplesFleet writes: 3,000,000 rows, a
-// database of 352 MiB (samples, its time index and metric_latest), larger
-// than the writer's page cache.
+// holds before BenchmarkWriteSamplesFleet writes: 3,000,000 samples in
+// 300,000 readings (rows of samples), with metric_latest larger than the
+// writer's page cache was before readings were stored by the row.
 const fleetPerSeries = 30
 
 // fleetTemplate is the seeded database, made once per test binary run and
@@ -87,30 +87,34 @@ func seededFleet(b *testing.B) string {
 // intake.
 func seedFleet(ctx context.Context, db *sql.DB) error {
 	first := storetest.FleetStart.Add(-fleetPerSeries * 10 * time.Second).UnixMicro()
-	rows := fmt.Sprintf(`WITH RECURSIVE
+	ctes := fmt.Sprintf(`WITH RECURSIVE
 		d(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM d WHERE i < %d),
 		m(j) AS (SELECT 0 UNION ALL SELECT j + 1 FROM m WHERE j < %d),
-		k(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM k WHERE n < %d)
-		SELECT 'default', printf('d-%%020x', i * 7919), 'metric' || j, %d + n * 10000000, i + j + n
-		FROM d CROSS JOIN m CROSS JOIN k`, storetest.FleetDevices-1, storetest.FleetMetrics-1, fleetPerSeries-1, first)
+		k(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM k WHERE n < %d)`, storetest.FleetDevices-1, storetest.FleetMetrics-1, fleetPerSeries-1)
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `INSERT INTO samples (tenant_id, device_id, metric, at, value) `+rows); err != nil {
+	// One reading per device and time, every metric in it (as the
+	// intake stores them).
+	if _, err := tx.ExecContext(ctx, `INSERT INTO samples (tenant_id, device_id, at, metrics) `+ctes+`
+		SELECT 'default', printf('d-%020x', i * 7919), ?1 + n * 10000000,
+			(SELECT json_group_object('metric' || j, CAST(i + j + n AS REAL)) FROM m)
+		FROM d CROSS JOIN k`, first); err != nil {
 		return fmt.Errorf("seed samples: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO metric_latest (tenant_id, device_id, metric, at, value)
-		SELECT tenant_id, device_id, metric, MAX(at), value FROM samples GROUP BY 1, 2, 3`); err != nil {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO metric_latest (tenant_id, device_id, metric, at, value) `+ctes+`
+		SELECT 'default', printf('d-%020x', i * 7919), 'metric' || j, ?1 + ?2 * 10000000, i + j + ?2
+		FROM d CROSS JOIN m`, first, fleetPerSeries-1); err != nil {
 		return fmt.Errorf("seed latest samples: %w", err)
 	}
 	var n int
 	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM samples`).Scan(&n); err != nil {
 		return err
 	}
-	if want := storetest.FleetDevices * storetest.FleetMetrics * fleetPerSeries; n != want {
-		return fmt.Errorf("seeded %d samples, want %d", n, want)
+	if want := storetest.FleetDevices * fleetPerSeries; n != want {
+		return fmt.Errorf("seeded %d readings, want %d", n, want)
 	}
 	return tx.Commit()
 }
@@ -133,7 +137,7 @@ func copyFile(from, to string) error {
 }
 
 // BenchmarkWriteSamplesFleet measures the telemetry writer's transactions
-// into a samples table of 3,000,000 rows over 100,000 series (see
+// into a samples table of 3,000,000 samples over 100,000 series (see
 // storetest.BenchmarkWriteSamplesFleet), with the page cache of before
 // (64 MiB), the default (256 MiB), and the default with a memory map.
 func BenchmarkWriteSamplesFleet(b *testing.B) {

@@ -40,6 +40,11 @@ func Dialect() *sqlstore.Dialect {
 		Name:      "sqlite",
 		Query:     query.SQLite,
 		MaxParams: 32766, // SQLITE_MAX_VARIABLE_NUMBER since 3.32
+		// A reading's metrics are JSON text; json_each gives a number as
+		// INTEGER or REAL, hence the cast.
+		EachMetric:  func(col, alias string) string { return "json_each(" + col + ") " + alias },
+		MetricValue: func(alias string) string { return "CAST(" + alias + ".value AS REAL)" },
+		KeepFirst:   func(incoming, stored string) string { return "json_patch(" + incoming + ", " + stored + ")" },
 		// Times are INTEGER Unix microseconds, never negative for a sample.
 		TimeBucket: func(col string, width time.Duration) string {
 			us := width.Microseconds()

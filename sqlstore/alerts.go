@@ -408,7 +408,7 @@ func (s *Store) AlertSignals(ctx context.Context, tenantID string, q steward.Ale
 		// The metric's samples are aggregated per device before they meet
 		// the devices, as in FleetAggregates: samples read per device on
 		// its key, the recent ones in one range scan.
-		rows, rowArgs := sampleRows(true, `r.tenant_id = ? AND r.metric = ? AND r.at >= ? AND r.at < ?`, tenantID, q.Metric, from, to)
+		rows, rowArgs := s.sampleRows(true, `r.tenant_id = ? AND j.key = ? AND r.at >= ? AND r.at < ?`, tenantID, q.Metric, from, to)
 		if q.Aggregation == steward.AggLast {
 			tail += ` LEFT JOIN (SELECT device_id, n, value AS v FROM (SELECT device_id, value,
 				COUNT(*) OVER (PARTITION BY device_id) AS n, ROW_NUMBER() OVER (PARTITION BY device_id ORDER BY at DESC) AS k

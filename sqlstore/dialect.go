@@ -31,6 +31,23 @@ type Dialect struct {
 	// INSERT … SELECT instead of multi-row INSERTs. On PostgreSQL:
 	//	SELECT * FROM unnest(?::text[], ?::text[], ?::text[], ?::timestamptz[], ?::float8[])
 	SampleArrays string
+	// ReadingArrays, when set, is the same for readings (see WriteSamples):
+	// four array parameters (tenant IDs, device IDs, times, metrics objects
+	// as JSON text) turned into rows of those columns. On PostgreSQL:
+	//	SELECT t, d, a, m::jsonb FROM unnest(?::text[], ?::text[], ?::timestamptz[], ?::text[]) AS u(t, d, a, m)
+	ReadingArrays string
+	// EachMetric returns the FROM item that expands the metrics object in
+	// column col (a reading: {"metric": value, …}) into one row per
+	// metric under alias: alias.key is the metric, MetricValue(alias) its
+	// value as a double.
+	EachMetric func(col, alias string) string
+	// MetricValue returns the value of a row of EachMetric as a double.
+	MetricValue func(alias string) string
+	// KeepFirst returns the merge of two metrics objects in which a
+	// metric of stored keeps its value and incoming adds the others: how a
+	// reading already stored takes a redelivery or a later message of the
+	// same time.
+	KeepFirst func(incoming, stored string) string
 	// TimeBucket returns an expression giving the start of the bucket of
 	// width (a whole number of seconds dividing a day) that the time
 	// column col falls in, on the Unix epoch's grid.

@@ -71,7 +71,7 @@ func (s *Store) FleetAggregates(ctx context.Context, tenantID string, q steward.
 		}
 		parts := rollupParts(q.From.UTC(), q.To.UTC(), wm)
 		if len(parts) == 1 && parts[0].table == "samples" {
-			rows, rowArgs := sampleRows(false, `r.tenant_id = ? AND r.metric = ? AND r.at >= ? AND r.at < ?`, tenantID, q.Metric, from, to)
+			rows, rowArgs := s.sampleRows(false, `r.tenant_id = ? AND j.key = ? AND r.at >= ? AND r.at < ?`, tenantID, q.Metric, from, to)
 			tail += ` LEFT JOIN (SELECT device_id, COUNT(value) AS n, AVG(value) AS mean FROM (` + rows + `) x
 			GROUP BY device_id) s ON s.device_id = d.id`
 			args = append(args, rowArgs...)
@@ -90,7 +90,7 @@ func (s *Store) FleetAggregates(ctx context.Context, tenantID string, q steward.
 					tail += ` UNION ALL `
 				}
 				if p.table == "samples" {
-					rows, rowArgs := sampleRows(true, `r.tenant_id = ? AND r.metric = ? AND r.at >= ? AND r.at < ?`, tenantID, q.Metric, ts(p.from), ts(p.to))
+					rows, rowArgs := s.sampleRows(true, `r.tenant_id = ? AND j.key = ? AND r.at >= ? AND r.at < ?`, tenantID, q.Metric, ts(p.from), ts(p.to))
 					tail += `SELECT device_id, COUNT(value) AS n, SUM(value) AS total FROM (` + rows + `) x GROUP BY device_id`
 					args = append(args, rowArgs...)
 					continue

@@ -263,7 +263,7 @@ func (s *Store) ExportDevice(ctx context.Context, tenantID, deviceID string, at 
 		}); err != nil {
 		return x, err
 	}
-	rows, rowArgs := sampleRows(false, `r.tenant_id = ? AND r.device_id = ?`, tenantID, deviceID)
+	rows, rowArgs := s.sampleRows(false, `r.tenant_id = ? AND r.device_id = ?`, tenantID, deviceID)
 	if x.Samples, err = exportRows(ctx, s, `SELECT tenant_id, device_id, metric, at, value FROM (`+rows+`) x ORDER BY metric, at`, rowArgs, scanSample); err != nil {
 		return x, err
 	}

@@ -47,14 +47,14 @@ const onRollup = ` ON CONFLICT (tenant_id, device_id, metric, at) DO UPDATE SET
 // longer as the day went on (3–4 s late in the day with 100,000 series);
 // FleetAggregates reads day rollups only for days before the watermark.
 //
-// Then every sample of samples_recent before to is moved into samples, in
-// the order of its key (so that each series' tail leaf is written once per
-// move), keeping the row samples already holds for a key, as WriteSamples
-// keeps the first; the rows moved are deleted from samples_recent only
-// where samples now holds their key, so a sample committed during the move
-// (PostgreSQL) stays for the next one instead of being lost; with one
-// writer (SQLite, Dialect.OneWriter) none can be, and they are deleted by
-// time alone.
+// Then every reading of samples_recent before to is moved into samples, in
+// the order of its key (so that each device's tail leaf is written once per
+// move), a reading samples already holds keeping its metrics' values and
+// taking the others, as WriteSamples keeps the first; the readings moved
+// are deleted from samples_recent only where samples now holds each of
+// their metrics, so a sample committed during the move (PostgreSQL) stays
+// for the next one instead of being lost; with one writer (SQLite,
+// Dialect.OneWriter) none can be, and they are deleted by time alone.
 func (s *Store) RollupSamples(ctx context.Context, from, to time.Time) error {
 	from, to = from.UTC(), to.UTC()
 	if !from.Equal(from.Truncate(time.Minute)) || !to.Equal(to.Truncate(time.Minute)) {
@@ -68,7 +68,7 @@ func (s *Store) RollupSamples(ctx context.Context, from, to time.Time) error {
 	}
 	minute, hour, day := s.d.TimeBucket("at", time.Minute), s.d.TimeBucket("at", time.Hour), s.d.TimeBucket("at", steward.RollupDay)
 	hourFrom, hourTo := from.Truncate(time.Hour), to.Add(time.Hour-1).Truncate(time.Hour)
-	minutes, minuteArgs := sampleRows(false, `r.at >= ? AND r.at < ?`, ts(from), ts(to))
+	minutes, minuteArgs := s.sampleRows(false, `r.at >= ? AND r.at < ?`, ts(from), ts(to))
 	return s.InTx(ctx, func(st steward.Store) error {
 		tx := st.(*Store)
 		if s.d.LockRollups != "" {
@@ -107,16 +107,19 @@ func (s *Store) RollupSamples(ctx context.Context, from, to time.Time) error {
 				return s.fail(err, "roll up samples by day")
 			}
 		}
-		if _, err := tx.exec(ctx, `INSERT INTO samples (tenant_id, device_id, metric, at, value)
-			SELECT tenant_id, device_id, metric, at, value FROM samples_recent WHERE at < ?
-			ORDER BY tenant_id, device_id, metric, at`+onSample, ts(to)); err != nil {
+		if _, err := tx.exec(ctx, `INSERT INTO samples (tenant_id, device_id, at, metrics)
+			SELECT tenant_id, device_id, at, metrics FROM samples_recent WHERE at < ?
+			ORDER BY tenant_id, device_id, at`+s.onReading("samples"), ts(to)); err != nil {
 			return s.fail(err, "move recent samples")
 		}
 		del := `DELETE FROM samples_recent WHERE at < ?`
 		if !s.d.OneWriter {
+			// Only readings whose every metric samples now holds: one
+			// that took a metric during the move stays for the next.
 			del += ` AND EXISTS (SELECT 1 FROM samples o
-			WHERE o.tenant_id = samples_recent.tenant_id AND o.device_id = samples_recent.device_id
-				AND o.metric = samples_recent.metric AND o.at = samples_recent.at)`
+			WHERE o.tenant_id = samples_recent.tenant_id AND o.device_id = samples_recent.device_id AND o.at = samples_recent.at
+				AND NOT EXISTS (SELECT 1 FROM ` + s.d.EachMetric("samples_recent.metrics", "k") + `
+					WHERE NOT EXISTS (SELECT 1 FROM ` + s.d.EachMetric("o.metrics", "l") + ` WHERE l.key = k.key)))`
 		}
 		if _, err := tx.exec(ctx, del, ts(to)); err != nil {
 			return s.fail(err, "delete moved samples")
@@ -168,13 +171,15 @@ func (s *Store) ListRollups(ctx context.Context, tenantID, deviceID, metric stri
 }
 
 // DeleteSamplesBefore implements steward.Store: from samples, then, within
-// the same limit, from samples_recent (late samples not yet moved).
+// the same limit, from samples_recent (late samples not yet moved). It
+// counts readings (a device's samples of one time), the rows of both.
 func (s *Store) DeleteSamplesBefore(ctx context.Context, before time.Time, limit int) (int, error) {
-	n, err := s.deleteBefore(ctx, "samples", before, limit)
+	const key = `tenant_id, device_id, at`
+	n, err := s.deleteBefore(ctx, "samples", key, before, limit)
 	if err != nil || n == limit {
 		return n, err
 	}
-	m, err := s.deleteBefore(ctx, "samples_recent", before, limit-n)
+	m, err := s.deleteBefore(ctx, "samples_recent", key, before, limit-n)
 	return n + m, err
 }
 
@@ -184,21 +189,22 @@ func (s *Store) DeleteRollupsBefore(ctx context.Context, resolution time.Duratio
 	if err != nil {
 		return 0, err
 	}
-	return s.deleteBefore(ctx, table, before, limit)
+	return s.deleteBefore(ctx, table, `tenant_id, device_id, metric, at`, before, limit)
 }
 
 // deleteBefore deletes at most limit rows of table older than before. The
-// chunk is chosen through the table's index on at and deleted by primary
-// key (row values: SQLite ≥ 3.15, PostgreSQL), the same text on both.
-func (s *Store) deleteBefore(ctx context.Context, table string, before time.Time, limit int) (int, error) {
+// chunk is chosen through the table's index on at and deleted by its
+// primary key, the columns key (row values: SQLite ≥ 3.15, PostgreSQL),
+// the same text on both.
+func (s *Store) deleteBefore(ctx context.Context, table, key string, before time.Time, limit int) (int, error) {
 	if limit <= 0 || limit > MaxDeleteChunk {
 		return 0, invalid("delete limit must be from 1 to %d", MaxDeleteChunk)
 	}
 	if before.IsZero() {
 		return 0, invalid("delete needs a time to delete before")
 	}
-	res, err := s.exec(ctx, `DELETE FROM `+table+` WHERE (tenant_id, device_id, metric, at) IN
-		(SELECT tenant_id, device_id, metric, at FROM `+table+` WHERE at < ? LIMIT ?)`, ts(before), limit)
+	res, err := s.exec(ctx, `DELETE FROM `+table+` WHERE (`+key+`) IN
+		(SELECT `+key+` FROM `+table+` WHERE at < ? LIMIT ?)`, ts(before), limit)
 	if err != nil {
 		return 0, s.fail(err, "delete old %s", table)
 	}

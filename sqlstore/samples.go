@@ -4,8 +4,10 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
+	"encoding/json"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -47,9 +49,9 @@ func (s *Store) WriteSamples(ctx context.Context, samples []steward.Sample) erro
 			return invalid("sample %d: time is required", i)
 		}
 	}
-	latest := latestOf(samples)
+	readings, latest := readingsOf(samples), latestOf(samples)
 	if s.tx != nil {
-		return s.writeSamples(ctx, s.tx, samples, latest)
+		return s.writeSamples(ctx, s.tx, readings, latest)
 	}
 	if err := s.prepareSamples(ctx); err != nil {
 		return s.fail(err, "write samples: prepare")
@@ -58,7 +60,7 @@ func (s *Store) WriteSamples(ctx context.Context, samples []steward.Sample) erro
 	if err != nil {
 		return s.fail(err, "write samples: begin")
 	}
-	if err := s.writeSamples(ctx, tx, samples, latest); err != nil {
+	if err := s.writeSamples(ctx, tx, readings, latest); err != nil {
 		_ = tx.Rollback()
 		return err
 	}
@@ -90,58 +92,128 @@ func latestOf(samples []steward.Sample) []steward.Sample {
 	return out
 }
 
-// The two statements of a batch, written once: samples go to
+// reading is the samples of one device at one time, as stored: one row,
+// its metrics a JSON object.
+type reading struct {
+	tenantID, deviceID string
+	at                 time.Time
+	metrics            []byte
+}
+
+// readingsOf groups a batch's samples into readings, in the order their
+// first samples come; a metric given twice for one time keeps its first
+// value, as the store keeps the first stored.
+func readingsOf(samples []steward.Sample) []reading {
+	type key struct {
+		t, d string
+		at   time.Time
+	}
+	idx := make(map[key]int, len(samples)/4+1)
+	var out []reading
+	var seen [][]string // the metrics of each reading so far
+	for _, sm := range samples {
+		at := ts(sm.At)
+		k := key{sm.TenantID, sm.DeviceID, at}
+		i, ok := idx[k]
+		if !ok {
+			i = len(out)
+			idx[k] = i
+			out = append(out, reading{tenantID: sm.TenantID, deviceID: sm.DeviceID, at: at, metrics: make([]byte, 0, 64)})
+			seen = append(seen, nil)
+		}
+		if slices.Contains(seen[i], sm.Metric) {
+			continue
+		}
+		seen[i] = append(seen[i], sm.Metric)
+		m := out[i].metrics
+		if len(m) == 0 {
+			m = append(m, '{')
+		} else {
+			m[len(m)-1] = ','
+		}
+		m = appendJSONString(m, sm.Metric)
+		m = append(m, ':')
+		m = strconv.AppendFloat(m, sm.Value, 'g', -1, 64)
+		out[i].metrics = append(m, '}')
+	}
+	return out
+}
+
+// appendJSONString appends s as a JSON string. Metric names are letters,
+// digits, '_', '-' and '.' (steward.ValidMetricName), which need no
+// escaping; anything else goes through encoding/json.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 {
+			q, _ := json.Marshal(s) // a string always marshals
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
+
+// The two statements of a batch, written once: readings go to
 // samples_recent, keyed by time first so that a batch appends at the right
 // edge of one B-tree (the rollup job moves them into samples, see
-// RollupSamples), and keep the first row of a key (a redelivery changes
-// nothing; one whose original was moved already is hidden by sampleRows
-// and dropped by the move); metric_latest moves only forward in time (`>`
-// keeps the first of equal times, as samples does). Times compare as
-// stored, so the clauses are the same on both backends.
+// RollupSamples); a reading already there keeps the values of its metrics
+// and takes the others (a redelivery changes nothing; one whose original
+// was moved already is hidden by sampleRows and merged the same way by the
+// move); metric_latest moves only forward in time (`>` keeps the first of
+// equal times, as samples does). Times compare as stored, so the clauses
+// are the same on both backends.
 const (
-	insertSamples = `INSERT INTO samples_recent (tenant_id, device_id, metric, at, value) `
-	onSample      = ` ON CONFLICT DO NOTHING`
-	insertLatest  = `INSERT INTO metric_latest (tenant_id, device_id, metric, at, value) `
-	onLatest      = ` ON CONFLICT (tenant_id, device_id, metric) DO UPDATE SET at = excluded.at, value = excluded.value
+	insertReadings = `INSERT INTO samples_recent (tenant_id, device_id, at, metrics) `
+	insertLatest   = `INSERT INTO metric_latest (tenant_id, device_id, metric, at, value) `
+	onLatest       = ` ON CONFLICT (tenant_id, device_id, metric) DO UPDATE SET at = excluded.at, value = excluded.value
 		WHERE excluded.at > metric_latest.at`
 )
 
-// multiRow returns the VALUES of n rows of five values.
-func multiRow(n int) string {
+// onReading is the conflict clause of a reading written to table.
+func (s *Store) onReading(table string) string {
+	return ` ON CONFLICT (tenant_id, device_id, at) DO UPDATE SET metrics = ` + s.d.KeepFirst("excluded.metrics", table+".metrics")
+}
+
+// multiRow returns the VALUES of n rows of cols values.
+func multiRow(n, cols int) string {
+	row := "(?" + strings.Repeat(",?", cols-1) + ")"
 	var b strings.Builder
-	b.Grow(7 + n*12)
+	b.Grow(7 + n*(len(row)+1))
 	b.WriteString("VALUES ")
 	for i := range n {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		b.WriteString("(?,?,?,?,?)")
+		b.WriteString(row)
 	}
 	return b.String()
 }
 
-// sampleChunkRows is how many rows one INSERT of WriteSamples carries.
-func (s *Store) sampleChunkRows() int { return min(sampleChunk, s.d.MaxParams/5) }
+// chunkRows is how many rows of cols values one INSERT of WriteSamples
+// carries.
+func (s *Store) chunkRows(cols int) int { return min(sampleChunk, s.d.MaxParams/cols) }
 
 // prepareSamples prepares the full-chunk INSERTs, once per store.
 func (s *Store) prepareSamples(ctx context.Context) error {
-	if s.d.SampleArrays != "" {
-		return nil // one statement per batch; the driver caches it
+	if s.d.SampleArrays == "" {
+		if err := s.prepare(ctx, insertLatest+multiRow(s.chunkRows(5), 5)+onLatest); err != nil {
+			return err
+		}
 	}
-	values := multiRow(s.sampleChunkRows())
-	if err := s.prepare(ctx, insertSamples+values+onSample); err != nil {
-		return err
+	if s.d.ReadingArrays == "" {
+		return s.prepare(ctx, insertReadings+multiRow(s.chunkRows(4), 4)+s.onReading("samples_recent"))
 	}
-	return s.prepare(ctx, insertLatest+values+onLatest)
+	return nil // one statement per batch; the driver caches it
 }
 
-func (s *Store) writeSamples(ctx context.Context, tx *sql.Tx, samples, latest []steward.Sample) error {
+func (s *Store) writeSamples(ctx context.Context, tx *sql.Tx, readings []reading, latest []steward.Sample) error {
+	if err := s.putReadings(ctx, tx, readings); err != nil {
+		return s.fail(err, "write samples")
+	}
 	put := s.putChunks
 	if s.d.SampleArrays != "" {
 		put = s.putArrays
-	}
-	if err := put(ctx, tx, insertSamples, onSample, samples); err != nil {
-		return s.fail(err, "write samples")
 	}
 	if err := put(ctx, tx, insertLatest, onLatest, latest); err != nil {
 		return s.fail(err, "write latest samples")
@@ -149,9 +221,38 @@ func (s *Store) writeSamples(ctx context.Context, tx *sql.Tx, samples, latest []
 	return nil
 }
 
+// putReadings writes readings to samples_recent: from arrays where the
+// dialect has them, else in multi-row INSERTs, the full ones prepared.
+func (s *Store) putReadings(ctx context.Context, tx *sql.Tx, rows []reading) error {
+	on := s.onReading("samples_recent")
+	if s.d.ReadingArrays != "" {
+		n := len(rows)
+		tenants, devices, ats, metrics := make([]string, n), make([]string, n), make([]time.Time, n), make([]string, n)
+		for i, r := range rows {
+			tenants[i], devices[i], ats[i], metrics[i] = r.tenantID, r.deviceID, r.at, string(r.metrics)
+		}
+		_, err := tx.ExecContext(ctx, s.q(insertReadings+s.d.ReadingArrays+on), tenants, devices, ats, metrics)
+		return err
+	}
+	chunk := s.chunkRows(4)
+	args := make([]any, 0, 4*min(chunk, len(rows)))
+	for len(rows) > 0 {
+		n := min(chunk, len(rows))
+		args = args[:0]
+		for _, r := range rows[:n] {
+			args = append(args, r.tenantID, r.deviceID, r.at, string(r.metrics))
+		}
+		if _, err := s.execIn(ctx, tx, insertReadings+multiRow(n, 4)+on, args...); err != nil {
+			return err
+		}
+		rows = rows[n:]
+	}
+	return nil
+}
+
 // putChunks writes rows with multi-row INSERTs, the full ones prepared.
 func (s *Store) putChunks(ctx context.Context, tx *sql.Tx, head, tail string, rows []steward.Sample) error {
-	chunk := s.sampleChunkRows()
+	chunk := s.chunkRows(5)
 	args := make([]any, 0, 5*min(chunk, len(rows)))
 	for len(rows) > 0 {
 		n := min(chunk, len(rows))
@@ -159,7 +260,7 @@ func (s *Store) putChunks(ctx context.Context, tx *sql.Tx, head, tail string, ro
 		for _, sm := range rows[:n] {
 			args = append(args, sm.TenantID, sm.DeviceID, sm.Metric, ts(sm.At), sm.Value)
 		}
-		if _, err := s.execIn(ctx, tx, head+multiRow(n)+tail, args...); err != nil {
+		if _, err := s.execIn(ctx, tx, head+multiRow(n, 5)+tail, args...); err != nil {
 			return err
 		}
 		rows = rows[n:]
@@ -205,7 +306,7 @@ func (s *Store) ListSamples(ctx context.Context, tenantID, deviceID, metric stri
 	if to.IsZero() {
 		to = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
 	}
-	q, args := sampleRows(false, `r.tenant_id = ? AND r.device_id = ? AND r.metric = ? AND r.at >= ? AND r.at < ?`,
+	q, args := s.sampleRows(false, `r.tenant_id = ? AND r.device_id = ? AND j.key = ? AND r.at >= ? AND r.at < ?`,
 		tenantID, deviceID, metric, ts(from), ts(to))
 	rows, err := s.query(ctx, `SELECT tenant_id, device_id, metric, at, value FROM (`+q+`) x ORDER BY at LIMIT ?`, append(args, limit)...)
 	if err != nil {
@@ -219,32 +320,34 @@ func scanSample(sm *steward.Sample) []any {
 }
 
 // sampleRows is the one definition of the samples every reader sees: the
-// rows of samples, then those of samples_recent (where WriteSamples puts
-// them until the rollup job moves them) whose key samples does not hold, so
-// that a redelivered sample whose original was moved already is not seen
-// twice. It returns a compound SELECT of the columns tenant_id, device_id,
-// metric, at and value, to be used as a derived table, and its arguments.
+// metrics of the readings of samples, then those of samples_recent (where
+// WriteSamples puts them until the rollup job moves them) that samples does
+// not hold for the same device and time, so that a redelivered sample
+// whose original was moved already is not seen twice. It returns a
+// compound SELECT of the columns tenant_id, device_id, metric, at and
+// value, to be used as a derived table, and its arguments.
 //
 // cond is the reader's condition on the columns of r (r.tenant_id,
-// r.device_id, r.metric, r.at), with args its arguments; it goes into both
-// branches, so that each table is read on its own key — samples by device,
-// samples_recent by time — and the arguments come back twice, in the order
-// of the text. With perDevice (for a condition on a tenant, not a device)
-// the samples branch walks the tenant's devices and reads each one's range
-// on the primary key, in that order (CROSS JOIN fixes it on SQLite, whose
-// planner, without statistics, would otherwise scan every row of the tenant
-// for a range of a few minutes). samples_recent is always read as one range
-// of time, whatever the reader: it holds the minute or two of samples not
-// yet moved, and late ones.
-func sampleRows(perDevice bool, cond string, args ...any) (string, []any) {
-	const cols = `r.tenant_id, r.device_id, r.metric, r.at, r.value`
-	from := `samples r WHERE `
+// r.device_id, r.at) and j.key, the metric, with args its arguments; it
+// goes into both branches, so that each table is read on its own key —
+// samples by device, samples_recent by time — and the arguments come back
+// twice, in the order of the text. With perDevice (for a condition on a
+// tenant, not a device) the samples branch walks the tenant's devices and
+// reads each one's range on the primary key, in that order (CROSS JOIN
+// fixes it on SQLite, whose planner, without statistics, would otherwise
+// scan every row of the tenant for a range of a few minutes).
+// samples_recent is always read as one range of time, whatever the reader:
+// it holds the minute or two of samples not yet moved, and late ones.
+func (s *Store) sampleRows(perDevice bool, cond string, args ...any) (string, []any) {
+	cols := `r.tenant_id, r.device_id, j.key AS metric, r.at, ` + s.d.MetricValue("j") + ` AS value`
+	from := `samples r CROSS JOIN ` + s.d.EachMetric("r.metrics", "j") + ` WHERE `
 	if perDevice {
-		from = `devices dv CROSS JOIN samples r WHERE r.tenant_id = dv.tenant_id AND r.device_id = dv.id AND `
+		from = `devices dv CROSS JOIN samples r CROSS JOIN ` + s.d.EachMetric("r.metrics", "j") +
+			` WHERE r.tenant_id = dv.tenant_id AND r.device_id = dv.id AND `
 	}
 	q := `SELECT ` + cols + ` FROM ` + from + cond +
-		` UNION ALL SELECT ` + cols + ` FROM samples_recent r WHERE ` + cond +
-		` AND NOT EXISTS (SELECT 1 FROM samples o
-			WHERE o.tenant_id = r.tenant_id AND o.device_id = r.device_id AND o.metric = r.metric AND o.at = r.at)`
+		` UNION ALL SELECT ` + cols + ` FROM samples_recent r CROSS JOIN ` + s.d.EachMetric("r.metrics", "j") + ` WHERE ` + cond +
+		` AND NOT EXISTS (SELECT 1 FROM samples o CROSS JOIN ` + s.d.EachMetric("o.metrics", "k") + `
+			WHERE o.tenant_id = r.tenant_id AND o.device_id = r.device_id AND o.at = r.at AND k.key = j.key)`
 	return q, append(slices.Clip(args), args...)
 }

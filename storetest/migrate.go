@@ -114,6 +114,11 @@ func RunMigrations(t *testing.T, fresh func(t *testing.T) func() *sql.DB, d *sql
 		testAlertMigration(t, fresh, d, migrations)
 	})
 
+	t.Run("0021 keeps samples", func(t *testing.T) {
+		t.Parallel()
+		testReadingsMigration(t, fresh, d, migrations)
+	})
+
 	t.Run("bad names", func(t *testing.T) {
 		t.Parallel()
 		tests := []fstest.MapFS{

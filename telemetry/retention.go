@@ -23,7 +23,8 @@ type RetentionConfig struct {
 	Chunk int
 }
 
-// Pruned counts what one run of the retention job deleted.
+// Pruned counts what one run of the retention job deleted: readings (a
+// device's raw samples of one time) and rollup buckets.
 type Pruned struct {
 	Samples, Minutes, Hours, Days int
 }

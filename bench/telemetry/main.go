@@ -8,7 +8,8 @@
 // their operational certificates, send their attributes report and are
 // waited for until the registry shows them active. Then each publishes its
 // share of the messages, QoS 1, 43-byte JSON with one metric and a distinct
-// timestamp, keeping -inflight unacknowledged; the rate is messages
+// timestamp (the clock's when it is sent, in milliseconds, so that samples
+// fall in the minutes they are sent in), keeping -inflight unacknowledged; the rate is messages
 // acknowledged per second. Steward acknowledges a message only once its
 // sample is committed, and the command checks that: every acknowledged
 // message must be a row of the store, in samples or samples_recent
@@ -223,10 +224,6 @@ func run(ctx context.Context, cfg config) error {
 	return nil
 }
 
-// firstTS is the timestamp (Unix ms) of each connection's first message;
-// message k carries firstTS+k, so every message is its own sample.
-func firstTS(perClient int) int64 { return time.Now().UnixMilli() - int64(perClient) - 60_000 }
-
 // share is connection i's part of the messages.
 func share(messages, clients, i int) int {
 	n := messages / clients
@@ -239,7 +236,7 @@ func share(messages, clients, i int) int {
 // publishAll runs the timed part on open connections: every connection
 // publishes its share at once; it returns the messages acknowledged per
 // connection, the wall time, and the CPU split.
-func publishAll(ctx context.Context, cfg config, conns []*mqttraw.Conn, ts int64, meter func(context.Context) (*node.Meter, error)) ([]int, time.Duration, node.Split, error) {
+func publishAll(ctx context.Context, cfg config, conns []*mqttraw.Conn, meter func(context.Context) (*node.Meter, error)) ([]int, time.Duration, node.Split, error) {
 	acked := make([]int, len(conns))
 	var total atomic.Int64
 	errs := make([]error, len(conns))
@@ -267,9 +264,10 @@ func publishAll(ctx context.Context, cfg config, conns []*mqttraw.Conn, ts int64
 	var wg sync.WaitGroup
 	for i, cn := range conns {
 		cn.Payload, cn.Readings, cn.RecordLatency, cn.Latencies = mqttraw.TelemetryReadings(cfg.metrics, cfg.readings), cfg.readings, true, nil
+		cn.RealTime = true
 		wg.Go(func() {
 			topic := steward.Topic(cn.ClientID, steward.ChannelTelemetry)
-			acked[i], errs[i] = cn.Publish(ctx, topic, share(cfg.messages, len(conns), i), cfg.inflight, ts, &total)
+			acked[i], errs[i] = cn.Publish(ctx, topic, share(cfg.messages, len(conns), i), cfg.inflight, time.Now().UnixMilli(), &total)
 		})
 	}
 	wg.Wait()
@@ -367,9 +365,7 @@ func runSteward(ctx context.Context, cfg config, f *fleet.Fleet, devices []fleet
 			return result{}, err
 		}
 	}
-	perClient := share(cfg.messages, len(conns), 0)
-	ts := firstTS(perClient * cfg.readings)
-	acked, elapsed, split, pubErr := publishAll(ctx, cfg, conns, ts, f.Node.StartMeter)
+	acked, elapsed, split, pubErr := publishAll(ctx, cfg, conns, f.Node.StartMeter)
 	if cfg.cpuprofile != "" {
 		if err := f.Node.StopCPUProfile(ctx); err != nil {
 			return result{}, err
@@ -384,7 +380,7 @@ func runSteward(ctx context.Context, cfg config, f *fleet.Fleet, devices []fleet
 	fmt.Println(split)
 	fmt.Println(split.PerOp(total, "message"))
 	// Check even after an error: what was acknowledged must be stored.
-	if err := verifyStored(ctx, cfg, f, conns, acked, ts); err != nil {
+	if err := verifyStored(ctx, cfg, f, conns, acked); err != nil {
 		return result{}, errors.Join(pubErr, err)
 	}
 	if pubErr != nil {
@@ -436,11 +432,21 @@ func waitActive(ctx context.Context, f *fleet.Fleet, n int) error {
 	}
 }
 
-// notMoved selects the rows r of samples_recent whose key samples does not
-// hold: the samples the rollup job has not moved yet, as the store reads
-// them (sqlstore.sampleRows).
+// notMoved selects the readings r of samples_recent that samples does not
+// hold: the ones the rollup job has not moved yet. (The store hides each
+// metric samples holds, sqlstore.sampleRows; this command never sends a
+// reading twice but after a failed batch, which then holds every metric.)
 const notMoved = `NOT EXISTS (SELECT 1 FROM samples o
-	WHERE o.tenant_id = r.tenant_id AND o.device_id = r.device_id AND o.metric = r.metric AND o.at = r.at)`
+	WHERE o.tenant_id = r.tenant_id AND o.device_id = r.device_id AND o.at = r.at)`
+
+// metricsOf counts the metrics of a reading's metrics column, on SQLite
+// (JSON text) or PostgreSQL (JSONB).
+func metricsOf(postgres bool, col string) string {
+	if postgres {
+		return `(SELECT count(*) FROM jsonb_object_keys(` + col + `))`
+	}
+	return `(SELECT count(*) FROM json_each(` + col + `))`
+}
 
 // recentCount is how many samples of a device samples_recent holds at one
 // time (Unix microseconds).
@@ -453,7 +459,7 @@ type recentCount struct {
 // counted per device and time: counting them device by device would scan
 // samples_recent, keyed by time, once per device.
 func recentSamples(ctx context.Context, db *sql.DB, postgres bool, tenantID string) (map[string][]recentCount, error) {
-	q := `SELECT device_id, at, count(*) FROM samples_recent r WHERE tenant_id = ? AND ` + notMoved + ` GROUP BY device_id, at`
+	q := `SELECT device_id, at, ` + metricsOf(postgres, "r.metrics") + ` FROM samples_recent r WHERE tenant_id = ? AND ` + notMoved
 	if postgres {
 		q = strings.Replace(q, "?", "$1", 1)
 	}
@@ -487,10 +493,10 @@ func recentSamples(ctx context.Context, db *sql.DB, postgres bool, tenantID stri
 // store: acknowledgements come in order, so connection i's first acked[i]
 // messages (timestamps ts … ts+acked[i]-1) must all be rows of samples,
 // and its latest value (REST API) the last of them.
-func verifyStored(ctx context.Context, cfg config, f *fleet.Fleet, conns []*mqttraw.Conn, acked []int, ts int64) error {
+func verifyStored(ctx context.Context, cfg config, f *fleet.Fleet, conns []*mqttraw.Conn, acked []int) error {
 	metrics, readings := cfg.metrics, int64(cfg.readings)
 	// Times are stored as Unix microseconds in SQLite, timestamptz in PostgreSQL.
-	count := `SELECT count(*) FROM samples WHERE tenant_id = ? AND device_id = ? AND at BETWEEN ? AND ?`
+	count := `SELECT coalesce(sum(` + metricsOf(false, "metrics") + `), 0) FROM samples WHERE tenant_id = ? AND device_id = ? AND at BETWEEN ? AND ?`
 	at := func(ms int64) any { return ms * 1000 }
 	var db *sql.DB
 	var err error
@@ -498,7 +504,7 @@ func verifyStored(ctx context.Context, cfg config, f *fleet.Fleet, conns []*mqtt
 		db, err = sql.Open("sqlite", "file:"+filepath.Join(f.Node.DataDir, "steward.db")+"?mode=ro&_pragma=busy_timeout(10000)")
 	} else {
 		db, err = sql.Open("pgx", cfg.storeURL)
-		count = `SELECT count(*) FROM samples WHERE tenant_id = $1 AND device_id = $2 AND at BETWEEN $3 AND $4`
+		count = `SELECT coalesce(sum(` + metricsOf(true, "metrics") + `), 0) FROM samples WHERE tenant_id = $1 AND device_id = $2 AND at BETWEEN $3 AND $4`
 		at = func(ms int64) any { return time.UnixMilli(ms) }
 	}
 	if err != nil {
@@ -515,11 +521,10 @@ func verifyStored(ctx context.Context, cfg config, f *fleet.Fleet, conns []*mqtt
 			continue
 		}
 		var n int
-		// Times are stored as Unix microseconds.
 		// Every metric of every reading of every acknowledged message:
-		// acked[i] × metrics × readings rows, message k's readings at
-		// ts+k×readings … ts+k×readings+readings-1.
-		last := ts + int64(acked[i])*readings - 1
+		// acked[i] × metrics × readings samples, message k's readings at
+		// Stamps[k] … Stamps[k]+readings-1, each message's after the last.
+		ts, last := c.Stamps[0], c.Stamps[acked[i]-1]+readings-1
 		err := db.QueryRowContext(ctx, count, f.Group.TenantID, c.ClientID, at(ts), at(last)).Scan(&n)
 		if err != nil {
 			return fmt.Errorf("count samples of %s: %w", c.ClientID, err)
@@ -548,10 +553,10 @@ func verifyStored(ctx context.Context, cfg config, f *fleet.Fleet, conns []*mqtt
 		}
 	}
 	var rows int
-	if err := db.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM samples) + (SELECT count(*) FROM samples_recent r WHERE `+notMoved+`)`).Scan(&rows); err != nil {
+	if err := db.QueryRowContext(ctx, `SELECT (SELECT coalesce(sum(`+metricsOf(cfg.store != "", "metrics")+`), 0) FROM samples) + (SELECT coalesce(sum(`+metricsOf(cfg.store != "", "r.metrics")+`), 0) FROM samples_recent r WHERE `+notMoved+`)`).Scan(&rows); err != nil {
 		return err
 	}
-	fmt.Printf("check: %d acknowledged messages × %d metrics × %d readings, %d of those samples found in the store (samples and samples_recent: %d rows in all), latest values (REST) right for %d of %d devices\n",
+	fmt.Printf("check: %d acknowledged messages × %d metrics × %d readings, %d of those samples found in the store (samples and samples_recent: %d samples in all), latest values (REST) right for %d of %d devices\n",
 		sum(acked), metrics, readings, stored, rows, latestChecked, len(conns))
 	if missing != 0 {
 		return fmt.Errorf("%d samples of acknowledged messages are not in the store", missing)
@@ -638,7 +643,7 @@ func measureMosquitto(ctx context.Context, cfg config, target, note string, conn
 	v, _, _ := strings.Cut(string(version), "\n")
 	fmt.Printf("setup: %d sessions connected (%s, pid %d)\n", len(conns), strings.TrimSpace(v), pid)
 	meter := func(ctx context.Context) (*node.Meter, error) { return node.StartMeter(ctx, node.ProcUsage(pid)) }
-	acked, elapsed, split, err := publishAll(ctx, cfg, conns, firstTS(share(cfg.messages, len(conns), 0)), meter)
+	acked, elapsed, split, err := publishAll(ctx, cfg, conns, meter)
 	if err != nil {
 		return result{}, err
 	}

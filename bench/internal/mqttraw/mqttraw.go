@@ -43,6 +43,14 @@ type Conn struct {
 	// message's time from its write into the send buffer to its PUBACK.
 	Latencies     []time.Duration
 	RecordLatency bool
+	// RealTime stamps each message, when it is written, with the clock's
+	// time in milliseconds (its readings the milliseconds after), one
+	// millisecond or more after the previous message's last reading: a
+	// device's samples then fall in the minutes they are sent in, as a
+	// fleet's do, rather than all in the minute of firstTS. Stamps
+	// receives each message's first timestamp.
+	RealTime bool
+	Stamps   []int64
 }
 
 // Source returns the local address to dial from for client i: loopback
@@ -237,7 +245,8 @@ func TelemetryReadings(n, r int) string {
 
 // Publish sends n QoS 1 PUBLISH packets of Telemetry to topic, the k-th
 // (from 0) with ts = firstTS+k (with Readings r > 1, its i-th reading
-// firstTS+k×r+i), keeping at most inflight unacknowledged.
+// firstTS+k×r+i), or at real time (see RealTime), keeping at most
+// inflight unacknowledged.
 // Every PUBACK must name the packet IDs in the order they were sent (the
 // broker acknowledges in order). acked counts PUBACKs as they arrive; the
 // return is the number acknowledged and the first error. It stops at
@@ -318,6 +327,10 @@ func (c *Conn) Publish(ctx context.Context, topic string, n, inflight int, first
 	bw := bufio.NewWriterSize(c.Conn, 16<<10)
 	var writeErr error
 	var digits [20]byte
+	next := firstTS // RealTime: the earliest the next message may carry
+	if c.RealTime {
+		c.Stamps = make([]int64, 0, n)
+	}
 send:
 	for k := range n {
 		select {
@@ -334,8 +347,14 @@ send:
 			}
 		}
 		binary.BigEndian.PutUint16(pk[idAt:], c.packetID())
+		first := firstTS + int64(k*readings)
+		if c.RealTime {
+			first = max(time.Now().UnixMilli(), next)
+			next = first + int64(readings)
+			c.Stamps = append(c.Stamps, first)
+		}
 		for i, at := range tsAt {
-			copy(pk[at:at+tsDigits], strconv.AppendInt(digits[:0], firstTS+int64(k*readings+i), 10))
+			copy(pk[at:at+tsDigits], strconv.AppendInt(digits[:0], first+int64(i), 10))
 		}
 		if sent != nil {
 			sent[k%inflight].Store(int64(time.Since(base)))
