@@ -53,9 +53,12 @@ func seedFleet(ctx context.Context, db *sql.DB) error {
 		ORDER BY 2, 3`, first, storetest.FleetDevices, storetest.FleetMetrics, fleetPerSeries); err != nil {
 		return fmt.Errorf("seed samples: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO metric_latest (tenant_id, device_id, metric, at, value)
-		SELECT 'default', 'd-' || lpad(to_hex(d * 7919), 20, '0'), 'metric' || m, $1::timestamptz + $4::int * interval '10 seconds', d + m + $4::int
-		FROM generate_series(0, $2::int - 1) d, generate_series(0, $3::int - 1) m`,
+	if _, err := tx.ExecContext(ctx, `INSERT INTO metric_latest (tenant_id, device_id, at, metrics)
+		SELECT 'default', 'd-' || lpad(to_hex(d * 7919), 20, '0'), $1::timestamptz + $4::int * interval '10 seconds',
+			(SELECT jsonb_object_agg('metric' || m, jsonb_build_array(
+				(extract(epoch FROM $1::timestamptz + $4::int * interval '10 seconds') * 1000000)::bigint, (d + m + $4::int)::float8))
+			FROM generate_series(0, $3::int - 1) m)
+		FROM generate_series(0, $2::int - 1) d`,
 		first, storetest.FleetDevices, storetest.FleetMetrics, fleetPerSeries-1); err != nil {
 		return fmt.Errorf("seed latest samples: %w", err)
 	}

@@ -104,9 +104,10 @@ func seedFleet(ctx context.Context, db *sql.DB) error {
 		FROM d CROSS JOIN k`, first); err != nil {
 		return fmt.Errorf("seed samples: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO metric_latest (tenant_id, device_id, metric, at, value) `+ctes+`
-		SELECT 'default', printf('d-%020x', i * 7919), 'metric' || j, ?1 + ?2 * 10000000, i + j + ?2
-		FROM d CROSS JOIN m`, first, fleetPerSeries-1); err != nil {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO metric_latest (tenant_id, device_id, at, metrics) `+ctes+`
+		SELECT 'default', printf('d-%020x', i * 7919), ?1 + ?2 * 10000000,
+			(SELECT json_group_object('metric' || j, json_array(?1 + ?2 * 10000000, CAST(i + j + ?2 AS REAL))) FROM m)
+		FROM d`, first, fleetPerSeries-1); err != nil {
 		return fmt.Errorf("seed latest samples: %w", err)
 	}
 	var n int

@@ -360,7 +360,7 @@ func (s *Store) AlertSignals(ctx context.Context, tenantID string, q steward.Ale
 	var head strings.Builder
 	var args []any
 	head.WriteString(`SELECT d.id, d.site, d.state, d.online, d.last_seen,
-		(SELECT MAX(l.at) FROM metric_latest l WHERE l.tenant_id = d.tenant_id AND l.device_id = d.id), `)
+		(SELECT l.at FROM metric_latest l WHERE l.tenant_id = d.tenant_id AND l.device_id = d.id), `)
 	if q.Metric == "" {
 		head.WriteString(`0, NULL, `)
 	} else {

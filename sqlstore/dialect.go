@@ -25,15 +25,12 @@ type Dialect struct {
 	Query query.Dialect
 	// MaxParams is the most bind parameters one statement may carry.
 	MaxParams int
-	// SampleArrays, when set, is a SELECT that turns five array parameters
-	// (tenant IDs, device IDs, metrics, times, values: Go slices the driver
-	// sends as arrays) into rows; WriteSamples then writes a batch with one
-	// INSERT … SELECT instead of multi-row INSERTs. On PostgreSQL:
-	//	SELECT * FROM unnest(?::text[], ?::text[], ?::text[], ?::timestamptz[], ?::float8[])
-	SampleArrays string
-	// ReadingArrays, when set, is the same for readings (see WriteSamples):
-	// four array parameters (tenant IDs, device IDs, times, metrics objects
-	// as JSON text) turned into rows of those columns. On PostgreSQL:
+	// ReadingArrays, when set, is a SELECT that turns four array
+	// parameters (tenant IDs, device IDs, times, metrics objects as JSON
+	// text: Go slices the driver sends as arrays) into rows of those
+	// columns; WriteSamples then writes a batch's readings, and its devices'
+	// latest values, with one INSERT … SELECT each instead of multi-row
+	// INSERTs. On PostgreSQL:
 	//	SELECT t, d, a, m::jsonb FROM unnest(?::text[], ?::text[], ?::timestamptz[], ?::text[]) AS u(t, d, a, m)
 	ReadingArrays string
 	// EachMetric returns the FROM item that expands the metrics object in
@@ -64,6 +61,11 @@ type Dialect struct {
 	// rollup job's move then deletes the moved samples by time alone,
 	// without looking each one up in samples.
 	OneWriter bool
+	// ForUpdate, when set, is appended to a SELECT of rows the
+	// transaction will write from what it read (" FOR UPDATE" on
+	// PostgreSQL), so that no other writer changes them in between. SQLite
+	// needs none: its one writer excludes the others.
+	ForUpdate string
 	// SkipLocked, when set, is appended to the SELECT that picks the
 	// deliveries to claim (" FOR UPDATE SKIP LOCKED" on PostgreSQL), so
 	// that two nodes claiming at once take different rows without waiting.

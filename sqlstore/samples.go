@@ -154,20 +154,18 @@ func appendJSONString(b []byte, s string) []byte {
 	return append(b, '"')
 }
 
-// The two statements of a batch, written once: readings go to
-// samples_recent, keyed by time first so that a batch appends at the right
-// edge of one B-tree (the rollup job moves them into samples, see
-// RollupSamples); a reading already there keeps the values of its metrics
-// and takes the others (a redelivery changes nothing; one whose original
-// was moved already is hidden by sampleRows and merged the same way by the
-// move); metric_latest moves only forward in time (`>` keeps the first of
-// equal times, as samples does). Times compare as stored, so the clauses
-// are the same on both backends.
+// The statements of a batch: readings go to samples_recent, keyed by time
+// first so that a batch appends at the right edge of one B-tree (the
+// rollup job moves them into samples, see RollupSamples); a reading already
+// there keeps the values of its metrics and takes the others (a redelivery
+// changes nothing; one whose original was moved already is hidden by
+// sampleRows and merged the same way by the move). metric_latest is
+// written by writeLatest.
 const (
 	insertReadings = `INSERT INTO samples_recent (tenant_id, device_id, at, metrics) `
-	insertLatest   = `INSERT INTO metric_latest (tenant_id, device_id, metric, at, value) `
-	onLatest       = ` ON CONFLICT (tenant_id, device_id, metric) DO UPDATE SET at = excluded.at, value = excluded.value
-		WHERE excluded.at > metric_latest.at`
+	insertLatest   = `INSERT INTO metric_latest (tenant_id, device_id, at, metrics) `
+	onLatest       = ` ON CONFLICT (tenant_id, device_id) DO UPDATE SET at = excluded.at, metrics = excluded.metrics`
+	onNewLatest    = ` ON CONFLICT (tenant_id, device_id) DO NOTHING`
 )
 
 // onReading is the conflict clause of a reading written to table.
@@ -196,44 +194,43 @@ func (s *Store) chunkRows(cols int) int { return min(sampleChunk, s.d.MaxParams/
 
 // prepareSamples prepares the full-chunk INSERTs, once per store.
 func (s *Store) prepareSamples(ctx context.Context) error {
-	if s.d.SampleArrays == "" {
-		if err := s.prepare(ctx, insertLatest+multiRow(s.chunkRows(5), 5)+onLatest); err != nil {
+	if s.d.ReadingArrays != "" {
+		return nil // one statement per batch; the driver caches it
+	}
+	for _, q := range []string{insertReadings + multiRow(s.chunkRows(4), 4) + s.onReading("samples_recent"),
+		insertLatest + multiRow(s.chunkRows(4), 4) + onLatest, insertLatest + multiRow(s.chunkRows(4), 4) + onNewLatest} {
+		if err := s.prepare(ctx, q); err != nil {
 			return err
 		}
-	}
-	if s.d.ReadingArrays == "" {
-		return s.prepare(ctx, insertReadings+multiRow(s.chunkRows(4), 4)+s.onReading("samples_recent"))
-	}
-	return nil // one statement per batch; the driver caches it
-}
-
-func (s *Store) writeSamples(ctx context.Context, tx *sql.Tx, readings []reading, latest []steward.Sample) error {
-	if err := s.putReadings(ctx, tx, readings); err != nil {
-		return s.fail(err, "write samples")
-	}
-	put := s.putChunks
-	if s.d.SampleArrays != "" {
-		put = s.putArrays
-	}
-	if err := put(ctx, tx, insertLatest, onLatest, latest); err != nil {
-		return s.fail(err, "write latest samples")
 	}
 	return nil
 }
 
-// putReadings writes readings to samples_recent: from arrays where the
-// dialect has them, else in multi-row INSERTs, the full ones prepared.
-func (s *Store) putReadings(ctx context.Context, tx *sql.Tx, rows []reading) error {
-	on := s.onReading("samples_recent")
+func (s *Store) writeSamples(ctx context.Context, tx *sql.Tx, readings []reading, latest []steward.Sample) error {
+	if _, err := s.putReadings(ctx, tx, insertReadings, s.onReading("samples_recent"), readings); err != nil {
+		return s.fail(err, "write samples")
+	}
+	return s.writeLatest(ctx, tx, latest)
+}
+
+// putReadings writes rows of (tenant_id, device_id, at, metrics) with the
+// INSERT head and the conflict clause tail: from arrays where the dialect
+// has them, else in multi-row INSERTs, the full ones prepared. It returns
+// how many rows were written.
+func (s *Store) putReadings(ctx context.Context, tx *sql.Tx, head, tail string, rows []reading) (int64, error) {
 	if s.d.ReadingArrays != "" {
 		n := len(rows)
 		tenants, devices, ats, metrics := make([]string, n), make([]string, n), make([]time.Time, n), make([]string, n)
 		for i, r := range rows {
 			tenants[i], devices[i], ats[i], metrics[i] = r.tenantID, r.deviceID, r.at, string(r.metrics)
 		}
-		_, err := tx.ExecContext(ctx, s.q(insertReadings+s.d.ReadingArrays+on), tenants, devices, ats, metrics)
-		return err
+		res, err := tx.ExecContext(ctx, s.q(head+s.d.ReadingArrays+tail), tenants, devices, ats, metrics)
+		if err != nil {
+			return 0, err
+		}
+		return affected(res)
 	}
+	var written int64
 	chunk := s.chunkRows(4)
 	args := make([]any, 0, 4*min(chunk, len(rows)))
 	for len(rows) > 0 {
@@ -242,54 +239,18 @@ func (s *Store) putReadings(ctx context.Context, tx *sql.Tx, rows []reading) err
 		for _, r := range rows[:n] {
 			args = append(args, r.tenantID, r.deviceID, r.at, string(r.metrics))
 		}
-		if _, err := s.execIn(ctx, tx, insertReadings+multiRow(n, 4)+on, args...); err != nil {
-			return err
+		res, err := s.execIn(ctx, tx, head+multiRow(n, 4)+tail, args...)
+		if err != nil {
+			return written, err
 		}
+		k, err := affected(res)
+		if err != nil {
+			return written, err
+		}
+		written += k
 		rows = rows[n:]
 	}
-	return nil
-}
-
-// putChunks writes rows with multi-row INSERTs, the full ones prepared.
-func (s *Store) putChunks(ctx context.Context, tx *sql.Tx, head, tail string, rows []steward.Sample) error {
-	chunk := s.chunkRows(5)
-	args := make([]any, 0, 5*min(chunk, len(rows)))
-	for len(rows) > 0 {
-		n := min(chunk, len(rows))
-		args = args[:0]
-		for _, sm := range rows[:n] {
-			args = append(args, sm.TenantID, sm.DeviceID, sm.Metric, ts(sm.At), sm.Value)
-		}
-		if _, err := s.execIn(ctx, tx, head+multiRow(n, 5)+tail, args...); err != nil {
-			return err
-		}
-		rows = rows[n:]
-	}
-	return nil
-}
-
-// putArrays writes rows with one INSERT of five array parameters, one per
-// column (see Dialect.SampleArrays).
-func (s *Store) putArrays(ctx context.Context, tx *sql.Tx, head, tail string, rows []steward.Sample) error {
-	n := len(rows)
-	tenants, devices, metrics := make([]string, n), make([]string, n), make([]string, n)
-	ats, values := make([]time.Time, n), make([]float64, n)
-	for i, sm := range rows {
-		tenants[i], devices[i], metrics[i], ats[i], values[i] = sm.TenantID, sm.DeviceID, sm.Metric, ts(sm.At), sm.Value
-	}
-	_, err := tx.ExecContext(ctx, s.q(head+s.d.SampleArrays+tail), tenants, devices, metrics, ats, values)
-	return err
-}
-
-// LatestSamples implements steward.Store: the newest value of each metric
-// of the device, ordered by metric.
-func (s *Store) LatestSamples(ctx context.Context, tenantID, deviceID string) ([]steward.Sample, error) {
-	rows, err := s.query(ctx, `SELECT tenant_id, device_id, metric, at, value FROM metric_latest
-		WHERE tenant_id = ? AND device_id = ? ORDER BY metric`, tenantID, deviceID)
-	if err != nil {
-		return nil, s.fail(err, "latest samples")
-	}
-	return collect(rows, scanSample, s, "latest samples")
+	return written, nil
 }
 
 // ListSamples implements steward.Store: samples in [from, to), oldest

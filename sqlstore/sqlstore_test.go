@@ -86,6 +86,69 @@ func TestLatestOf(t *testing.T) {
 	}
 }
 
+func TestReadingsOf(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	s := func(dev, metric string, v float64, at time.Time) steward.Sample {
+		return steward.Sample{TenantID: "a", DeviceID: dev, Metric: metric, Value: v, At: at}
+	}
+	in := []steward.Sample{
+		s("d1", "cpu", 0.5, t0),
+		s("d2", "cpu", 1e21, t0),
+		s("d1", "mem", -3, t0.Add(time.Nanosecond)), // the same microsecond: the same reading
+		s("d1", "cpu", 9, t0),                       // given twice: the first stays
+		s("d1", "cpu", 2, t0.Add(time.Second)),
+		s("d1", `odd"name`, 1, t0.Add(time.Second)),
+	}
+	got := readingsOf(in)
+	want := []struct {
+		dev     string
+		at      time.Time
+		metrics string
+	}{
+		{"d1", t0, `{"cpu":0.5,"mem":-3}`},
+		{"d2", t0, `{"cpu":1e+21}`},
+		{"d1", t0.Add(time.Second), `{"cpu":2,"odd\"name":1}`},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("readingsOf gave %d readings, want %d: %+v", len(got), len(want), got)
+	}
+	for i, w := range want {
+		if g := got[i]; g.deviceID != w.dev || !g.at.Equal(w.at) || string(g.metrics) != w.metrics {
+			t.Errorf("reading %d: %s %s %s, want %s %s %s", i, g.deviceID, g.at, g.metrics, w.dev, w.at, w.metrics)
+		}
+	}
+}
+
+func TestLatestCodec(t *testing.T) {
+	t.Parallel()
+	m := deviceLatest{"cpu": {1764237600123456, 0.31}, "m.x-1": {1764237600000000, -1e20}, "odd\"name": {1, 5}}
+	enc := encodeLatest(m)
+	tests := []struct {
+		name, in string
+		want     deviceLatest
+	}{
+		{"as written", string(enc), m},
+		{"as JSONB prints it", `{"cpu": [1764237600123456, 0.31], "m.x-1": [1764237600000000, -100000000000000000000]}`,
+			deviceLatest{"cpu": {1764237600123456, 0.31}, "m.x-1": {1764237600000000, -1e20}}},
+		{"empty", `{}`, deviceLatest{}},
+		{"a time with a fraction (encoding/json)", `{"cpu":[1.5e3,2]}`, deviceLatest{"cpu": {1500, 2}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := decodeLatest([]byte(tc.in))
+			if err != nil || !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("decodeLatest(%s) = %v, %v; want %v", tc.in, got, err, tc.want)
+			}
+		})
+	}
+	for _, bad := range []string{``, `{`, `{"cpu":[1,2}`, `{"cpu":[1]}`, `[1,2]`, `{"cpu":[1,2]} x`, `{"cpu":"x"}`} {
+		if got, err := decodeLatest([]byte(bad)); err == nil {
+			t.Errorf("decodeLatest(%q) = %v, want an error", bad, got)
+		}
+	}
+}
+
 func TestScanners(t *testing.T) {
 	t.Parallel()
 	t0 := time.Date(2026, 11, 27, 10, 0, 0, 123456000, time.UTC)

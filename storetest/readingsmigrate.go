@@ -3,6 +3,7 @@ package storetest
 import (
 	"database/sql"
 	"io/fs"
+	"reflect"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -13,9 +14,10 @@ import (
 )
 
 // testReadingsMigration writes samples in the layout of one row per
-// sample, in both tables, then applies migration 0021, which groups them
-// into one row per device and time: every sample reads back with its value
-// and time, and the rows are the readings.
+// sample, in both tables, and latest values in one row per metric, then
+// applies migration 0021, which groups samples into one row per device and
+// time and latest values into one row per device: every sample and latest
+// value reads back with its value and time, and the rows are the readings.
 func testReadingsMigration(t *testing.T, fresh func(t *testing.T) func() *sql.DB, d *sqlstore.Dialect, migrations fs.FS) {
 	c := ctx(t)
 	db := fresh(t)()
@@ -53,8 +55,26 @@ func testReadingsMigration(t *testing.T, fresh func(t *testing.T) func() *sql.DB
 		must(t, err)
 	}
 
+	for _, o := range []struct {
+		metric string
+		at     time.Time
+		value  float64
+	}{{"cpu", at.Add(2 * time.Minute), 5.25}, {"mem", at.Add(time.Minute), 1e20}} {
+		_, err := db.ExecContext(c, d.Rebind(`INSERT INTO metric_latest (tenant_id, device_id, metric, at, value) VALUES (?, 'd-1', ?, ?, ?)`, 1),
+			tenantA, o.metric, o.at, o.value)
+		must(t, err)
+	}
+
 	_, err = sqlstore.Migrate(c, db, d, migrations, nil)
 	must(t, err)
+	latest, err := s.LatestSamples(c, tenantA, "d-1")
+	must(t, err)
+	if want := []steward.Sample{
+		{TenantID: tenantA, DeviceID: "d-1", Metric: "cpu", At: at.Add(2 * time.Minute), Value: 5.25},
+		{TenantID: tenantA, DeviceID: "d-1", Metric: "mem", At: at.Add(time.Minute), Value: 1e20},
+	}; !reflect.DeepEqual(latest, want) {
+		t.Fatalf("latest samples after the migration: %+v, want %+v", latest, want)
+	}
 	for _, o := range old {
 		got, err := s.ListSamples(c, tenantA, o.device, o.metric, o.at, o.at.Add(time.Millisecond), 0)
 		must(t, err)

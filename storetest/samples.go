@@ -1,8 +1,10 @@
 package storetest
 
 import (
+	"fmt"
 	"math"
 	"reflect"
+	"sync"
 	"testing"
 	"time"
 
@@ -105,6 +107,68 @@ func testSamplesLatest(t *testing.T, s steward.Store) {
 	must(t, err)
 	if len(none) != 0 {
 		t.Fatalf("latest of an unknown device = %+v", none)
+	}
+}
+
+// testSamplesLatestConcurrent writes batches for the same devices, new to
+// the store, at once (on PostgreSQL, from several connections, so that
+// their reads of the devices' latest values and inserts of new devices
+// race): every metric of every batch is in the latest values, and of one
+// metric every batch wrote, the newest.
+func testSamplesLatestConcurrent(t *testing.T, s steward.Store) {
+	c := ctx(t)
+	const writers, devices = 6, 8
+	batch := func(w int) []steward.Sample {
+		var b []steward.Sample
+		for d := range devices {
+			dev := fmt.Sprintf("d-c%d", d)
+			when := at(time.Duration(w) * time.Second)
+			b = append(b,
+				steward.Sample{TenantID: tenantA, DeviceID: dev, Metric: fmt.Sprintf("m%d", w), Value: float64(w), At: when},
+				steward.Sample{TenantID: tenantA, DeviceID: dev, Metric: "cpu", Value: float64(w), At: when})
+		}
+		return b
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, writers)
+	// The first writer inserts the devices and holds its transaction open
+	// while the others start, so that (on PostgreSQL) they find no row,
+	// wait on its inserts and must read and merge again.
+	written := make(chan struct{})
+	wg.Go(func() {
+		errs[0] = s.InTx(c, func(tx steward.Store) error {
+			if err := tx.WriteSamples(c, batch(0)); err != nil {
+				close(written)
+				return err
+			}
+			close(written)
+			time.Sleep(300 * time.Millisecond)
+			return nil
+		})
+	})
+	<-written
+	for w := 1; w < writers; w++ {
+		wg.Go(func() { errs[w] = s.WriteSamples(c, batch(w)) })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		must(t, err)
+	}
+	for d := range devices {
+		latest, err := s.LatestSamples(c, tenantA, fmt.Sprintf("d-c%d", d))
+		must(t, err)
+		if len(latest) != writers+1 {
+			t.Fatalf("device d-c%d: %d latest values, want %d: %+v", d, len(latest), writers+1, latest)
+		}
+		for _, l := range latest {
+			want := float64(writers - 1)
+			if l.Metric != "cpu" {
+				_, _ = fmt.Sscanf(l.Metric, "m%g", &want)
+			}
+			if l.Value != want || !l.At.Equal(stored(at(time.Duration(want)*time.Second))) {
+				t.Fatalf("device d-c%d: latest %s = %v at %s, want %v", d, l.Metric, l.Value, l.At, want)
+			}
+		}
 	}
 }
 

@@ -49,6 +49,7 @@ func Run(t *testing.T, open func(t *testing.T) steward.Store) {
 		{"SecurityEvents", testSecurityEvents},
 		{"Samples", testSamples},
 		{"SamplesLatest", testSamplesLatest},
+		{"SamplesLatestConcurrent", testSamplesLatestConcurrent},
 		{"SamplesInvalid", testSamplesInvalid},
 		{"SamplesIsolation", testSamplesIsolation},
 		{"SamplesLargeBatch", testSamplesLargeBatch},

@@ -36,3 +36,23 @@ INSERT INTO recent_by_reading (at, tenant_id, device_id, metrics)
 DROP TABLE samples_recent;
 ALTER TABLE recent_by_reading RENAME TO samples_recent;
 ALTER INDEX recent_by_reading_pkey RENAME TO samples_recent_pkey;
+
+-- The latest value of each metric, one row per device: {"metric": [at, value]}
+-- with at in Unix microseconds, and at the newest of them. The writer reads
+-- a batch's devices FOR UPDATE, merges in Go (a metric moves only forward
+-- in time) and writes each device once, where it upserted a row per metric.
+CREATE TABLE latest_by_device (
+	tenant_id TEXT COLLATE "C" NOT NULL,
+	device_id TEXT COLLATE "C" NOT NULL,
+	at        TIMESTAMPTZ NOT NULL,
+	metrics   JSONB NOT NULL,
+	PRIMARY KEY (tenant_id, device_id)
+);
+
+INSERT INTO latest_by_device (tenant_id, device_id, at, metrics)
+	SELECT tenant_id, device_id, MAX(at),
+		jsonb_object_agg(metric, jsonb_build_array((extract(epoch FROM at) * 1000000)::bigint, value))
+	FROM metric_latest GROUP BY tenant_id, device_id;
+DROP TABLE metric_latest;
+ALTER TABLE latest_by_device RENAME TO metric_latest;
+ALTER INDEX latest_by_device_pkey RENAME TO metric_latest_pkey;

@@ -37,3 +37,22 @@ INSERT INTO recent_by_reading (at, tenant_id, device_id, metrics)
 	GROUP BY at, tenant_id, device_id ORDER BY at, tenant_id, device_id;
 DROP TABLE samples_recent;
 ALTER TABLE recent_by_reading RENAME TO samples_recent;
+
+-- The latest value of each metric, one row per device: {"metric": [at, value]}
+-- with at in Unix microseconds, and at the newest of them. The writer reads
+-- a batch's devices, merges in Go (a metric moves only forward in time) and
+-- writes each device once, where it upserted a row per metric: those
+-- upserts were a third of the server's CPU with 10 metrics per message.
+CREATE TABLE latest_by_device (
+	tenant_id TEXT NOT NULL,
+	device_id TEXT NOT NULL,
+	at        INTEGER NOT NULL,
+	metrics   TEXT NOT NULL,
+	PRIMARY KEY (tenant_id, device_id)
+) STRICT, WITHOUT ROWID;
+
+INSERT INTO latest_by_device (tenant_id, device_id, at, metrics)
+	SELECT tenant_id, device_id, MAX(at), json_group_object(metric, json_array(at, value)) FROM metric_latest
+	GROUP BY tenant_id, device_id;
+DROP TABLE metric_latest;
+ALTER TABLE latest_by_device RENAME TO metric_latest;
