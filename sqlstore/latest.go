@@ -70,71 +70,29 @@ func decodeLatest(b []byte) (deviceLatest, error) {
 	return m, nil
 }
 
-// scanLatest reads {"name": [at, value], …} with optional spaces (JSONB's
-// text has them), names without escapes and at an integer.
+// scanLatest reads {"name": [at, value], …} (see scanObject) with at an
+// integer.
 func scanLatest(b []byte) (deviceLatest, bool) {
-	i := 0
-	space := func() {
-		for i < len(b) && (b[i] == ' ' || b[i] == '\n' || b[i] == '\t' || b[i] == '\r') {
-			i++
-		}
-	}
-	expect := func(c byte) bool {
-		space()
-		if i < len(b) && b[i] == c {
-			i++
-			return true
-		}
-		return false
-	}
-	token := func(end byte) string { // up to end or a space
-		space()
-		j := i
-		for i < len(b) && b[i] != end && b[i] != ' ' {
-			i++
-		}
-		return string(b[j:i])
-	}
 	m := deviceLatest{}
-	if !expect('{') {
-		return nil, false
-	}
-	if expect('}') {
-		return m, i == len(b)
-	}
-	for {
-		if !expect('"') {
-			return nil, false
+	ok := scanObject(b, func(name string, sc *objScanner) bool {
+		if !sc.expect('[') {
+			return false
 		}
-		j := i
-		for i < len(b) && b[i] != '"' && b[i] != '\\' {
-			i++
+		at, err := strconv.ParseInt(sc.token(), 10, 64)
+		if err != nil || !sc.expect(',') {
+			return false
 		}
-		if i == len(b) || b[i] != '"' {
-			return nil, false
-		}
-		name := string(b[j:i])
-		i++
-		if !expect(':') || !expect('[') {
-			return nil, false
-		}
-		at, err := strconv.ParseInt(token(','), 10, 64)
-		if err != nil || !expect(',') {
-			return nil, false
-		}
-		v, err := strconv.ParseFloat(token(']'), 64)
-		if err != nil || !expect(']') {
-			return nil, false
+		v, err := strconv.ParseFloat(sc.token(), 64)
+		if err != nil || !sc.expect(']') {
+			return false
 		}
 		m[name] = latestValue{at, v}
-		if expect('}') {
-			space()
-			return m, i == len(b)
-		}
-		if !expect(',') {
-			return nil, false
-		}
+		return true
+	})
+	if !ok {
+		return nil, false
 	}
+	return m, true
 }
 
 // latestBatch is a batch's newest samples of one device.

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
+	"strings"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -145,6 +147,38 @@ func TestLatestCodec(t *testing.T) {
 	for _, bad := range []string{``, `{`, `{"cpu":[1,2}`, `{"cpu":[1]}`, `[1,2]`, `{"cpu":[1,2]} x`, `{"cpu":"x"}`} {
 		if got, err := decodeLatest([]byte(bad)); err == nil {
 			t.Errorf("decodeLatest(%q) = %v, want an error", bad, got)
+		}
+	}
+}
+
+func TestReadingMetrics(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, in string
+		want     []metricValue
+	}{
+		{"as written", `{"cpu":0.31,"mem":-1e+20,"n":3}`, []metricValue{{"cpu", 0.31}, {"mem", -1e20}, {"n", 3}}},
+		{"as JSONB prints it", `{"cpu": 0.31, "mem": -100000000000000000000}`, []metricValue{{"cpu", 0.31}, {"mem", -1e20}}},
+		{"empty", `{}`, nil},
+		// The scanner stops at the escape; encoding/json reads all of it,
+		// and what the scanner had read is not counted twice.
+		{"an escaped name", `{"a":1,"b\"c":2}`, []metricValue{{"a", 1}, {`b"c`, 2}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := readingMetrics([]byte(tc.in), []metricValue{{"kept", 9}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			slices.SortFunc(got[1:], func(a, b metricValue) int { return strings.Compare(a.name, b.name) })
+			if want := append([]metricValue{{"kept", 9}}, tc.want...); !reflect.DeepEqual(got, want) {
+				t.Fatalf("readingMetrics(%s) = %v, want %v", tc.in, got, want)
+			}
+		})
+	}
+	for _, bad := range []string{``, `{"cpu":}`, `{"cpu":"x"}`, `{"cpu":[1,2]}`, `{"cpu":1} x`} {
+		if got, err := readingMetrics([]byte(bad), nil); err == nil {
+			t.Errorf("readingMetrics(%q) = %v, want an error", bad, got)
 		}
 	}
 }

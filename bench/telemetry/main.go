@@ -89,6 +89,7 @@ type config struct {
 	mosquittoBin                string
 	cpuprofile                  string
 	keep                        bool
+	logLevel                    string
 	// store is a PostgreSQL URL (empty: SQLite); storeURL the same with
 	// search_path set to a fresh schema, which the command drops after.
 	store, storeURL string
@@ -111,6 +112,7 @@ func main() {
 	flag.StringVar(&cfg.mosquittoBin, "mosquitto-bin", "mosquitto", "the Mosquitto binary for mosquitto-tls")
 	flag.StringVar(&cfg.cpuprofile, "cpuprofile", "", "write a CPU profile of the Steward server during its timed part to this file")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the Steward server's data directory (and the PostgreSQL schema)")
+	flag.StringVar(&cfg.logLevel, "log-level", "info", "the server's log level (its server.log, kept with -keep): debug shows each rollup transaction's steps and their times")
 	flag.StringVar(&cfg.store, "store", "", "empty: SQLite in the data directory; or a postgres:// URL, in which the command makes a fresh schema and drops it at the end")
 	timeout := flag.Duration("timeout", 20*time.Minute, "give up after this long")
 	flag.Parse()
@@ -163,7 +165,7 @@ func run(ctx context.Context, cfg config) error {
 	}
 	// The devices enroll with Steward even when it is not a target: the
 	// TLS Mosquitto authenticates their Steward certificates.
-	nd, err := node.Start(ctx, node.Options{Keep: cfg.keep, StoreURL: cfg.storeURL})
+	nd, err := node.Start(ctx, node.Options{Keep: cfg.keep, StoreURL: cfg.storeURL, LogLevel: cfg.logLevel})
 	if err != nil {
 		return err
 	}
