@@ -50,31 +50,31 @@ const onRollup = ` ON CONFLICT (tenant_id, device_id, metric, at) DO UPDATE SET
 	min_value = excluded.min_value, max_value = excluded.max_value,
 	sum_value = excluded.sum_value, sample_count = excluded.sample_count`
 
-// RollupSamples implements steward.Store. The upserts are one INSERT …
-// SELECT each, so the database does the arithmetic next to the rows; the
-// dialect's lock (PostgreSQL) or the single writer (SQLite) makes
-// concurrent calls run one after the other, and each statement reads the
-// samples committed when it starts, so the last bucket written is computed
-// from the most samples.
+// RollupSamples implements steward.Store, in three parts so that it holds
+// the writer (on SQLite, telemetry's too) as little as it can.
 //
-// Minutes not rolled up before (at or after the watermark) are rolled up
-// from a range scan of samples_recent in time order, and added to their
-// hours' buckets; the minutes of late samples (before the watermark) are
-// recomputed from sampleRows, which also reads the samples moved already,
-// and their hours from all their minutes. Days are recomputed from their hours only once closed — before
-// the watermark this call leaves — since a day's rollup read the whole
-// day's hours, and recomputing the open day on every run held the writer
-// longer as the day went on (3–4 s late in the day with 100,000 series);
-// FleetAggregates reads day rollups only for days before the watermark.
-//
-// Then every reading of samples_recent before to is moved into samples, in
-// the order of its key (so that each device's tail leaf is written once per
-// move), a reading samples already holds keeping its metrics' values and
-// taking the others, as WriteSamples keeps the first; the readings moved
-// are deleted from samples_recent only where samples now holds each of
-// their metrics, so a sample committed during the move (PostgreSQL) stays
-// for the next one instead of being lost; with one writer (SQLite,
-// Dialect.OneWriter) none can be, and they are deleted by time alone.
+//  1. The minutes of [from, to) at or after the watermark were never
+//     rolled up, and samples holds nothing there (the move takes only what
+//     is before the watermark it sets), so they are read from
+//     samples_recent alone, in one range scan in time order, and summed per
+//     bucket in memory — on the read side, without holding the writer. A
+//     sample committed after that read is one the rollup job notes as late
+//     (telemetry.Rollup.Note) and recomputes on its next run.
+//  2. One transaction, under the dialect's lock (PostgreSQL; SQLite's one
+//     writer needs none), so that concurrent calls run one after the
+//     other: if the watermark is still the one part 1 read, its buckets are
+//     written and their sums added to their hours' buckets; otherwise part
+//     1 is done again inside. The minutes of [from, to) before the
+//     watermark (late samples, a sweep) are recomputed from sampleRows,
+//     which also reads the samples moved already, and their hours from all
+//     their minutes. Days are recomputed from their hours only once closed
+//     — before the watermark this call leaves — since a day's rollup reads
+//     the whole day's hours (FleetAggregates reads day rollups only for days
+//     before the watermark). Each statement reads the samples committed
+//     when it starts, so the last bucket written is computed from the most
+//     samples. The watermark moves to to.
+//  3. Every reading of samples_recent before to is moved into samples (see
+//     moveRecent), in transactions of at most SetMoveChunk readings.
 func (s *Store) RollupSamples(ctx context.Context, from, to time.Time) error {
 	from, to = from.UTC(), to.UTC()
 	if !from.Equal(from.Truncate(time.Minute)) || !to.Equal(to.Truncate(time.Minute)) {
@@ -86,71 +86,70 @@ func (s *Store) RollupSamples(ctx context.Context, from, to time.Time) error {
 	if s.d.TimeBucket == nil {
 		return steward.Errorf(steward.CodeInternal, "the %s dialect has no time buckets", s.d.Name)
 	}
-	minute, hour, day := s.d.TimeBucket("at", time.Minute), s.d.TimeBucket("at", time.Hour), s.d.TimeBucket("at", steward.RollupDay)
-	ceilHour := func(t time.Time) time.Time { return t.Add(time.Hour - 1).Truncate(time.Hour) }
-	return s.InTx(ctx, func(st steward.Store) error {
-		tx := st.(*Store)
-		began := time.Now()
-		start, steps := began, make([]any, 0, 16)
-		step := func(name string) {
-			steps = append(steps, name, time.Since(start).Round(time.Millisecond))
-			start = time.Now()
+	began := time.Now()
+	start, steps := began, make([]any, 0, 20)
+	step := func(name string) {
+		steps = append(steps, name, time.Since(start).Round(time.Millisecond))
+		start = time.Now()
+	}
+	wm0, err := s.RollupWatermark(ctx)
+	if err != nil {
+		return err
+	}
+	var buckets map[minuteKey]*minuteBucket
+	if newFrom := later(from, wm0); newFrom.Before(to) {
+		if buckets, err = s.sumRecentMinutes(ctx, newFrom, to); err != nil {
+			return s.fail(err, "roll up samples by minute")
 		}
+	}
+	step("read")
+	var wm time.Time
+	err = s.InTx(ctx, func(st steward.Store) error {
+		tx := st.(*Store)
 		if s.d.LockRollups != "" {
 			if _, err := tx.exec(ctx, s.d.LockRollups); err != nil {
 				return s.fail(err, "roll up samples: lock")
 			}
 		}
-		wm, err := tx.RollupWatermark(ctx)
-		if err != nil {
+		var err error
+		if wm, err = tx.RollupWatermark(ctx); err != nil {
 			return err
 		}
-		// [from, lateTo) was rolled up before (late samples, or a sweep):
-		// its minutes are recomputed from every sample, moved or not, and
-		// its hours from their minutes. [newFrom, to) never was: samples
-		// holds nothing there (the move takes only what is before the
-		// watermark it sets), so its minutes come from samples_recent
-		// alone, and their sums are added to their hours' buckets, which
-		// hold the hour's earlier minutes, instead of every hour being
-		// recomputed from all its minutes on every run (which held the
-		// writer longer as the hour went on).
-		lateTo, newFrom := to, from
+		lateTo, newFrom := to, later(from, wm)
 		if wm.Before(lateTo) {
 			lateTo = wm
 		}
-		if wm.After(newFrom) {
-			newFrom = wm
-		}
 		late := from.Before(lateTo)
-		rollMinutes := func(rows string, args []any) error {
-			_, err := tx.exec(ctx, `INSERT INTO samples_1m (tenant_id, device_id, metric, at, min_value, max_value, sum_value, sample_count)
-			SELECT tenant_id, device_id, metric, `+minute+`, MIN(value), MAX(value), SUM(value), COUNT(*)
-			FROM (`+rows+`) x GROUP BY 1, 2, 3, 4`+onRollup, args...)
-			return s.fail(err, "roll up samples by minute")
-		}
 		if late {
 			rows, args := s.sampleRows(false, `r.at >= ? AND r.at < ?`, ts(from), ts(lateTo))
-			if err := rollMinutes(rows, args); err != nil {
-				return err
+			if _, err := tx.exec(ctx, `INSERT INTO samples_1m (tenant_id, device_id, metric, at, min_value, max_value, sum_value, sample_count)
+			SELECT tenant_id, device_id, metric, `+s.d.TimeBucket("at", time.Minute)+`, MIN(value), MAX(value), SUM(value), COUNT(*)
+			FROM (`+rows+`) x GROUP BY 1, 2, 3, 4`+onRollup, args...); err != nil {
+				return s.fail(err, "roll up late samples by minute")
 			}
 		}
 		if newFrom.Before(to) {
-			if err := tx.rollRecentMinutes(ctx, newFrom, to); err != nil {
+			if !wm.Equal(wm0) {
+				// Another call rolled up since part 1's read.
+				if buckets, err = tx.sumRecentMinutes(ctx, newFrom, to); err != nil {
+					return s.fail(err, "roll up samples by minute")
+				}
+			}
+			if err := tx.putMinuteBuckets(ctx, buckets); err != nil {
 				return s.fail(err, "roll up samples by minute")
 			}
 		}
 		step("minutes")
+		hour := s.d.TimeBucket("at", time.Hour)
 		addFrom := newFrom
 		if late {
-			hourFrom, hourTo := from.Truncate(time.Hour), ceilHour(lateTo)
+			hourFrom, hourTo := from.Truncate(time.Hour), lateTo.Add(time.Hour-1).Truncate(time.Hour)
 			if _, err := tx.exec(ctx, `INSERT INTO samples_1h (tenant_id, device_id, metric, at, min_value, max_value, sum_value, sample_count)
 			SELECT tenant_id, device_id, metric, `+hour+`, MIN(min_value), MAX(max_value), SUM(sum_value), SUM(sample_count)
 			FROM samples_1m WHERE at >= ? AND at < ? GROUP BY 1, 2, 3, 4`+onRollup, ts(hourFrom), ts(hourTo)); err != nil {
 				return s.fail(err, "roll up samples by hour")
 			}
-			if hourTo.After(addFrom) {
-				addFrom = hourTo // those hours now count every minute
-			}
+			addFrom = later(addFrom, hourTo) // those hours now count every minute
 		}
 		if addFrom.Before(to) {
 			if _, err := tx.exec(ctx, `INSERT INTO samples_1h (tenant_id, device_id, metric, at, min_value, max_value, sum_value, sample_count)
@@ -162,54 +161,123 @@ func (s *Store) RollupSamples(ctx context.Context, from, to time.Time) error {
 		step("hours")
 		// The days [from, to) touches that are closed once the watermark
 		// is max(wm, to); a day closed by this call is one to reaches.
-		closed := to
-		if wm.After(closed) {
-			closed = wm
-		}
+		closed := later(to, wm)
 		dayFrom, dayTo := from.Truncate(steward.RollupDay), to.Add(steward.RollupDay-1).Truncate(steward.RollupDay)
 		if c := closed.Truncate(steward.RollupDay); c.Before(dayTo) {
 			dayTo = c
 		}
 		if dayFrom.Before(dayTo) {
 			if _, err := tx.exec(ctx, `INSERT INTO samples_1d (tenant_id, device_id, metric, at, min_value, max_value, sum_value, sample_count)
-			SELECT tenant_id, device_id, metric, `+day+`, MIN(min_value), MAX(max_value), SUM(sum_value), SUM(sample_count)
+			SELECT tenant_id, device_id, metric, `+s.d.TimeBucket("at", steward.RollupDay)+`, MIN(min_value), MAX(max_value), SUM(sum_value), SUM(sample_count)
 			FROM samples_1h WHERE at >= ? AND at < ? GROUP BY 1, 2, 3, 4`+onRollup, ts(dayFrom), ts(dayTo)); err != nil {
 				return s.fail(err, "roll up samples by day")
 			}
 		}
 		step("days")
-		if _, err := tx.exec(ctx, `INSERT INTO samples (tenant_id, device_id, at, metrics)
-			SELECT tenant_id, device_id, at, metrics FROM samples_recent WHERE at < ?
-			ORDER BY tenant_id, device_id, at`+s.onReading("samples"), ts(to)); err != nil {
-			return s.fail(err, "move recent samples")
-		}
-		step("move")
-		del := `DELETE FROM samples_recent WHERE at < ?`
-		if !s.d.OneWriter {
-			// Only readings whose every metric samples now holds: one
-			// that took a metric during the move stays for the next.
-			del += ` AND EXISTS (SELECT 1 FROM samples o
-			WHERE o.tenant_id = samples_recent.tenant_id AND o.device_id = samples_recent.device_id AND o.at = samples_recent.at
-				AND NOT EXISTS (SELECT 1 FROM ` + s.d.EachMetric("samples_recent.metrics", "k") + `
-					WHERE NOT EXISTS (SELECT 1 FROM ` + s.d.EachMetric("o.metrics", "l") + ` WHERE l.key = k.key)))`
-		}
-		if _, err := tx.exec(ctx, del, ts(to)); err != nil {
-			return s.fail(err, "delete moved samples")
-		}
-		step("delete")
 		if _, err := tx.exec(ctx, `INSERT INTO rollup_watermark (id, at) VALUES (1, ?)
 			ON CONFLICT (id) DO UPDATE SET at = excluded.at WHERE excluded.at > rollup_watermark.at`, ts(to)); err != nil {
 			return s.fail(err, "roll up samples: watermark")
 		}
-		// On SQLite the transaction holds the one writer, telemetry's too:
-		// a long one is worth an operator's attention.
-		level := slog.LevelDebug
-		if time.Since(began) > slowRollup {
-			level = slog.LevelInfo
-		}
-		s.log.Log(ctx, level, "roll up samples", append([]any{"from", from, "to", to, "watermark", wm}, steps...)...)
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	step("commit")
+	moved, err := s.moveRecent(ctx, to)
+	step("move")
+	// On SQLite the transactions hold the one writer, telemetry's too: a
+	// long run is worth an operator's attention.
+	level := slog.LevelDebug
+	if time.Since(began) > slowRollup {
+		level = slog.LevelInfo
+	}
+	s.log.Log(ctx, level, "roll up samples", append([]any{"from", from, "to", to, "watermark", wm, "moved", moved}, steps...)...)
+	return err
+}
+
+// later returns the later of a and b.
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// DefaultMoveChunk is the most readings one transaction of the rollup's
+// move takes, unless SetMoveChunk says otherwise: on SQLite, a few hundred
+// milliseconds of the writer.
+const DefaultMoveChunk = 100000
+
+// SetMoveChunk sets the most readings one transaction of the rollup's move
+// takes (n > 0), for every Store sharing this one's database.
+func (s *Store) SetMoveChunk(n int) {
+	if n > 0 {
+		s.shared.moveChunk.Store(int64(n))
+	}
+}
+
+// moveRecent moves every reading of samples_recent before to into samples,
+// oldest first, in transactions of at most SetMoveChunk readings, each a
+// range of time from the oldest (so each reads only the readings it moves:
+// those before were moved and deleted). Readers see both tables, so a
+// reading may move in any transaction and order. Each transaction inserts
+// in the order of samples' key (so that each device's tail leaf is written
+// once per transaction); a reading samples already holds keeps its
+// metrics' values and takes the others, as WriteSamples keeps the first.
+// The readings moved are deleted from samples_recent only where samples
+// now holds each of their metrics, so a sample committed during the move
+// (PostgreSQL) stays for the next one instead of being lost; with one
+// writer (SQLite, Dialect.OneWriter) none can be, and they are deleted by
+// time alone. It returns how many readings it moved.
+func (s *Store) moveRecent(ctx context.Context, to time.Time) (int64, error) {
+	chunk := cmp.Or(s.shared.moveChunk.Load(), DefaultMoveChunk)
+	var moved int64
+	var prev time.Time // the previous transaction's end
+	for {
+		// The end of this transaction's range: the time of the
+		// moveChunk-th reading before to, or to; past the previous end
+		// even if more than moveChunk readings share one microsecond.
+		end := to
+		var at time.Time
+		err := s.queryRow(ctx, `SELECT at FROM samples_recent WHERE at < ? ORDER BY at LIMIT 1 OFFSET ?`, ts(to), chunk).Scan(timeCol{&at})
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+		case err != nil:
+			return moved, s.fail(err, "move recent samples")
+		default:
+			end = later(at, prev.Add(time.Microsecond))
+		}
+		prev = end
+		var n int64
+		err = s.InTx(ctx, func(st steward.Store) error {
+			tx := st.(*Store)
+			res, err := tx.exec(ctx, `INSERT INTO samples (tenant_id, device_id, at, metrics)
+				SELECT tenant_id, device_id, at, metrics FROM samples_recent WHERE at < ?
+				ORDER BY tenant_id, device_id, at`+s.onReading("samples"), ts(end))
+			if err != nil {
+				return s.fail(err, "move recent samples")
+			}
+			if n, err = affected(res); err != nil {
+				return s.fail(err, "move recent samples")
+			}
+			del := `DELETE FROM samples_recent WHERE at < ?`
+			if !s.d.OneWriter {
+				// Only readings whose every metric samples now holds: one
+				// that took a metric during the move stays for the next.
+				del += ` AND EXISTS (SELECT 1 FROM samples o
+				WHERE o.tenant_id = samples_recent.tenant_id AND o.device_id = samples_recent.device_id AND o.at = samples_recent.at
+					AND NOT EXISTS (SELECT 1 FROM ` + s.d.EachMetric("samples_recent.metrics", "k") + `
+						WHERE NOT EXISTS (SELECT 1 FROM ` + s.d.EachMetric("o.metrics", "l") + ` WHERE l.key = k.key)))`
+			}
+			_, err = tx.exec(ctx, del, ts(end))
+			return s.fail(err, "delete moved samples")
+		})
+		moved += n
+		if err != nil || !end.Before(to) {
+			return moved, err
+		}
+	}
 }
 
 // minuteKey is a minute bucket of one series.
@@ -224,18 +292,18 @@ type minuteBucket struct {
 	count         int64
 }
 
-// rollRecentMinutes rolls up the minutes of [from, to), which were never
-// rolled up (see RollupSamples), from samples_recent: one range scan in
-// time order, summed per bucket in memory, the buckets written in key
-// order. It replaced a GROUP BY over the readings' expanded metrics, which
-// sorted every sample of the minute (7–13 s of the writer's time a minute
-// at 80,000 samples/s on SQLite): a minute holds as many buckets as series,
+// sumRecentMinutes sums the samples of samples_recent in [from, to) per
+// minute bucket: one range scan in time order, summed in memory. It
+// replaced a GROUP BY over the readings' expanded metrics, which sorted
+// every sample of the minute (7–13 s of the writer's time a minute at
+// 80,000 samples/s on SQLite); a minute holds as many buckets as series,
 // 100,000 for 10,000 devices of 10 metrics.
-func (s *Store) rollRecentMinutes(ctx context.Context, from, to time.Time) error {
+func (s *Store) sumRecentMinutes(ctx context.Context, from, to time.Time) (map[minuteKey]*minuteBucket, error) {
 	rows, err := s.query(ctx, `SELECT tenant_id, device_id, at, metrics FROM samples_recent WHERE at >= ? AND at < ?`, ts(from), ts(to))
 	if err != nil {
-		return err
+		return nil, err
 	}
+	defer rows.Close()
 	buckets := map[minuteKey]*minuteBucket{}
 	var tenant, device string
 	var at time.Time
@@ -243,12 +311,10 @@ func (s *Store) rollRecentMinutes(ctx context.Context, from, to time.Time) error
 	var metrics []metricValue
 	for rows.Next() {
 		if err := rows.Scan(&tenant, &device, timeCol{&at}, &raw); err != nil {
-			_ = rows.Close()
-			return err
+			return nil, err
 		}
 		if metrics, err = readingMetrics(raw, metrics[:0]); err != nil {
-			_ = rows.Close()
-			return fmt.Errorf("device %s at %s: %w", device, at, err)
+			return nil, fmt.Errorf("device %s at %s: %w", device, at, err)
 		}
 		minute := at.Truncate(time.Minute).UnixMicro()
 		for _, m := range metrics {
@@ -260,12 +326,11 @@ func (s *Store) rollRecentMinutes(ctx context.Context, from, to time.Time) error
 			}
 		}
 	}
-	if err := rows.Close(); err != nil {
-		return err
-	}
-	if err := rows.Err(); err != nil {
-		return err
-	}
+	return buckets, rows.Err()
+}
+
+// putMinuteBuckets writes minute buckets, replacing any there, in key order.
+func (s *Store) putMinuteBuckets(ctx context.Context, buckets map[minuteKey]*minuteBucket) error {
 	keys := slices.Collect(maps.Keys(buckets))
 	slices.SortFunc(keys, func(a, b minuteKey) int {
 		return cmp.Or(strings.Compare(a.tenantID, b.tenantID), strings.Compare(a.deviceID, b.deviceID),

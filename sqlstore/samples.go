@@ -307,16 +307,8 @@ func (s *Store) sampleRows(perDevice bool, cond string, args ...any) (string, []
 			` WHERE r.tenant_id = dv.tenant_id AND r.device_id = dv.id AND `
 	}
 	q := `SELECT ` + cols + ` FROM ` + from + cond +
-		` UNION ALL ` + s.recentRows(cond) +
+		` UNION ALL SELECT ` + cols + ` FROM samples_recent r CROSS JOIN ` + s.d.EachMetric("r.metrics", "j") + ` WHERE ` + cond +
 		` AND NOT EXISTS (SELECT 1 FROM samples o CROSS JOIN ` + s.d.EachMetric("o.metrics", "k") + `
 			WHERE o.tenant_id = r.tenant_id AND o.device_id = r.device_id AND o.at = r.at AND k.key = j.key)`
 	return q, append(slices.Clip(args), args...)
-}
-
-// recentRows selects the samples of samples_recent r (expanded as j) that
-// meet cond, as sampleRows has them, but without looking each up in
-// samples: for a time range samples holds nothing of.
-func (s *Store) recentRows(cond string) string {
-	return `SELECT r.tenant_id, r.device_id, j.key AS metric, r.at, ` + s.d.MetricValue("j") + ` AS value
-		FROM samples_recent r CROSS JOIN ` + s.d.EachMetric("r.metrics", "j") + ` WHERE ` + cond
 }

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"github.com/steward-iot/steward"
 )
@@ -43,7 +44,10 @@ type Store struct {
 }
 
 type shared struct {
-	rebound sync.Map // query text → dialect text
+	// moveChunk is the most readings a transaction of the rollup's move
+	// takes (SetMoveChunk; 0: DefaultMoveChunk).
+	moveChunk atomic.Int64
+	rebound   sync.Map // query text → dialect text
 	stmtMu  sync.Mutex
 	stmts   map[string]*sql.Stmt // prepared on wdb, for the hot path
 }

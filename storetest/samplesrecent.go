@@ -1,6 +1,8 @@
 package storetest
 
 import (
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -241,4 +243,44 @@ func testRollupsCloseDays(t *testing.T, s steward.Store) {
 
 	must(t, s.RollupSamples(c, day.Add(20*time.Minute), day.Add(steward.RollupDay)))
 	days("at the next midnight: both days closed", prev, day)
+}
+
+// testSamplesMovedInChunks moves readings in transactions of at most three
+// (where the store lets a test set that), among them five readings of one
+// microsecond, more than a transaction's share: every reading is moved, the
+// ones after the rollup's end stay, and each sample reads back once with
+// its minute rolled up once.
+func testSamplesMovedInChunks(t *testing.T, s steward.Store) {
+	c := ctx(t)
+	d1, _ := twoDevices(t, s, "ch")
+	if cs, ok := s.(interface{ SetMoveChunk(int) }); ok {
+		cs.SetMoveChunk(3)
+	}
+	m := h0.Add(5 * time.Minute)
+	var samples []steward.Sample
+	for i := range 10 {
+		samples = append(samples, cpu(d1.ID, float64(i), m.Add(time.Duration(i)*time.Second)))
+	}
+	same := m.Add(30 * time.Second)
+	for i := range 5 {
+		samples = append(samples, steward.Sample{TenantID: tenantA, DeviceID: fmt.Sprintf("d-same%d", i), Metric: "cpu", Value: float64(i), At: same})
+	}
+	after := cpu(d1.ID, 100, m.Add(2*time.Minute))
+	must(t, s.WriteSamples(c, append(samples, after)))
+	must(t, s.RollupSamples(c, m, m.Add(time.Minute)))
+	wantSampleTables(t, s, "after a move in chunks", 15, 1)
+
+	got, err := s.ListSamples(c, tenantA, d1.ID, "cpu", h0, time.Time{}, 0)
+	must(t, err)
+	sameSamples(t, "device 1", got, storedSamples(append(slices.Clone(samples[:10]), after)...))
+	for i := range 5 {
+		got, err := s.ListSamples(c, tenantA, fmt.Sprintf("d-same%d", i), "cpu", h0, time.Time{}, 0)
+		must(t, err)
+		sameSamples(t, "a device of the shared microsecond", got, storedSamples(samples[10+i]))
+	}
+	rolled, err := s.ListRollups(c, tenantA, d1.ID, "cpu", steward.RollupMinute, h0, time.Time{}, 0)
+	must(t, err)
+	if len(rolled) != 1 || rolled[0].Count != 10 || rolled[0].Sum != 45 {
+		t.Fatalf("minute rollups of device 1: %+v, want one of 10 samples summing 45", rolled)
+	}
 }

@@ -60,6 +60,7 @@ func Run(t *testing.T, open func(t *testing.T) steward.Store) {
 		{"RollupsCloseDays", testRollupsCloseDays},
 		{"SamplesAcrossMove", testSamplesAcrossMove},
 		{"SamplesRecentRemoved", testSamplesRecentRemoved},
+		{"SamplesMovedInChunks", testSamplesMovedInChunks},
 		{"Retention", testRetention},
 		{"DeviceEvents", testDeviceEvents},
 		{"DeviceEventsInvalid", testDeviceEventsInvalid},
