@@ -79,8 +79,9 @@ func BenchmarkEvaluateSites(b *testing.B) {
 }
 
 // BenchmarkEvaluateRule10k measures one rule's pass over a fleet of
-// 10,000 active devices, each with ten cpu samples in the last minute
-// (a tenth of them older than the absence window, a tenth above the
+// 10,000 active devices, each with ten readings of ten metrics (cpu and
+// nine others) in the last minute (a tenth of them older than the absence
+// window, a tenth above the
 // threshold): a threshold rule (avg cpu over a minute > 50) and an
 // absence rule (no telemetry for five minutes). The first pass, outside
 // the timer, opens the alerts; the timed passes find them open, as a
@@ -105,8 +106,14 @@ func BenchmarkEvaluateRule10k(b *testing.B) {
 			if i%10 == 0 {
 				v = 90
 			}
+			// Ten readings of ten metrics, as the devices of the
+			// telemetry benchmark send them: the rule reads one.
 			for j := range 10 {
-				samples = append(samples, steward.Sample{TenantID: tenant, DeviceID: id, Metric: "cpu", At: last.Add(-time.Duration(j) * time.Second), Value: v})
+				at := last.Add(-time.Duration(j) * time.Second)
+				samples = append(samples, steward.Sample{TenantID: tenant, DeviceID: id, Metric: "cpu", At: at, Value: v})
+				for m := 1; m < 10; m++ {
+					samples = append(samples, steward.Sample{TenantID: tenant, DeviceID: id, Metric: fmt.Sprintf("m%d", m), At: at, Value: float64(m)})
+				}
 			}
 		}
 		return nil

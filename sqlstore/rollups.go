@@ -50,31 +50,31 @@ const onRollup = ` ON CONFLICT (tenant_id, device_id, metric, at) DO UPDATE SET
 	min_value = excluded.min_value, max_value = excluded.max_value,
 	sum_value = excluded.sum_value, sample_count = excluded.sample_count`
 
-// RollupSamples implements steward.Store, in three parts so that it holds
-// the writer (on SQLite, telemetry's too) as little as it can.
+// RollupSamples implements steward.Store, in two parts.
 //
-//  1. The minutes of [from, to) at or after the watermark were never
+//  1. One transaction, under the dialect's lock (PostgreSQL; SQLite's one
+//     writer needs none), so that concurrent calls run one after the
+//     other. The minutes of [from, to) at or after the watermark were never
 //     rolled up, and samples holds nothing there (the move takes only what
 //     is before the watermark it sets), so they are read from
-//     samples_recent alone, in one range scan in time order, and summed per
-//     bucket in memory — on the read side, without holding the writer. A
-//     sample committed after that read is one the rollup job notes as late
-//     (telemetry.Rollup.Note) and recomputes on its next run.
-//  2. One transaction, under the dialect's lock (PostgreSQL; SQLite's one
-//     writer needs none), so that concurrent calls run one after the
-//     other: if the watermark is still the one part 1 read, its buckets are
-//     written and their sums added to their hours' buckets; otherwise part
-//     1 is done again inside. The minutes of [from, to) before the
-//     watermark (late samples, a sweep) are recomputed from sampleRows,
-//     which also reads the samples moved already, and their hours from all
-//     their minutes. Days are recomputed from their hours only once closed
-//     — before the watermark this call leaves — since a day's rollup reads
-//     the whole day's hours (FleetAggregates reads day rollups only for days
-//     before the watermark). Each statement reads the samples committed
-//     when it starts, so the last bucket written is computed from the most
-//     samples. The watermark moves to to.
-//  3. Every reading of samples_recent before to is moved into samples (see
+//     samples_recent alone, in one range scan in time order, summed per
+//     bucket in memory (sumRecentMinutes), and their sums added to their
+//     hours' buckets. The minutes of [from, to) before the watermark (late
+//     samples, a sweep) are recomputed from sampleRows, which also reads
+//     the samples moved already, and their hours from all their minutes.
+//     Days are recomputed from their hours only once closed — before the
+//     watermark this call leaves — since a day's rollup reads the whole
+//     day's hours (FleetAggregates reads day rollups only for days before
+//     the watermark). Each statement reads the samples committed when it
+//     starts, so the last bucket written is computed from the most samples.
+//     The watermark moves to to.
+//  2. Every reading of samples_recent before to is moved into samples (see
 //     moveRecent), in transactions of at most SetMoveChunk readings.
+//
+// Summing on the read side instead, before the transaction, was measured
+// and not kept: it held the writer 1–4 s less a minute, but read every
+// page of the minute once more (the move reads them again into the
+// writer's cache), and end to end it did no better (docs/benchmarks.md).
 func (s *Store) RollupSamples(ctx context.Context, from, to time.Time) error {
 	from, to = from.UTC(), to.UTC()
 	if !from.Equal(from.Truncate(time.Minute)) || !to.Equal(to.Truncate(time.Minute)) {
@@ -92,19 +92,8 @@ func (s *Store) RollupSamples(ctx context.Context, from, to time.Time) error {
 		steps = append(steps, name, time.Since(start).Round(time.Millisecond))
 		start = time.Now()
 	}
-	wm0, err := s.RollupWatermark(ctx)
-	if err != nil {
-		return err
-	}
-	var buckets map[minuteKey]*minuteBucket
-	if newFrom := later(from, wm0); newFrom.Before(to) {
-		if buckets, err = s.sumRecentMinutes(ctx, newFrom, to); err != nil {
-			return s.fail(err, "roll up samples by minute")
-		}
-	}
-	step("read")
 	var wm time.Time
-	err = s.InTx(ctx, func(st steward.Store) error {
+	err := s.InTx(ctx, func(st steward.Store) error {
 		tx := st.(*Store)
 		if s.d.LockRollups != "" {
 			if _, err := tx.exec(ctx, s.d.LockRollups); err != nil {
@@ -129,12 +118,11 @@ func (s *Store) RollupSamples(ctx context.Context, from, to time.Time) error {
 			}
 		}
 		if newFrom.Before(to) {
-			if !wm.Equal(wm0) {
-				// Another call rolled up since part 1's read.
-				if buckets, err = tx.sumRecentMinutes(ctx, newFrom, to); err != nil {
-					return s.fail(err, "roll up samples by minute")
-				}
+			buckets, err := tx.sumRecentMinutes(ctx, newFrom, to)
+			if err != nil {
+				return s.fail(err, "roll up samples by minute")
 			}
+			step("read")
 			if err := tx.putMinuteBuckets(ctx, buckets); err != nil {
 				return s.fail(err, "roll up samples by minute")
 			}
@@ -205,9 +193,14 @@ func later(a, b time.Time) time.Time {
 }
 
 // DefaultMoveChunk is the most readings one transaction of the rollup's
-// move takes, unless SetMoveChunk says otherwise: on SQLite, a few hundred
-// milliseconds of the writer.
-const DefaultMoveChunk = 100000
+// move takes, unless SetMoveChunk says otherwise: a minute of 10,000
+// devices at 100,000 samples/s is 600,000, so a running node moves each
+// minute in one transaction, and one catching up after an outage holds the
+// writer about 5–10 s at a time. Smaller transactions cost more in all:
+// each commit writes every device's tail page again (100,000 took 6.5–10.5
+// s a minute against 2.3–5.6 s in one, docs/benchmarks.md), and the writer
+// gets only one batch in between each of them.
+const DefaultMoveChunk = 1000000
 
 // SetMoveChunk sets the most readings one transaction of the rollup's move
 // takes (n > 0), for every Store sharing this one's database.

@@ -48,8 +48,8 @@ type shared struct {
 	// takes (SetMoveChunk; 0: DefaultMoveChunk).
 	moveChunk atomic.Int64
 	rebound   sync.Map // query text → dialect text
-	stmtMu  sync.Mutex
-	stmts   map[string]*sql.Stmt // prepared on wdb, for the hot path
+	stmtMu    sync.Mutex
+	stmts     map[string]*sql.Stmt // prepared on wdb, for the hot path
 }
 
 // execer is what *sql.DB and *sql.Tx have in common that the store uses.
