@@ -329,22 +329,12 @@ func (s *Store) putMinuteBuckets(ctx context.Context, buckets map[minuteKey]*min
 		return cmp.Or(strings.Compare(a.tenantID, b.tenantID), strings.Compare(a.deviceID, b.deviceID),
 			strings.Compare(a.metric, b.metric), cmp.Compare(a.at, b.at))
 	})
-	chunk := s.chunkRows(8)
-	args := make([]any, 0, 8*min(chunk, len(keys)))
-	for len(keys) > 0 {
-		n := min(chunk, len(keys))
-		args = args[:0]
-		for _, k := range keys[:n] {
-			b := buckets[k]
-			args = append(args, k.tenantID, k.deviceID, k.metric, time.UnixMicro(k.at).UTC(), b.min, b.max, b.sum, b.count)
-		}
-		if _, err := s.exec(ctx, `INSERT INTO samples_1m (tenant_id, device_id, metric, at, min_value, max_value, sum_value, sample_count) `+
-			multiRow(n, 8)+onRollup, args...); err != nil {
-			return err
-		}
-		keys = keys[n:]
-	}
-	return nil
+	_, err := s.insertChunks(len(keys), 8, `INSERT INTO samples_1m (tenant_id, device_id, metric, at, min_value, max_value, sum_value, sample_count) `,
+		onRollup, func(args []any, i int) []any {
+			k, b := keys[i], buckets[keys[i]]
+			return append(args, k.tenantID, k.deviceID, k.metric, time.UnixMicro(k.at).UTC(), b.min, b.max, b.sum, b.count)
+		}, func(q string, args ...any) (sql.Result, error) { return s.exec(ctx, q, args...) })
+	return err
 }
 
 // RollupWatermark implements steward.Store.

@@ -230,25 +230,36 @@ func (s *Store) putReadings(ctx context.Context, tx *sql.Tx, head, tail string, 
 		}
 		return affected(res)
 	}
+	return s.insertChunks(len(rows), 4, head, tail, func(args []any, i int) []any {
+		r := rows[i]
+		return append(args, r.tenantID, r.deviceID, r.at, string(r.metrics))
+	}, func(q string, args ...any) (sql.Result, error) { return s.execIn(ctx, tx, q, args...) })
+}
+
+// insertChunks writes n rows of cols values with multi-row INSERTs made of
+// head, VALUES and tail, at most chunkRows(cols) rows each: row appends the
+// values of row i to args, exec runs a statement (the full-chunk one
+// prepared where prepareSamples prepared it). It returns the rows written.
+func (s *Store) insertChunks(n, cols int, head, tail string, row func(args []any, i int) []any,
+	exec func(q string, args ...any) (sql.Result, error)) (int64, error) {
 	var written int64
-	chunk := s.chunkRows(4)
-	args := make([]any, 0, 4*min(chunk, len(rows)))
-	for len(rows) > 0 {
-		n := min(chunk, len(rows))
+	chunk := s.chunkRows(cols)
+	args := make([]any, 0, cols*min(chunk, n))
+	for from := 0; from < n; from += chunk {
+		k := min(chunk, n-from)
 		args = args[:0]
-		for _, r := range rows[:n] {
-			args = append(args, r.tenantID, r.deviceID, r.at, string(r.metrics))
+		for i := from; i < from+k; i++ {
+			args = row(args, i)
 		}
-		res, err := s.execIn(ctx, tx, head+multiRow(n, 4)+tail, args...)
+		res, err := exec(head+multiRow(k, cols)+tail, args...)
 		if err != nil {
 			return written, err
 		}
-		k, err := affected(res)
+		m, err := affected(res)
 		if err != nil {
 			return written, err
 		}
-		written += k
-		rows = rows[n:]
+		written += m
 	}
 	return written, nil
 }

@@ -18,26 +18,12 @@ import (
 // cascade from rules to alerts.
 func testAlertMigration(t *testing.T, fresh func(t *testing.T) func() *sql.DB, d *sqlstore.Dialect, migrations fs.FS) {
 	c := ctx(t)
-	db := fresh(t)()
-	before := fstest.MapFS{}
-	entries, err := fs.ReadDir(migrations, ".")
-	must(t, err)
-	for _, e := range entries {
-		if e.Name() >= "0008" || !strings.HasSuffix(e.Name(), ".sql") {
-			continue
-		}
-		b, err := fs.ReadFile(migrations, e.Name())
-		must(t, err)
-		before[e.Name()] = &fstest.MapFile{Data: b}
-	}
-	_, err = sqlstore.Migrate(c, db, d, before, nil)
-	must(t, err)
-	s := sqlstore.New(db, nil, d, nil)
+	db, s := migratedBefore(t, fresh, d, migrations, "0008")
 	must(t, s.CreateTenant(c, steward.Tenant{ID: tenantA, Name: "A", CreatedAt: t0}))
 	r := alertRule(tenantA, "r1", "hot")
 	must(t, s.CreateAlertRule(c, r))
 	when := t0.UTC()
-	_, err = db.ExecContext(c, d.Rebind(`INSERT INTO alerts (tenant_id, id, rule_id, device_id, state, severity, labels, summary, value,
+	_, err := db.ExecContext(c, d.Rebind(`INSERT INTO alerts (tenant_id, id, rule_id, device_id, state, severity, labels, summary, value,
 		started_at, fired_at, last_evaluated_at, acknowledged_by) VALUES (?, 'al-old', 'r1', 'd-1', 'firing', 'major', '{}', 'hot', 85, ?, ?, ?, 'alice')`, 1),
 		tenantA, when, when, when)
 	must(t, err)
@@ -65,4 +51,26 @@ func testAlertMigration(t *testing.T, fresh func(t *testing.T) func() *sql.DB, d
 	must(t, s.DeleteAlertRule(c, tenantA, "r1"))
 	_, err = s.GetAlert(c, tenantA, "al-old")
 	wantCode(t, err, steward.CodeNotFound)
+}
+
+// migratedBefore opens a fresh database with the migrations numbered
+// before version applied (their file names sort before it), and a store
+// on it.
+func migratedBefore(t *testing.T, fresh func(t *testing.T) func() *sql.DB, d *sqlstore.Dialect, migrations fs.FS, version string) (*sql.DB, *sqlstore.Store) {
+	t.Helper()
+	db := fresh(t)()
+	before := fstest.MapFS{}
+	entries, err := fs.ReadDir(migrations, ".")
+	must(t, err)
+	for _, e := range entries {
+		if e.Name() >= version || !strings.HasSuffix(e.Name(), ".sql") {
+			continue
+		}
+		b, err := fs.ReadFile(migrations, e.Name())
+		must(t, err)
+		before[e.Name()] = &fstest.MapFile{Data: b}
+	}
+	_, err = sqlstore.Migrate(ctx(t), db, d, before, nil)
+	must(t, err)
+	return db, sqlstore.New(db, nil, d, nil)
 }

@@ -4,9 +4,7 @@ import (
 	"database/sql"
 	"io/fs"
 	"reflect"
-	"strings"
 	"testing"
-	"testing/fstest"
 	"time"
 
 	"github.com/steward-iot/steward"
@@ -20,21 +18,7 @@ import (
 // value reads back with its value and time, and the rows are the readings.
 func testReadingsMigration(t *testing.T, fresh func(t *testing.T) func() *sql.DB, d *sqlstore.Dialect, migrations fs.FS) {
 	c := ctx(t)
-	db := fresh(t)()
-	before := fstest.MapFS{}
-	entries, err := fs.ReadDir(migrations, ".")
-	must(t, err)
-	for _, e := range entries {
-		if e.Name() >= "0021" || !strings.HasSuffix(e.Name(), ".sql") {
-			continue
-		}
-		b, err := fs.ReadFile(migrations, e.Name())
-		must(t, err)
-		before[e.Name()] = &fstest.MapFile{Data: b}
-	}
-	_, err = sqlstore.Migrate(c, db, d, before, nil)
-	must(t, err)
-	s := sqlstore.New(db, nil, d, nil)
+	db, s := migratedBefore(t, fresh, d, migrations, "0021")
 	must(t, s.CreateTenant(c, steward.Tenant{ID: tenantA, Name: "A", CreatedAt: t0}))
 	at := stored(t0)
 	old := []struct {
@@ -65,7 +49,7 @@ func testReadingsMigration(t *testing.T, fresh func(t *testing.T) func() *sql.DB
 		must(t, err)
 	}
 
-	_, err = sqlstore.Migrate(c, db, d, migrations, nil)
+	_, err := sqlstore.Migrate(c, db, d, migrations, nil)
 	must(t, err)
 	latest, err := s.LatestSamples(c, tenantA, "d-1")
 	must(t, err)
