@@ -199,8 +199,11 @@ func (s *Store) readLatest(ctx context.Context, tx *sql.Tx, devs []latestBatch) 
 			}
 			m, err := decodeLatest(metrics)
 			if err != nil {
-				_ = rows.Close()
-				return nil, fmt.Errorf("device %s: %w", device, err)
+				// The row is derived from samples the store keeps: one it
+				// cannot read is rewritten from this batch rather than
+				// refusing every batch that names the device.
+				s.log.Warn("latest samples unreadable, replaced", "tenant", tenant, "device", device, "err", err)
+				m = deviceLatest{}
 			}
 			out[[2]string{tenant, device}] = m
 		}

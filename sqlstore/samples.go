@@ -21,7 +21,7 @@ const (
 )
 
 // sampleChunk is how many rows one INSERT of WriteSamples carries (without
-// Dialect.SampleArrays). Measured with BenchmarkWriteSamples on SQLite: 100
+// Dialect.ReadingArrays). Measured with BenchmarkWriteSamples on SQLite: 100
 // rows did as well as or better than 50, 250 and 1000 (the commit, not the
 // statements, dominates); the statement is prepared once per connection.
 const sampleChunk = 100

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"database/sql"
 	"fmt"
 	"math"
 	"reflect"
@@ -108,6 +109,30 @@ func testSamplesLatest(t *testing.T, s steward.Store) {
 	if len(none) != 0 {
 		t.Fatalf("latest of an unknown device = %+v", none)
 	}
+}
+
+// testSamplesLatestUnreadable damages a device's stored latest values (as
+// a hand edit could): the next batch naming the device is written all the
+// same, and its values replace the row, which is derived from samples.
+func testSamplesLatestUnreadable(t *testing.T, s steward.Store) {
+	c := ctx(t)
+	must(t, s.WriteSamples(c, []steward.Sample{sample("cpu", 0.5, t0)}))
+	db, ok := s.(interface{ DB() *sql.DB })
+	if !ok {
+		t.Skip("the store gives no database handle to damage a row with")
+	}
+	_, err := db.DB().ExecContext(c, `UPDATE metric_latest SET metrics = '{"cpu": "x"}' WHERE device_id = 'd-1'`)
+	must(t, err)
+	if _, err := s.LatestSamples(c, tenantA, "d-1"); err == nil {
+		t.Fatal("an unreadable row of latest values read without an error")
+	}
+	must(t, s.WriteSamples(c, []steward.Sample{sample("mem", 7, at(time.Second))}))
+	latest, err := s.LatestSamples(c, tenantA, "d-1")
+	must(t, err)
+	sameSamples(t, "latest after the damaged row", latest, storedSamples(sample("mem", 7, at(time.Second))))
+	got, err := s.ListSamples(c, tenantA, "d-1", "cpu", t0, time.Time{}, 0)
+	must(t, err)
+	sameSamples(t, "the samples themselves", got, storedSamples(sample("cpu", 0.5, t0)))
 }
 
 // testSamplesLatestConcurrent writes batches for the same devices, new to

@@ -50,6 +50,7 @@ func Run(t *testing.T, open func(t *testing.T) steward.Store) {
 		{"Samples", testSamples},
 		{"SamplesLatest", testSamplesLatest},
 		{"SamplesLatestConcurrent", testSamplesLatestConcurrent},
+		{"SamplesLatestUnreadable", testSamplesLatestUnreadable},
 		{"SamplesInvalid", testSamplesInvalid},
 		{"SamplesIsolation", testSamplesIsolation},
 		{"SamplesLargeBatch", testSamplesLargeBatch},
