@@ -27,7 +27,7 @@ func (s *Service) Observe(_ context.Context, e steward.SecurityEvent) {
 // ObserveSamples looks for a device's own report of configuration changes
 // the server did not make (a sample of sec.config.changes above 0) and
 // queues it to be recorded as a SecConfigChanged event and evaluated (the
-// telemetry intake's OnSamples hook). The event is stamped with the
+// telemetry intake's OnSamples hook, called once a batch is committed). The event is stamped with the
 // server's clock, like every other security event, so that a device's
 // clock cannot move it out of a rule's window; the sample's own time is in
 // the detail. It never waits.

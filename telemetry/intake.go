@@ -41,10 +41,11 @@ type Config struct {
 	// 30s). See the schemas type.
 	SchemaTTL time.Duration
 	ModelTTL  time.Duration
-	// OnSamples, when set, sees the samples of each message that passed
-	// the window, schema and consent filters, before they are queued (the
-	// quarantine policy watches sec.config.changes in them). It is called
-	// on the device plane's path and must not block.
+	// OnSamples, when set, sees the samples of each batch once they are
+	// committed (the quarantine policy watches sec.config.changes in them):
+	// what the intake refused or failed to store, and the device sends
+	// again, is not seen twice. It is called on the writer's path and must
+	// not block.
 	OnSamples func(ctx context.Context, samples []steward.Sample)
 }
 
@@ -196,9 +197,6 @@ func (in *Intake) Handle(ctx context.Context, m steward.DeviceMessage, ack stewa
 		return
 	}
 	samples = kept
-	if in.cfg.OnSamples != nil {
-		in.cfg.OnSamples(ctx, samples)
-	}
 	select {
 	case in.queue <- pending{samples: samples, ack: ack}:
 	case <-in.done:
@@ -283,6 +281,9 @@ func (in *Intake) Run(ctx context.Context) {
 			// note then reads the samples (see Rollup.Note).
 			if in.cfg.Rollup != nil {
 				in.cfg.Rollup.Note(oldest(all))
+			}
+			if in.cfg.OnSamples != nil {
+				in.cfg.OnSamples(context.Background(), all)
 			}
 		}
 		for _, p := range batch {
