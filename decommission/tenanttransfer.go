@@ -51,14 +51,6 @@ func newTransferID() string {
 	return "tr-" + hex.EncodeToString(b[:])
 }
 
-// newDeviceID returns a device ID in the form the device plane assigns
-// ("d-" and 20 base32 characters): the device gets a new one in the
-// tenant it joins, since device IDs are unique across tenants.
-func newDeviceID() string {
-	var b [13]byte
-	_, _ = rand.Read(b[:])
-	return "d-" + codeEncoding.EncodeToString(b[:])[:20]
-}
 
 // TransferToTenant starts the transfer of a device to another tenant, on
 // the source's side: its certificates are revoked (affiliation_changed)
@@ -253,7 +245,7 @@ func (s *Service) AcceptTransfer(ctx context.Context, tenantID, code, actor stri
 		return steward.TransferAcceptance{}, err
 	}
 	now := s.cfg.Clock.Now()
-	d := steward.Device{ID: newDeviceID(), TenantID: tenantID, FactoryID: tr.FactoryID, Model: tr.Model, Serial: tr.Serial, Hardware: tr.Hardware,
+	d := steward.Device{ID: steward.NewDeviceID(), TenantID: tenantID, FactoryID: tr.FactoryID, Model: tr.Model, Serial: tr.Serial, Hardware: tr.Hardware,
 		Labels: map[string]string{}, Attributes: map[string]any{}, State: steward.StateRegistered,
 		StateReason: "transferred in (" + tr.ID + "): awaiting provisioning with its factory identity", StateActor: actor, StateChangedAt: now,
 		CreatedAt: now, UpdatedAt: now}

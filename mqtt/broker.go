@@ -439,12 +439,3 @@ func (b *Broker) recordEvents() {
 		b.gate.RecordSecurityEvent(b.ctx, e)
 	}
 }
-
-// truncate shortens client-supplied text before it goes into a record.
-func truncate(s string) string {
-	const limit = 200
-	if len(s) <= limit {
-		return s
-	}
-	return s[:limit] + "…"
-}

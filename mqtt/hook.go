@@ -55,13 +55,13 @@ func (h *hook) OnConnect(cl *mochi.Client, pk packets.Packet) error {
 	s.v5 = cl.Properties.ProtocolVersion == 5
 	if cl.ID != s.DeviceID {
 		h.b.metrics.ConnectRefused(RefusedClientID)
-		h.b.securityEvent(s, steward.SecClientIDMismatch, fmt.Sprintf("client id %q, certificate %q", truncate(cl.ID), s.DeviceID))
+		h.b.securityEvent(s, steward.SecClientIDMismatch, fmt.Sprintf("client id %q, certificate %q", steward.Truncate(cl.ID, 200), s.DeviceID))
 		return h.refuseConnect(cl, packets.ErrClientIdentifierNotValid, packets.Err3ClientIdentifierNotValid)
 	}
 	if pk.Connect.WillFlag {
 		if _, kind := s.mayPublish(pk.Connect.WillTopic); kind != "" {
 			h.b.metrics.ConnectRefused(RefusedWill)
-			h.b.securityEvent(s, kind, fmt.Sprintf("will on topic %q refused", truncate(pk.Connect.WillTopic)))
+			h.b.securityEvent(s, kind, fmt.Sprintf("will on topic %q refused", steward.Truncate(pk.Connect.WillTopic, 200)))
 			return h.refuseConnect(cl, packets.ErrNotAuthorized, packets.Err3NotAuthorized)
 		}
 		if len(pk.Connect.WillPayload) > h.b.maxPayload {
@@ -137,7 +137,7 @@ func (h *hook) OnSubscribe(cl *mochi.Client, pk packets.Packet) packets.Packet {
 	}
 	for _, f := range pk.Filters {
 		if _, kind := s.maySubscribe(f.Filter); kind != "" {
-			h.b.securityEvent(s, kind, fmt.Sprintf("subscribe to %q refused", truncate(f.Filter)))
+			h.b.securityEvent(s, kind, fmt.Sprintf("subscribe to %q refused", steward.Truncate(f.Filter, 200)))
 		}
 	}
 	return pk
@@ -163,7 +163,7 @@ func (h *hook) OnPacketRead(cl *mochi.Client, pk packets.Packet) (packets.Packet
 	switch {
 	case strings.ContainsAny(pk.TopicName, "+#"):
 		h.b.metrics.MessageRefused(RefusedACL)
-		h.b.securityEvent(s, steward.SecACLDenied, fmt.Sprintf("publish to %q refused: wildcard in a topic name", truncate(pk.TopicName)))
+		h.b.securityEvent(s, steward.SecACLDenied, fmt.Sprintf("publish to %q refused: wildcard in a topic name", steward.Truncate(pk.TopicName, 200)))
 	case len(pk.TopicName) >= len(mochi.SysPrefix) && strings.EqualFold(pk.TopicName[:len(mochi.SysPrefix)], mochi.SysPrefix):
 		pk.TopicName = sysMarker + pk.TopicName
 	}
@@ -195,14 +195,14 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 		// Packets over the hard limit never get here: mochi drops the
 		// connection while reading them (see Broker.ended).
 		b.metrics.MessageRefused(RefusedTooLarge)
-		b.securityEvent(s, steward.SecPayloadTooLarge, fmt.Sprintf("payload of %d bytes on %q, limit %d", len(pk.Payload), truncate(pk.TopicName), b.maxPayload))
+		b.securityEvent(s, steward.SecPayloadTooLarge, fmt.Sprintf("payload of %d bytes on %q, limit %d", len(pk.Payload), steward.Truncate(pk.TopicName, 200), b.maxPayload))
 		b.disconnect(s, packets.ErrPacketTooLarge)
 		return pk, packets.ErrRejectPacket
 	}
 	ch, kind := s.mayPublish(pk.TopicName)
 	if kind != "" {
 		b.metrics.MessageRefused(refusedReason(kind))
-		b.securityEvent(s, kind, fmt.Sprintf("publish to %q refused", truncate(strings.TrimPrefix(pk.TopicName, sysMarker))))
+		b.securityEvent(s, kind, fmt.Sprintf("publish to %q refused", steward.Truncate(strings.TrimPrefix(pk.TopicName, sysMarker), 200)))
 		if qos == 0 {
 			return pk, packets.ErrRejectPacket
 		}

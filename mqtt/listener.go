@@ -182,11 +182,11 @@ func (b *Broker) verifyConnection(cs tls.ConnectionState) error {
 	defer cancel()
 	ds, err := b.gate.AuthenticateDevice(ctx, leaf, "")
 	if err != nil {
-		b.log.Debug("gate refused a device certificate", "subject", truncate(leaf.Subject.CommonName), "error", err)
+		b.log.Debug("gate refused a device certificate", "subject", steward.Truncate(leaf.Subject.CommonName, 200), "error", err)
 		return err
 	}
 	if !steward.ValidDeviceID(ds.DeviceID) {
-		b.log.Warn("gate returned an invalid device id", "device", truncate(ds.DeviceID))
+		b.log.Warn("gate returned an invalid device id", "device", steward.Truncate(ds.DeviceID, 200))
 		return errors.New("invalid device id")
 	}
 	b.verdictMu.Lock()

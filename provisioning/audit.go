@@ -97,12 +97,12 @@ func (s *Service) auditRefusal(ctx context.Context, action string, who refusal, 
 		}
 		r.Target = "remote:" + host
 		if who.factory != "" {
-			r.Detail = "claimed identity " + strconv.Quote(truncate(who.factory)) + " " + r.Detail
+			r.Detail = "claimed identity " + strconv.Quote(steward.Truncate(who.factory, 200)) + " " + r.Detail
 		}
 	case who.device != "":
 		r.Actor, r.Target = "device:"+who.device, "device:"+who.device
 	case who.factory != "":
-		r.Target = "factory:" + truncate(who.factory)
+		r.Target = "factory:" + steward.Truncate(who.factory, 200)
 	}
 	s.refusals.add(ctx, r)
 }
@@ -121,15 +121,6 @@ func (s *Service) auditSecurity(ctx context.Context, e steward.SecurityEvent) {
 		r.Actor, r.Target = "anonymous", ""
 	}
 	s.refusals.add(ctx, r)
-}
-
-// truncate shortens text a client chose before it goes into a record.
-func truncate(s string) string {
-	const limit = 200
-	if len(s) <= limit {
-		return s
-	}
-	return s[:limit] + "…"
 }
 
 // DefaultRefusalWindow is how long refusals of one kind from one device are
@@ -252,8 +243,8 @@ func (a *refusalAudit) closeDue(now time.Time) []steward.AuditRecord {
 func (a *refusalAudit) summary(k refusalKey, w *refusalWindow) steward.AuditRecord {
 	return steward.AuditRecord{TenantID: k.tenant, Actor: k.actor, Action: k.action, Target: k.target, Outcome: steward.AuditDenied,
 		Remote: w.remote, At: w.last, After: countState(w.count, w.first, w.last),
-		Detail: truncate(fmt.Sprintf("%d more times from %s to %s (aggregated: one record per device and kind per %s); the last: %s",
-			w.count, w.first.UTC().Format(time.RFC3339), w.last.UTC().Format(time.RFC3339), a.window, w.detail))}
+		Detail: steward.Truncate(fmt.Sprintf("%d more times from %s to %s (aggregated: one record per device and kind per %s); the last: %s",
+			w.count, w.first.UTC().Format(time.RFC3339), w.last.UTC().Format(time.RFC3339), a.window, w.detail), 200)}
 }
 
 // countState is the After of an aggregated record.

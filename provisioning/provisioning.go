@@ -10,7 +10,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
-	"encoding/base32"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
@@ -83,12 +82,6 @@ func hexSHA256(b []byte) string {
 	return hex.EncodeToString(h[:])
 }
 
-// newDeviceID returns "d-" and 20 random base32 characters (100 bits).
-func newDeviceID() string {
-	var b [13]byte
-	_, _ = rand.Read(b[:])
-	return "d-" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))[:20]
-}
 
 // newGroupID returns "eg-" and 16 random hex characters.
 func newGroupID() string {
@@ -335,7 +328,7 @@ func (s *Service) enroll(ctx context.Context, r steward.EnrollRequest, who *refu
 func (s *Service) enrollNew(ctx context.Context, g steward.EnrollmentGroup, factoryID, serial, keyID string, csr *x509.CertificateRequest, remote string) ([]*x509.Certificate, error) {
 	now := s.cfg.Clock.Now()
 	d := steward.Device{
-		ID:                newDeviceID(),
+		ID:                steward.NewDeviceID(),
 		TenantID:          g.TenantID,
 		EnrollmentGroupID: g.ID,
 		FactoryID:         factoryID,

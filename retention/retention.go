@@ -159,9 +159,7 @@ func (j *Job) audit(ctx context.Context, tenant string, now time.Time, run tenan
 	if len(errs) > 0 {
 		r.Outcome = steward.AuditFailure
 		r.Detail += "; failed: " + errors.Join(errs...).Error()
-		if len(r.Detail) > 4000 {
-			r.Detail = strings.ToValidUTF8(r.Detail[:4000], "") + "…"
-		}
+		r.Detail = steward.Truncate(r.Detail, 4000)
 	}
 	if err := j.cfg.Auditor.Record(context.WithoutCancel(ctx), r); err != nil {
 		j.cfg.Logger.Error("AUDIT RECORD LOST: a retention run is not in the audit log", "tenant", tenant, "err", err)
