@@ -51,7 +51,6 @@ func newTransferID() string {
 	return "tr-" + hex.EncodeToString(b[:])
 }
 
-
 // TransferToTenant starts the transfer of a device to another tenant, on
 // the source's side: its certificates are revoked (affiliation_changed)
 // and its session closed, what the cloud keeps for it (desired

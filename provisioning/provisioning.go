@@ -82,7 +82,6 @@ func hexSHA256(b []byte) string {
 	return hex.EncodeToString(h[:])
 }
 
-
 // newGroupID returns "eg-" and 16 random hex characters.
 func newGroupID() string {
 	var b [8]byte
