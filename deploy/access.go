@@ -22,18 +22,23 @@ func (e *Engine) RemoveDeviceAccess(ctx context.Context, tenantID, deviceID stri
 	if err != nil {
 		return "", fmt.Errorf("list the deployments of device %s: %w", deviceID, err)
 	}
-	stopped := 0
+	var updates []steward.DeploymentDeviceUpdate
 	for _, r := range rows {
-		if r.State.Final() {
-			continue
+		if !r.State.Final() {
+			updates = append(updates, steward.DeploymentDeviceUpdate{TenantID: tenantID, DeploymentID: r.DeploymentID,
+				DeviceID: deviceID, From: unfinished, State: steward.UpdateSkipped, Reason: "decommissioned", At: now})
 		}
-		ok, err := e.cfg.Store.UpdateDeploymentDevices(ctx, []steward.DeploymentDeviceUpdate{{TenantID: tenantID, DeploymentID: r.DeploymentID,
-			DeviceID: deviceID, From: unfinished, State: steward.UpdateSkipped, Reason: "decommissioned", At: now}})
+	}
+	stopped := 0
+	if len(updates) > 0 {
+		ok, err := e.cfg.Store.UpdateDeploymentDevices(ctx, updates)
 		if err != nil {
-			return "", fmt.Errorf("skip device %s in deployment %s: %w", deviceID, r.DeploymentID, err)
+			return "", fmt.Errorf("skip device %s in its unfinished deployments: %w", deviceID, err)
 		}
-		if len(ok) == 1 && ok[0] {
-			stopped++
+		for _, o := range ok {
+			if o {
+				stopped++
+			}
 		}
 	}
 	// An empty retained message clears the device's job (docs/protocol.md).
