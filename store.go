@@ -82,6 +82,9 @@ type Store interface {
 
 	// WriteSamples writes a batch of samples, of any tenants, in one
 	// transaction, and keeps the latest value per device and metric.
+	// Inside InTx the batch lands if and only if the transaction commits;
+	// a store whose telemetry has a database of its own (SQLite) writes it
+	// right after that commit, in a transaction of its own.
 	WriteSamples(ctx context.Context, samples []Sample) error
 	// LatestSamples returns the latest value of each metric of a device.
 	LatestSamples(ctx context.Context, tenantID, deviceID string) ([]Sample, error)

@@ -56,7 +56,7 @@ func seededFleet(b *testing.B) string {
 			t.err = err
 			return
 		}
-		t.err = seedFleet(context.Background(), s.DB())
+		t.err = seedFleet(context.Background(), s.DB(), s.TelemetryDB())
 		if err := s.Close(); t.err == nil {
 			t.err = err // closing checkpoints the WAL into the file
 		}
@@ -71,8 +71,10 @@ func seededFleet(b *testing.B) string {
 		b.Fatalf("seed the fleet's samples: %v", t.err)
 	}
 	path := filepath.Join(b.TempDir(), "steward.db")
-	if err := copyFile(t.path, path); err != nil {
-		b.Fatal(err)
+	for from, to := range map[string]string{t.path: path, TelemetryPath(t.path): TelemetryPath(path)} {
+		if err := copyFile(from, to); err != nil {
+			b.Fatal(err)
+		}
 	}
 	return path
 }
@@ -85,7 +87,7 @@ func seededFleet(b *testing.B) string {
 // key order fill their pages, where interleaved inserts leave them partly
 // empty, so the seeded table is somewhat smaller than one grown by the
 // intake.
-func seedFleet(ctx context.Context, db *sql.DB) error {
+func seedFleet(ctx context.Context, db, telemetry *sql.DB) error {
 	first := storetest.FleetStart.Add(-fleetPerSeries * 10 * time.Second).UnixMicro()
 	ctes := fmt.Sprintf(`WITH RECURSIVE
 		d(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM d WHERE i < %d),
@@ -104,7 +106,9 @@ func seedFleet(ctx context.Context, db *sql.DB) error {
 		FROM d CROSS JOIN k`, first); err != nil {
 		return fmt.Errorf("seed samples: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO metric_latest (tenant_id, device_id, at, metrics) `+ctes+`
+	// metric_latest is in the telemetry database, which only its own
+	// writer writes.
+	if _, err := telemetry.ExecContext(ctx, `INSERT INTO metric_latest (tenant_id, device_id, at, metrics) `+ctes+`
 		SELECT 'default', printf('d-%020x', i * 7919), ?1 + ?2 * 10000000,
 			(SELECT json_group_object('metric' || j, json_array(?1 + ?2 * 10000000, CAST(i + j + ?2 AS REAL))) FROM m)
 		FROM d`, first, fleetPerSeries-1); err != nil {

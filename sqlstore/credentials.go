@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/steward-iot/steward"
@@ -332,12 +333,27 @@ var deviceDataTables = []string{"samples", "samples_recent", "metric_latest", "s
 // device is marked purged in the same transaction.
 func (s *Store) EraseDeviceData(ctx context.Context, tenantID, deviceID string) (int64, error) {
 	var total int64
-	err := s.InTx(ctx, func(tx steward.Store) error {
+	err := s.withTelemetryDeleted(ctx, tenantID, deviceID, func(deleted map[string]int64) error {
+		for _, n := range deleted {
+			total += n
+		}
+		return s.eraseDeviceData(ctx, tenantID, deviceID, &total)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("erase data of device %s: %w", deviceID, err)
+	}
+	return total, nil
+}
+
+// eraseDeviceData is EraseDeviceData's transaction, adding the rows it
+// deletes to total.
+func (s *Store) eraseDeviceData(ctx context.Context, tenantID, deviceID string, total *int64) error {
+	return s.InTx(ctx, func(tx steward.Store) error {
 		t := tx.(*Store)
 		if _, err := t.GetDevice(ctx, tenantID, deviceID); err != nil {
 			return err
 		}
-		for _, table := range deviceDataTables {
+		for _, table := range s.notTelemetry(slices.Clone(deviceDataTables)) {
 			res, err := t.exec(ctx, `DELETE FROM `+table+` WHERE tenant_id = ? AND device_id = ?`, tenantID, deviceID)
 			if err != nil {
 				return t.fail(err, "erase %s of device %s", table, deviceID)
@@ -346,7 +362,7 @@ func (s *Store) EraseDeviceData(ctx context.Context, tenantID, deviceID string) 
 			if err != nil {
 				return t.fail(err, "erase %s of device %s", table, deviceID)
 			}
-			total += n
+			*total += n
 		}
 		if _, err := t.exec(ctx, `UPDATE decommissions SET purged = ? WHERE tenant_id = ? AND device_id = ? AND policy = 'keep'`,
 			true, tenantID, deviceID); err != nil {
@@ -354,10 +370,6 @@ func (s *Store) EraseDeviceData(ctx context.Context, tenantID, deviceID string) 
 		}
 		return nil
 	})
-	if err != nil {
-		return 0, fmt.Errorf("erase data of device %s: %w", deviceID, err)
-	}
-	return total, nil
 }
 
 // AnonymiseDeviceData implements steward.CredentialStore.

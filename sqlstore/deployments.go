@@ -380,7 +380,7 @@ func addDevicesSQL(n int) string {
 func (s *Store) queryIn(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
 	query = s.q(query)
 	s.shared.stmtMu.Lock()
-	st := s.shared.stmts[query]
+	st := s.shared.stmts[stmtKey{query: query}]
 	s.shared.stmtMu.Unlock()
 	if st == nil || s.tx == nil {
 		return s.w.QueryContext(ctx, query, args...)

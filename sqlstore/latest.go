@@ -157,10 +157,10 @@ func (s *Store) writeLatest(ctx context.Context, tx *sql.Tx, latest []steward.Sa
 				insert, inserted = append(insert, r), append(inserted, d)
 			}
 		}
-		if _, err := s.putReadings(ctx, tx, insertLatest, onLatest, update); err != nil {
+		if _, err := s.putReadings(ctx, tx, insertLatest, onLatest, update, -1); err != nil {
 			return s.fail(err, "write latest samples")
 		}
-		n, err := s.putReadings(ctx, tx, insertLatest, onNewLatest, insert)
+		n, err := s.putReadings(ctx, tx, insertLatest, onNewLatest, insert, -1)
 		if err != nil {
 			return s.fail(err, "write latest samples")
 		}

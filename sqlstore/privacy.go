@@ -149,7 +149,22 @@ func (s *Store) EraseDevice(ctx context.Context, t steward.DeviceTombstone) (ste
 		return t, invalid("an erasure needs a tenant, a device and its time")
 	}
 	t.Erased = map[string]int{}
-	err := s.InTx(ctx, func(st steward.Store) error {
+	err := s.withTelemetryDeleted(ctx, t.TenantID, t.DeviceID, func(deleted map[string]int64) error {
+		for table, n := range deleted {
+			if n > 0 {
+				t.Erased[erasedAs(table)] += int(n)
+			}
+		}
+		return s.eraseDevice(ctx, &t)
+	})
+	t.ErasedAt = ts(t.ErasedAt)
+	return t, err
+}
+
+// eraseDevice is EraseDevice's transaction: it adds to t.Erased and sets
+// t.Serials.
+func (s *Store) eraseDevice(ctx context.Context, t *steward.DeviceTombstone) error {
+	return s.InTx(ctx, func(st steward.Store) error {
 		tx := st.(*Store)
 		if _, err := tx.GetDevice(ctx, t.TenantID, t.DeviceID); err != nil {
 			return err
@@ -217,8 +232,6 @@ func (s *Store) EraseDevice(ctx context.Context, t steward.DeviceTombstone) (ste
 			t.TenantID, t.DeviceID, ts(t.ErasedAt), t.ErasedBy, serials)
 		return s.fail(err, "erase device %s: tombstone", t.DeviceID)
 	})
-	t.ErasedAt = ts(t.ErasedAt)
-	return t, err
 }
 
 // ExportDevice implements steward.PrivacyStore: every list in full, oldest

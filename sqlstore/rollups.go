@@ -221,8 +221,10 @@ func (s *Store) SetMoveChunk(n int) {
 // The readings moved are deleted from samples_recent only where samples
 // now holds each of their metrics, so a sample committed during the move
 // (PostgreSQL) stays for the next one instead of being lost; with one
-// writer (SQLite, Dialect.OneWriter) none can be, and they are deleted by
-// time alone. It returns how many readings it moved.
+// writer (Dialect.OneWriter) none can be, and they are deleted by time
+// alone; where the telemetry tables have a writer of their own (SQLite),
+// by their batch number, after the commit (deleteMoved). It returns how
+// many readings it moved.
 func (s *Store) moveRecent(ctx context.Context, to time.Time) (int64, error) {
 	chunk := cmp.Or(s.shared.moveChunk.Load(), DefaultMoveChunk)
 	var moved int64
@@ -243,8 +245,14 @@ func (s *Store) moveRecent(ctx context.Context, to time.Time) (int64, error) {
 		}
 		prev = end
 		var n int64
+		batch := int64(-1) // the last batch this transaction's snapshot holds
 		err = s.InTx(ctx, func(st steward.Store) error {
 			tx := st.(*Store)
+			if s.splitTelemetry() {
+				if err := tx.queryRow(ctx, `SELECT n FROM telemetry_batch WHERE id = 1`).Scan(&batch); err != nil {
+					return s.fail(err, "move recent samples: last batch")
+				}
+			}
 			res, err := tx.exec(ctx, `INSERT INTO samples (tenant_id, device_id, at, metrics)
 				SELECT tenant_id, device_id, at, metrics FROM samples_recent WHERE at < ?
 				ORDER BY tenant_id, device_id, at`+s.onReading("samples"), ts(end))
@@ -253,6 +261,12 @@ func (s *Store) moveRecent(ctx context.Context, to time.Time) (int64, error) {
 			}
 			if n, err = affected(res); err != nil {
 				return s.fail(err, "move recent samples")
+			}
+			if s.shared.moveHook != nil {
+				s.shared.moveHook(ctx)
+			}
+			if batch >= 0 {
+				return nil // deleted below, once this is committed
 			}
 			del := `DELETE FROM samples_recent WHERE at < ?`
 			if !s.d.OneWriter {
@@ -267,8 +281,34 @@ func (s *Store) moveRecent(ctx context.Context, to time.Time) (int64, error) {
 			return s.fail(err, "delete moved samples")
 		})
 		moved += n
+		if err == nil && batch >= 0 {
+			err = s.deleteMoved(ctx, end, batch)
+		}
 		if err != nil || !end.Before(to) {
 			return moved, err
+		}
+	}
+}
+
+// deleteMoved deletes from samples_recent, through the telemetry writer,
+// the readings before end that the move's committed transaction read: those
+// of batches up to batch. The intake writes on meanwhile (that is what the
+// writer of its own is for), and a reading it wrote or merged into since the
+// move's snapshot carries a later batch, so it stays for the next move
+// instead of being lost. A crash before this leaves the moved readings in
+// both tables, which readers see once (sampleRows) and the next move
+// merges again, changing nothing. The delete goes in chunks so that the
+// intake's batches get the writer in between.
+func (s *Store) deleteMoved(ctx context.Context, end time.Time, batch int64) error {
+	for {
+		res, err := s.twdb.ExecContext(ctx, `DELETE FROM samples_recent WHERE (at, tenant_id, device_id) IN
+			(SELECT at, tenant_id, device_id FROM samples_recent WHERE at < ? AND batch <= ? LIMIT ?)`, ts(end), batch, MaxDeleteChunk)
+		if err != nil {
+			return s.fail(err, "delete moved samples")
+		}
+		n, err := affected(res)
+		if err != nil || n < MaxDeleteChunk {
+			return s.fail(err, "delete moved samples")
 		}
 	}
 }
@@ -384,7 +424,11 @@ func (s *Store) DeleteSamplesBefore(ctx context.Context, before time.Time, limit
 	if err != nil || n == limit {
 		return n, err
 	}
-	m, err := s.deleteBefore(ctx, "samples_recent", key, before, limit-n)
+	recent := *s
+	if s.splitTelemetry() {
+		recent.w = s.twdb // only the telemetry writer writes samples_recent
+	}
+	m, err := recent.deleteBefore(ctx, "samples_recent", key, before, limit-n)
 	return n + m, err
 }
 

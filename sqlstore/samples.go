@@ -27,8 +27,10 @@ const (
 const sampleChunk = 100
 
 // WriteSamples implements steward.Store: the batch lands in one transaction
-// (the caller's, inside InTx), in multi-row INSERTs or, where the dialect
-// has them, one INSERT from arrays. A sample already
+// (the caller's, inside InTx; where the telemetry tables have a writer of
+// their own, see SetTelemetryWriter, one of that writer's once the caller's
+// has committed, and none if it rolls back), in multi-row INSERTs or,
+// where the dialect has them, one INSERT from arrays. A sample already
 // stored (same tenant, device, metric and time, as a redelivered message
 // brings) is kept as it was, so writing a batch again changes nothing. The
 // latest value of each metric only moves forward in time. A batch with an
@@ -51,12 +53,26 @@ func (s *Store) WriteSamples(ctx context.Context, samples []steward.Sample) erro
 	}
 	readings, latest := readingsOf(samples), latestOf(samples)
 	if s.tx != nil {
-		return s.writeSamples(ctx, s.tx, readings, latest)
+		if !s.splitTelemetry() {
+			return s.writeSamples(ctx, s.tx, readings, latest)
+		}
+		// The caller's transaction cannot write the telemetry database:
+		// the batch is written when it has committed, and not if it rolls
+		// back.
+		root := *s
+		root.w, root.r, root.tx, root.afterCommit = s.wdb, s.rdb, nil, nil
+		*s.afterCommit = append(*s.afterCommit, func(ctx context.Context) error { return root.commitSamples(ctx, readings, latest) })
+		return nil
 	}
+	return s.commitSamples(ctx, readings, latest)
+}
+
+// commitSamples writes a batch in a transaction of the telemetry writer.
+func (s *Store) commitSamples(ctx context.Context, readings []reading, latest []steward.Sample) error {
 	if err := s.prepareSamples(ctx); err != nil {
 		return s.fail(err, "write samples: prepare")
 	}
-	tx, err := s.wdb.BeginTx(ctx, nil)
+	tx, err := s.TelemetryDB().BeginTx(ctx, nil)
 	if err != nil {
 		return s.fail(err, "write samples: begin")
 	}
@@ -163,9 +179,12 @@ func appendJSONString(b []byte, s string) []byte {
 // written by writeLatest.
 const (
 	insertReadings = `INSERT INTO samples_recent (tenant_id, device_id, at, metrics) `
-	insertLatest   = `INSERT INTO metric_latest (tenant_id, device_id, at, metrics) `
-	onLatest       = ` ON CONFLICT (tenant_id, device_id) DO UPDATE SET at = excluded.at, metrics = excluded.metrics`
-	onNewLatest    = ` ON CONFLICT (tenant_id, device_id) DO NOTHING`
+	// insertBatchReadings is insertReadings with the batch number, where
+	// the telemetry tables have a writer of their own.
+	insertBatchReadings = `INSERT INTO samples_recent (tenant_id, device_id, at, metrics, batch) `
+	insertLatest        = `INSERT INTO metric_latest (tenant_id, device_id, at, metrics) `
+	onLatest            = ` ON CONFLICT (tenant_id, device_id) DO UPDATE SET at = excluded.at, metrics = excluded.metrics`
+	onNewLatest         = ` ON CONFLICT (tenant_id, device_id) DO NOTHING`
 )
 
 // onReading is the conflict clause of a reading written to table.
@@ -197,28 +216,48 @@ func (s *Store) prepareSamples(ctx context.Context) error {
 	if s.d.ReadingArrays != "" {
 		return nil // one statement per batch; the driver caches it
 	}
-	for _, q := range []string{insertReadings + multiRow(s.chunkRows(4), 4) + s.onReading("samples_recent"),
+	head, tail, cols := s.recentInsert()
+	for _, q := range []string{head + multiRow(s.chunkRows(cols), cols) + tail,
 		insertLatest + multiRow(s.chunkRows(4), 4) + onLatest, insertLatest + multiRow(s.chunkRows(4), 4) + onNewLatest} {
-		if err := s.prepare(ctx, q); err != nil {
+		if err := s.prepareOn(ctx, true, q); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+// recentInsert returns the INSERT head and conflict clause of a batch's
+// readings in samples_recent, and how many values a row has: with a
+// telemetry writer of its own, each row carries the number of the batch
+// that wrote it last (see moveRecent).
+func (s *Store) recentInsert() (head, tail string, cols int) {
+	if s.splitTelemetry() {
+		return insertBatchReadings, s.onReading("samples_recent") + `, batch = excluded.batch`, 5
+	}
+	return insertReadings, s.onReading("samples_recent"), 4
+}
+
 func (s *Store) writeSamples(ctx context.Context, tx *sql.Tx, readings []reading, latest []steward.Sample) error {
-	if _, err := s.putReadings(ctx, tx, insertReadings, s.onReading("samples_recent"), readings); err != nil {
+	batch := int64(-1)
+	if s.splitTelemetry() {
+		if err := tx.QueryRowContext(ctx, `UPDATE telemetry_batch SET n = n + 1 WHERE id = 1 RETURNING n`).Scan(&batch); err != nil {
+			return s.fail(err, "write samples: number the batch")
+		}
+	}
+	head, tail, _ := s.recentInsert()
+	if _, err := s.putReadings(ctx, tx, head, tail, readings, batch); err != nil {
 		return s.fail(err, "write samples")
 	}
 	return s.writeLatest(ctx, tx, latest)
 }
 
-// putReadings writes rows of (tenant_id, device_id, at, metrics) with the
-// INSERT head and the conflict clause tail: from arrays where the dialect
-// has them, else in multi-row INSERTs, the full ones prepared. It returns
-// how many rows were written.
-func (s *Store) putReadings(ctx context.Context, tx *sql.Tx, head, tail string, rows []reading) (int64, error) {
-	if s.d.ReadingArrays != "" {
+// putReadings writes rows of (tenant_id, device_id, at, metrics), and the
+// batch number when it is not negative, with the INSERT head and the
+// conflict clause tail, in a transaction of the telemetry writer
+// (TelemetryDB): from arrays where the dialect has them, else in multi-row
+// INSERTs, the full ones prepared. It returns how many rows were written.
+func (s *Store) putReadings(ctx context.Context, tx *sql.Tx, head, tail string, rows []reading, batch int64) (int64, error) {
+	if s.d.ReadingArrays != "" && batch < 0 {
 		n := len(rows)
 		tenants, devices, ats, metrics := make([]string, n), make([]string, n), make([]time.Time, n), make([]string, n)
 		for i, r := range rows {
@@ -230,10 +269,18 @@ func (s *Store) putReadings(ctx context.Context, tx *sql.Tx, head, tail string, 
 		}
 		return affected(res)
 	}
-	return s.insertChunks(len(rows), 4, head, tail, func(args []any, i int) []any {
+	cols := 4
+	if batch >= 0 {
+		cols = 5
+	}
+	return s.insertChunks(len(rows), cols, head, tail, func(args []any, i int) []any {
 		r := rows[i]
-		return append(args, r.tenantID, r.deviceID, r.at, string(r.metrics))
-	}, func(q string, args ...any) (sql.Result, error) { return s.execIn(ctx, tx, q, args...) })
+		args = append(args, r.tenantID, r.deviceID, r.at, string(r.metrics))
+		if batch >= 0 {
+			args = append(args, batch)
+		}
+		return args
+	}, func(q string, args ...any) (sql.Result, error) { return s.execOn(ctx, tx, true, q, args...) })
 }
 
 // insertChunks writes n rows of cols values with multi-row INSERTs made of

@@ -32,11 +32,18 @@ type Store struct {
 	// pool on PostgreSQL; on SQLite wdb is one connection (SQLite has one
 	// writer) and rdb a pool of read-only ones.
 	wdb, rdb *sql.DB
+	// twdb, when set (SetTelemetryWriter), is the one writer of the
+	// telemetry tables, which then live in a database of their own.
+	twdb *sql.DB
 
 	// w and r are where this Store's statements go: the pools, or one
 	// transaction for both when the Store is bound to it.
 	w, r execer
 	tx   *sql.Tx
+	// afterCommit, in a transaction-bound Store, holds what runs once the
+	// transaction has committed: writes to the telemetry tables, when
+	// they have a writer of their own.
+	afterCommit *[]func(context.Context) error
 
 	// shared is the state common to a root Store and its transaction-bound
 	// copies.
@@ -47,9 +54,19 @@ type shared struct {
 	// moveChunk is the most readings a transaction of the rollup's move
 	// takes (SetMoveChunk; 0: DefaultMoveChunk).
 	moveChunk atomic.Int64
-	rebound   sync.Map // query text → dialect text
-	stmtMu    sync.Mutex
-	stmts     map[string]*sql.Stmt // prepared on wdb, for the hot path
+	// moveHook, when set (by tests), runs in each transaction of the
+	// rollup's move after its INSERT.
+	moveHook func(context.Context)
+	rebound  sync.Map // query text → dialect text
+	stmtMu   sync.Mutex
+	stmts    map[stmtKey]*sql.Stmt // prepared for the hot path
+}
+
+// stmtKey names a prepared statement: its text, and whether it is
+// prepared on the telemetry writer (SetTelemetryWriter) or on wdb.
+type stmtKey struct {
+	telemetry bool
+	query     string
 }
 
 // execer is what *sql.DB and *sql.Tx have in common that the store uses.
@@ -84,7 +101,7 @@ func New(wdb, rdb *sql.DB, d *Dialect, logger *slog.Logger) *Store {
 		d: d, log: logger,
 		wdb: wdb, rdb: rdb,
 		w: wdb, r: rdb,
-		shared: &shared{stmts: map[string]*sql.Stmt{}},
+		shared: &shared{stmts: map[stmtKey]*sql.Stmt{}},
 	}
 }
 
@@ -111,8 +128,38 @@ func (s *Store) Close() error {
 	if s.rdb != s.wdb {
 		err = errors.Join(err, s.rdb.Close())
 	}
+	if s.twdb != nil {
+		err = errors.Join(err, s.twdb.Close())
+	}
 	return err
 }
+
+// SetTelemetryWriter gives the store a writer of its own for the tables
+// the telemetry intake writes (TelemetryTables), which the SQLite store
+// keeps in a database file of their own, so that the intake never waits
+// for another writer (the rollup job holds the main writer for seconds a
+// minute). Every write of those tables goes through db: WriteSamples, the
+// rollup's delete of what it moved, retention and erasure; the main
+// writer and the readers only read them. Call it before the store is
+// used; the store closes db.
+func (s *Store) SetTelemetryWriter(db *sql.DB) { s.twdb = db }
+
+// TelemetryDB returns the pool that writes the telemetry tables: the one
+// SetTelemetryWriter gave, or the one DB returns.
+func (s *Store) TelemetryDB() *sql.DB {
+	if s.twdb != nil {
+		return s.twdb
+	}
+	return s.wdb
+}
+
+// TelemetryTables are the tables the telemetry intake writes, those
+// SetTelemetryWriter's writer takes.
+var TelemetryTables = []string{"samples_recent", "metric_latest", "telemetry_batch"}
+
+// splitTelemetry reports whether the telemetry tables have a writer of
+// their own.
+func (s *Store) splitTelemetry() bool { return s.twdb != nil }
 
 // InTx runs fn with a Store bound to one transaction, committed when fn
 // returns nil and rolled back otherwise (also when fn panics). Inside a
@@ -138,12 +185,18 @@ func (s *Store) InTx(ctx context.Context, fn func(tx steward.Store) error) error
 	}()
 	bound := *s
 	bound.w, bound.r, bound.tx = tx, tx, tx
+	bound.afterCommit = new([]func(context.Context) error)
 	if err := fn(&bound); err != nil {
 		return err
 	}
 	done = true
 	if err := tx.Commit(); err != nil {
 		return s.fail(err, "commit transaction")
+	}
+	for _, f := range *bound.afterCommit {
+		if err := f(ctx); err != nil {
+			return fmt.Errorf("after the commit: %w", err)
+		}
 	}
 	return nil
 }
@@ -182,26 +235,42 @@ func (s *Store) query(ctx context.Context, query string, args ...any) (*sql.Rows
 // It must be called outside a transaction: on SQLite the one write
 // connection would be the transaction's.
 func (s *Store) prepare(ctx context.Context, query string) error {
-	query = s.q(query)
+	return s.prepareOn(ctx, false, query)
+}
+
+// prepareOn is prepare on the telemetry writer (TelemetryDB) when
+// telemetry is set.
+func (s *Store) prepareOn(ctx context.Context, telemetry bool, query string) error {
+	key := stmtKey{telemetry && s.splitTelemetry(), s.q(query)}
 	s.shared.stmtMu.Lock()
 	defer s.shared.stmtMu.Unlock()
-	if _, ok := s.shared.stmts[query]; ok {
+	if _, ok := s.shared.stmts[key]; ok {
 		return nil
 	}
-	st, err := s.wdb.PrepareContext(ctx, query)
+	db := s.wdb
+	if key.telemetry {
+		db = s.twdb
+	}
+	st, err := db.PrepareContext(ctx, key.query)
 	if err != nil {
 		return err
 	}
-	s.shared.stmts[query] = st
+	s.shared.stmts[key] = st
 	return nil
 }
 
-// execIn runs query in tx, through its prepared statement when prepare
-// made one.
+// execIn runs query in tx, a transaction of the write pool, through its
+// prepared statement when prepare made one.
 func (s *Store) execIn(ctx context.Context, tx *sql.Tx, query string, args ...any) (sql.Result, error) {
+	return s.execOn(ctx, tx, false, query, args...)
+}
+
+// execOn is execIn for a transaction of the telemetry writer when
+// telemetry is set.
+func (s *Store) execOn(ctx context.Context, tx *sql.Tx, telemetry bool, query string, args ...any) (sql.Result, error) {
 	query = s.q(query)
 	s.shared.stmtMu.Lock()
-	st := s.shared.stmts[query]
+	st := s.shared.stmts[stmtKey{telemetry && s.splitTelemetry(), query}]
 	s.shared.stmtMu.Unlock()
 	if st == nil {
 		return tx.ExecContext(ctx, query, args...)

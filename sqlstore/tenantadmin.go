@@ -33,7 +33,9 @@ func (s *Store) SetTenantStatus(ctx context.Context, id, status, reason string, 
 // tenant_id column, children before the parents their foreign keys refer
 // to, so that deleting in that order never breaks a reference. Reading the
 // catalog rather than a list kept here means a table added by a later
-// migration is deleted too.
+// migration is deleted too. They are the main database's: the telemetry
+// database's, where it is one of its own, DeleteTenant deletes through its
+// writer (withTelemetryDeleted).
 func (s *Store) tenantTables(ctx context.Context) ([]string, error) {
 	var tablesQ, fkQ string
 	switch s.d.Name {
@@ -115,6 +117,11 @@ func (s *Store) DeleteTenant(ctx context.Context, id string) error {
 	if id == "" {
 		return invalid("tenant id is required")
 	}
+	return s.withTelemetryDeleted(ctx, id, "", func(map[string]int64) error { return s.deleteTenant(ctx, id) })
+}
+
+// deleteTenant is DeleteTenant's transaction.
+func (s *Store) deleteTenant(ctx context.Context, id string) error {
 	return s.InTx(ctx, func(txs steward.Store) error {
 		tx := txs.(*Store)
 		if _, err := tx.GetTenant(ctx, id); err != nil {
@@ -149,6 +156,15 @@ func (s *Store) TenantRows(ctx context.Context, id string) (map[string]int64, er
 	tables, err := s.tenantTables(ctx)
 	if err != nil {
 		return nil, err
+	}
+	more, err := s.telemetryDeviceTables(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range more {
+		if t.tenant {
+			tables = append(tables, t.name)
+		}
 	}
 	out := make(map[string]int64, len(tables))
 	for _, t := range tables {

@@ -117,11 +117,11 @@ func testSamplesLatest(t *testing.T, s steward.Store) {
 func testSamplesLatestUnreadable(t *testing.T, s steward.Store) {
 	c := ctx(t)
 	must(t, s.WriteSamples(c, []steward.Sample{sample("cpu", 0.5, t0)}))
-	db, ok := s.(interface{ DB() *sql.DB })
+	db, ok := s.(interface{ TelemetryDB() *sql.DB })
 	if !ok {
 		t.Skip("the store gives no database handle to damage a row with")
 	}
-	_, err := db.DB().ExecContext(c, `UPDATE metric_latest SET metrics = '{"cpu": "x"}' WHERE device_id = 'd-1'`)
+	_, err := db.TelemetryDB().ExecContext(c, `UPDATE metric_latest SET metrics = '{"cpu": "x"}' WHERE device_id = 'd-1'`)
 	must(t, err)
 	if _, err := s.LatestSamples(c, tenantA, "d-1"); err == nil {
 		t.Fatal("an unreadable row of latest values read without an error")

@@ -93,7 +93,12 @@ type Intake struct {
 	done  chan struct{}
 	once  sync.Once
 	// touched is when each device's last-seen time was last written.
-	touched       map[string]time.Time
+	touched map[string]time.Time
+	// toTouch holds the last-seen times not written yet, for touchLoop;
+	// touchKick wakes it.
+	touchMu       sync.Mutex
+	toTouch       map[string]steward.DeviceSeen
+	touchKick     chan struct{}
 	dropped       atomic.Int64
 	schemaDropped atomic.Int64
 	schemas       *schemas
@@ -128,6 +133,7 @@ func New(cfg Config, bus steward.Bus) *Intake {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	in := &Intake{cfg: cfg, queue: make(chan pending, cfg.QueueSize), done: make(chan struct{}), touched: map[string]time.Time{},
+		toTouch: map[string]steward.DeviceSeen{}, touchKick: make(chan struct{}, 1),
 		schemas: newSchemas(cfg.Store, cfg.Clock, cfg.SchemaTTL, cfg.ModelTTL), consents: newConsents(cfg.Store, cfg.Clock, cfg.SchemaTTL)}
 	bus.HandleInbound(steward.ChannelTelemetry, in.Handle)
 	return in
@@ -225,10 +231,13 @@ func (in *Intake) QueueDepth() int { return len(in.queue) }
 
 // touch records that the devices of a committed batch were heard from,
 // each at most once per TouchEvery, so that last-seen stays current without
-// a write per message. Only Run's goroutine calls it.
+// a write per message. It hands them to touchLoop rather than writing
+// them: last-seen is in the devices table, whose writer may be busy for
+// seconds (the rollup job), and the next batch must not wait for it. Only
+// Run's goroutine calls it.
 func (in *Intake) touch(batch []pending) {
 	now := in.cfg.Clock.Now()
-	var seen []steward.DeviceSeen
+	var due bool
 	for _, p := range batch {
 		s := p.samples[0] // every message has at least one sample
 		key := s.TenantID + "/" + s.DeviceID
@@ -236,21 +245,65 @@ func (in *Intake) touch(batch []pending) {
 			continue
 		}
 		in.touched[key] = now
-		seen = append(seen, steward.DeviceSeen{TenantID: s.TenantID, DeviceID: s.DeviceID, At: now})
+		if !due {
+			in.touchMu.Lock()
+			due = true
+		}
+		in.toTouch[key] = steward.DeviceSeen{TenantID: s.TenantID, DeviceID: s.DeviceID, At: now}
 	}
-	if len(seen) == 0 {
+	if !due {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := in.cfg.Store.TouchDevices(ctx, seen); err != nil {
-		in.cfg.Logger.Warn("record last seen", "devices", len(seen), "err", err)
+	in.touchMu.Unlock()
+	select {
+	case in.touchKick <- struct{}{}:
+	default: // already woken
+	}
+}
+
+// touchLoop writes the last-seen times touch hands it, all those waiting
+// in one call, until stop is closed; then it writes what is left.
+func (in *Intake) touchLoop(stop <-chan struct{}) {
+	write := func() {
+		in.touchMu.Lock()
+		seen := make([]steward.DeviceSeen, 0, len(in.toTouch))
+		for _, d := range in.toTouch {
+			seen = append(seen, d)
+		}
+		clear(in.toTouch)
+		in.touchMu.Unlock()
+		if len(seen) == 0 {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := in.cfg.Store.TouchDevices(ctx, seen); err != nil {
+			in.cfg.Logger.Warn("record last seen", "devices", len(seen), "err", err)
+		}
+	}
+	for {
+		select {
+		case <-in.touchKick:
+			write()
+		case <-stop:
+			write()
+			return
+		}
 	}
 }
 
 // Run writes batches until ctx is done, then drains what is queued.
 func (in *Intake) Run(ctx context.Context) {
 	defer in.once.Do(func() { close(in.done) })
+	stopTouch, touched := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(touched)
+		in.touchLoop(stopTouch)
+	}()
+	defer func() {
+		close(stopTouch)
+		<-touched
+	}()
 	batch := make([]pending, 0, 256)
 	var n int
 	flush := func() {

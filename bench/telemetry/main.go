@@ -74,6 +74,7 @@ import (
 	"github.com/steward-iot/steward/bench/internal/machine"
 	"github.com/steward-iot/steward/bench/internal/mqttraw"
 	"github.com/steward-iot/steward/bench/internal/node"
+	"github.com/steward-iot/steward/sqlite"
 )
 
 //go:embed mosquitto-tls.conf
@@ -503,7 +504,14 @@ func verifyStored(ctx context.Context, cfg config, f *fleet.Fleet, conns []*mqtt
 	var db *sql.DB
 	var err error
 	if cfg.store == "" {
-		db, err = sql.Open("sqlite", "file:"+filepath.Join(f.Node.DataDir, "steward.db")+"?mode=ro&_pragma=busy_timeout(10000)")
+		path := filepath.Join(f.Node.DataDir, "steward.db")
+		db, err = sql.Open("sqlite", "file:"+path+"?mode=ro&_pragma=busy_timeout(10000)")
+		if err == nil {
+			// One connection, so that the telemetry database stays attached.
+			db.SetMaxOpenConns(1)
+			db.SetConnMaxLifetime(0)
+			_, err = db.ExecContext(ctx, `ATTACH DATABASE ? AS telemetry`, "file:"+sqlite.TelemetryPath(path)+"?mode=ro")
+		}
 	} else {
 		db, err = sql.Open("pgx", cfg.storeURL)
 		count = `SELECT coalesce(sum(` + metricsOf(true, "metrics") + `), 0) FROM samples WHERE tenant_id = $1 AND device_id = $2 AND at BETWEEN $3 AND $4`

@@ -1,0 +1,7 @@
+package sqlstore
+
+import "context"
+
+// SetMoveHook makes f run in each transaction of the rollup's move, after
+// its INSERT, for tests of what happens meanwhile.
+func SetMoveHook(s *Store, f func(context.Context)) { s.shared.moveHook = f }

@@ -1,0 +1,101 @@
+package sqlstore
+
+import (
+	"context"
+	"slices"
+)
+
+// TelemetrySchema is the name under which the store's connections see the
+// telemetry database, when the telemetry tables live in one of their own
+// (SQLite: ATTACH … AS telemetry; see SetTelemetryWriter). Statements
+// name those tables without it: a name the main database does not have
+// resolves to the attached one.
+const TelemetrySchema = "telemetry"
+
+// telemetryDeviceTables lists, from its catalog, the tables of the
+// telemetry database that name a device, when it is a database of its own
+// (none otherwise: the main catalog lists them). Reading the catalog, as
+// deviceTables does, keeps a table added later from being missed by
+// erasure and tenant deletion.
+func (s *Store) telemetryDeviceTables(ctx context.Context) ([]deviceTable, error) {
+	if !s.splitTelemetry() {
+		return nil, nil
+	}
+	rows, err := s.query(ctx, `SELECT m.name, SUM(p.name = 'tenant_id') > 0
+		FROM `+TelemetrySchema+`.sqlite_schema m, pragma_table_info(m.name, '`+TelemetrySchema+`') p
+		WHERE m.type = 'table' GROUP BY m.name HAVING SUM(p.name = 'device_id') > 0 ORDER BY m.name`)
+	if err != nil {
+		return nil, s.fail(err, "list telemetry tables")
+	}
+	return collect(rows, func(t *deviceTable) []any { return []any{&t.name, &t.tenant} }, s, "list telemetry tables")
+}
+
+// deleteTelemetry deletes, through the telemetry writer, the rows of the
+// telemetry database's tables that belong to a device (deviceID set) or to
+// a whole tenant, and returns how many each table lost. It does nothing
+// unless the telemetry tables are a database of their own: otherwise the
+// caller's transaction deletes them with the rest.
+//
+// Those deletes cannot join the caller's transaction, so the callers
+// (erasure, tenant deletion) delete here first, then the rest in their
+// transaction, then here again: a failure between leaves the device or
+// tenant in place for the operation to be tried again, and the second
+// pass takes what the intake wrote meanwhile. Nothing can be moved back:
+// the rollup's move reads samples_recent in a transaction of the main
+// writer, which the caller's transaction waits for or follows.
+func (s *Store) deleteTelemetry(ctx context.Context, tenantID, deviceID string) (map[string]int64, error) {
+	tables, err := s.telemetryDeviceTables(ctx)
+	if err != nil || len(tables) == 0 {
+		return nil, err
+	}
+	out := map[string]int64{}
+	for _, t := range tables {
+		where, args := byDevice(t, tenantID, deviceID)
+		if deviceID == "" {
+			if !t.tenant {
+				continue
+			}
+			where, args = ` WHERE tenant_id = ?`, []any{tenantID}
+		}
+		res, err := s.twdb.ExecContext(ctx, s.q(`DELETE FROM `+quoteIdent(t.name)+where), args...)
+		if err != nil {
+			return out, s.fail(err, "delete from %s", t.name)
+		}
+		n, err := affected(res)
+		if err != nil {
+			return out, s.fail(err, "delete from %s", t.name)
+		}
+		out[t.name] += n
+	}
+	return out, nil
+}
+
+// notTelemetry drops the telemetry database's tables from tables, when it
+// is a database of its own: the main writer cannot write them.
+func (s *Store) notTelemetry(tables []string) []string {
+	if !s.splitTelemetry() {
+		return tables
+	}
+	return slices.DeleteFunc(tables, func(t string) bool { return slices.Contains(TelemetryTables, t) })
+}
+
+// withTelemetryDeleted runs fn, which deletes the rest of a device's or
+// tenant's rows in a transaction of the main writer, between two passes of
+// deleteTelemetry (see there). fn gets what the first pass deleted, per
+// table; the second pass's deletes, made after fn's commit, are logged.
+func (s *Store) withTelemetryDeleted(ctx context.Context, tenantID, deviceID string, fn func(deleted map[string]int64) error) error {
+	deleted, err := s.deleteTelemetry(ctx, tenantID, deviceID)
+	if err != nil {
+		return err
+	}
+	if err := fn(deleted); err != nil {
+		return err
+	}
+	late, err := s.deleteTelemetry(ctx, tenantID, deviceID)
+	for table, n := range late {
+		if n > 0 {
+			s.log.Info("telemetry written during a deletion deleted after it", "tenant", tenantID, "device", deviceID, "table", table, "rows", n)
+		}
+	}
+	return err
+}
