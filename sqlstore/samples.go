@@ -86,25 +86,70 @@ func (s *Store) commitSamples(ctx context.Context, readings []reading, latest []
 // latestOf returns the newest sample of each (tenant, device, metric) of a
 // batch, the first of equal times, sorted by key: PostgreSQL refuses an
 // upsert that touches one row twice, and a fixed order keeps concurrent
-// batches from deadlocking on each other's rows.
+// batches from deadlocking on each other's rows. Samples are grouped by
+// device first, each device's few metrics found by a linear search (a map
+// once it has more than a handful): a map keyed by all three strings and a
+// sort of every sample took 4 % of the server's CPU at 100,000 samples/s.
 func latestOf(samples []steward.Sample) []steward.Sample {
-	type key struct{ t, d, m string }
-	idx := make(map[key]int, len(samples))
-	var out []steward.Sample
-	for _, sm := range samples {
-		k := key{sm.TenantID, sm.DeviceID, sm.Metric}
-		if i, ok := idx[k]; ok {
-			if ts(sm.At).After(ts(out[i].At)) { // as stored: to the microsecond
-				out[i] = sm
-			}
-			continue
-		}
-		idx[k] = len(out)
-		out = append(out, sm)
+	type device struct{ t, d string }
+	type group struct {
+		newest []steward.Sample
+		byName map[string]int // index in newest, once it is long
 	}
-	slices.SortFunc(out, func(a, b steward.Sample) int {
-		return cmp.Or(strings.Compare(a.TenantID, b.TenantID), strings.Compare(a.DeviceID, b.DeviceID), strings.Compare(a.Metric, b.Metric))
+	idx := make(map[device]int, len(samples)/8+1)
+	var groups []group
+	prev := -1 // samples come by message, so mostly the previous one's device
+	for _, sm := range samples {
+		g := prev
+		if g < 0 || groups[g].newest[0].TenantID != sm.TenantID || groups[g].newest[0].DeviceID != sm.DeviceID {
+			k := device{sm.TenantID, sm.DeviceID}
+			var ok bool
+			if g, ok = idx[k]; !ok {
+				g = len(groups)
+				idx[k] = g
+				groups = append(groups, group{})
+			}
+		}
+		prev = g
+		gr := &groups[g]
+		i := -1
+		if gr.byName != nil {
+			if j, ok := gr.byName[sm.Metric]; ok {
+				i = j
+			}
+		} else {
+			for j := range gr.newest {
+				if gr.newest[j].Metric == sm.Metric {
+					i = j
+					break
+				}
+			}
+		}
+		switch {
+		case i >= 0:
+			if ts(sm.At).After(ts(gr.newest[i].At)) { // as stored: to the microsecond
+				gr.newest[i] = sm
+			}
+		default:
+			gr.newest = append(gr.newest, sm)
+			if gr.byName != nil {
+				gr.byName[sm.Metric] = len(gr.newest) - 1
+			} else if len(gr.newest) > 16 {
+				gr.byName = make(map[string]int, 2*len(gr.newest))
+				for j, o := range gr.newest {
+					gr.byName[o.Metric] = j
+				}
+			}
+		}
+	}
+	slices.SortFunc(groups, func(a, b group) int {
+		return cmp.Or(strings.Compare(a.newest[0].TenantID, b.newest[0].TenantID), strings.Compare(a.newest[0].DeviceID, b.newest[0].DeviceID))
 	})
+	out := make([]steward.Sample, 0, len(samples))
+	for _, g := range groups {
+		slices.SortFunc(g.newest, func(a, b steward.Sample) int { return strings.Compare(a.Metric, b.Metric) })
+		out = append(out, g.newest...)
+	}
 	return out
 }
 

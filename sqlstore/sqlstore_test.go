@@ -1,9 +1,11 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"reflect"
 	"slices"
 	"strings"
@@ -85,6 +87,52 @@ func TestLatestOf(t *testing.T) {
 	want := []steward.Sample{in[3], in[1], in[0]}
 	if got := latestOf(in); !reflect.DeepEqual(got, want) {
 		t.Fatalf("latestOf = %+v, want %+v", got, want)
+	}
+}
+
+// TestLatestOfAsDefined checks latestOf against its definition, written
+// the plain way (one map over all three keys, one sort), on random
+// batches: devices interleaved, some with more metrics than the linear
+// search takes, equal times, several tenants.
+func TestLatestOfAsDefined(t *testing.T) {
+	t.Parallel()
+	plain := func(samples []steward.Sample) []steward.Sample {
+		type key struct{ t, d, m string }
+		idx := map[key]int{}
+		var out []steward.Sample
+		for _, sm := range samples {
+			k := key{sm.TenantID, sm.DeviceID, sm.Metric}
+			if i, ok := idx[k]; ok {
+				if ts(sm.At).After(ts(out[i].At)) {
+					out[i] = sm
+				}
+				continue
+			}
+			idx[k] = len(out)
+			out = append(out, sm)
+		}
+		slices.SortFunc(out, func(a, b steward.Sample) int {
+			return cmp.Or(strings.Compare(a.TenantID, b.TenantID), strings.Compare(a.DeviceID, b.DeviceID), strings.Compare(a.Metric, b.Metric))
+		})
+		return out
+	}
+	t0 := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	for seed := range uint64(20) {
+		r := rand.New(rand.NewPCG(seed, 1))
+		var in []steward.Sample
+		for range 1 + r.IntN(2000) {
+			metrics := 3
+			if r.IntN(4) == 0 {
+				metrics = 40 // past the linear search
+			}
+			in = append(in, steward.Sample{
+				TenantID: fmt.Sprint("t", r.IntN(2)), DeviceID: fmt.Sprint("d", r.IntN(30)),
+				Metric: fmt.Sprint("m", r.IntN(metrics)), Value: float64(r.IntN(1000)),
+				At: t0.Add(time.Duration(r.IntN(5)) * time.Second)})
+		}
+		if got, want := latestOf(in), plain(in); !reflect.DeepEqual(got, want) {
+			t.Fatalf("seed %d: latestOf differs from its definition:\n got %+v\nwant %+v", seed, got, want)
+		}
 	}
 }
 
