@@ -54,7 +54,8 @@ func (s *Store) WriteSamples(ctx context.Context, samples []steward.Sample) erro
 	readings, latest := readingsOf(samples), latestOf(samples)
 	if s.tx != nil {
 		if !s.splitTelemetry() {
-			return s.writeSamples(ctx, s.tx, readings, latest)
+			_, err := s.writeSamples(ctx, s.tx, readings, latest)
+			return err
 		}
 		// The caller's transaction cannot write the telemetry database:
 		// the batch is written when it has committed, and not if it rolls
@@ -72,15 +73,33 @@ func (s *Store) commitSamples(ctx context.Context, readings []reading, latest []
 	if err := s.prepareSamples(ctx); err != nil {
 		return s.fail(err, "write samples: prepare")
 	}
+	cache := s.shared.latest
+	if cache != nil {
+		cache.mu.Lock()
+		defer cache.mu.Unlock()
+	}
 	tx, err := s.TelemetryDB().BeginTx(ctx, nil)
 	if err != nil {
 		return s.fail(err, "write samples: begin")
 	}
-	if err := s.writeSamples(ctx, tx, readings, latest); err != nil {
+	rows, err := s.writeSamples(ctx, tx, readings, latest)
+	if err == nil {
+		err = s.fail(tx.Commit(), "write samples: commit")
+	} else {
 		_ = tx.Rollback()
-		return err
 	}
-	return s.fail(tx.Commit(), "write samples: commit")
+	if cache != nil {
+		if err != nil {
+			// A failed commit may have committed all the same: read
+			// these devices again next time.
+			for _, sm := range latest {
+				cache.forget(sm.TenantID, sm.DeviceID)
+			}
+		} else {
+			cache.put(rows)
+		}
+	}
+	return err
 }
 
 // latestOf returns the newest sample of each (tenant, device, metric) of a
@@ -282,16 +301,18 @@ func (s *Store) recentInsert() (head, tail string, cols int) {
 	return insertReadings, s.onReading("samples_recent"), 4
 }
 
-func (s *Store) writeSamples(ctx context.Context, tx *sql.Tx, readings []reading, latest []steward.Sample) error {
+// writeSamples writes a batch in tx; with a latestCache it returns the
+// batch's devices' rows of metric_latest, for the cache (see writeLatest).
+func (s *Store) writeSamples(ctx context.Context, tx *sql.Tx, readings []reading, latest []steward.Sample) (map[[2]string]deviceLatest, error) {
 	batch := int64(-1)
 	if s.splitTelemetry() {
 		if err := tx.QueryRowContext(ctx, `UPDATE telemetry_batch SET n = n + 1 WHERE id = 1 RETURNING n`).Scan(&batch); err != nil {
-			return s.fail(err, "write samples: number the batch")
+			return nil, s.fail(err, "write samples: number the batch")
 		}
 	}
 	head, tail, _ := s.recentInsert()
 	if _, err := s.putReadings(ctx, tx, head, tail, readings, batch); err != nil {
-		return s.fail(err, "write samples")
+		return nil, s.fail(err, "write samples")
 	}
 	return s.writeLatest(ctx, tx, latest)
 }

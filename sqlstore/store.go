@@ -57,9 +57,12 @@ type shared struct {
 	// moveHook, when set (by tests), runs in each transaction of the
 	// rollup's move after its INSERT.
 	moveHook func(context.Context)
-	rebound  sync.Map // query text → dialect text
-	stmtMu   sync.Mutex
-	stmts    map[stmtKey]*sql.Stmt // prepared for the hot path
+	// latest caches the rows of metric_latest, with a telemetry writer of
+	// its own (see latestCache); nil otherwise.
+	latest  *latestCache
+	rebound sync.Map // query text → dialect text
+	stmtMu  sync.Mutex
+	stmts   map[stmtKey]*sql.Stmt // prepared for the hot path
 }
 
 // stmtKey names a prepared statement: its text, and whether it is
@@ -142,7 +145,10 @@ func (s *Store) Close() error {
 // rollup's delete of what it moved, retention and erasure; the main
 // writer and the readers only read them. Call it before the store is
 // used; the store closes db.
-func (s *Store) SetTelemetryWriter(db *sql.DB) { s.twdb = db }
+func (s *Store) SetTelemetryWriter(db *sql.DB) {
+	s.twdb = db
+	s.shared.latest = &latestCache{devs: map[[2]string]deviceLatest{}}
+}
 
 // TelemetryDB returns the pool that writes the telemetry tables: the one
 // SetTelemetryWriter gave, or the one DB returns.

@@ -48,6 +48,10 @@ func (s *Store) deleteTelemetry(ctx context.Context, tenantID, deviceID string) 
 	if err != nil || len(tables) == 0 {
 		return nil, err
 	}
+	// No batch may merge into the cached rows of what is deleted here.
+	s.shared.latest.mu.Lock()
+	defer s.shared.latest.mu.Unlock()
+	s.shared.latest.forget(tenantID, deviceID)
 	out := map[string]int64{}
 	for _, t := range tables {
 		where, args := byDevice(t, tenantID, deviceID)

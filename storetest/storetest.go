@@ -51,6 +51,7 @@ func Run(t *testing.T, open func(t *testing.T) steward.Store) {
 		{"SamplesLatest", testSamplesLatest},
 		{"SamplesLatestConcurrent", testSamplesLatestConcurrent},
 		{"SamplesLatestUnreadable", testSamplesLatestUnreadable},
+		{"SamplesLatestAfterErasure", testSamplesLatestAfterErasure},
 		{"SamplesInvalid", testSamplesInvalid},
 		{"SamplesIsolation", testSamplesIsolation},
 		{"SamplesLargeBatch", testSamplesLargeBatch},
