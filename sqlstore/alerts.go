@@ -421,7 +421,7 @@ func (s *Store) AlertSignals(ctx context.Context, tenantID string, q steward.Ale
 	}
 	tail += ` ORDER BY d.id`
 	stmt += s.d.Rebind(tail, len(args)-countArgs(tail)+1)
-	rows, err := s.r.QueryContext(ctx, stmt, args...)
+	rows, err := s.queryRebound(ctx, stmt, args...)
 	if err != nil {
 		return nil, s.fail(err, "alert signals")
 	}

@@ -107,7 +107,7 @@ func (s *Store) FleetAggregates(ctx context.Context, tenantID string, q steward.
 	tail += ` ORDER BY d.id`
 	stmt += s.d.Rebind(tail, len(args)-countArgs(tail)+1)
 
-	rows, err := s.r.QueryContext(ctx, stmt, args...)
+	rows, err := s.queryRebound(ctx, stmt, args...)
 	if err != nil {
 		return nil, s.fail(err, "fleet aggregates")
 	}

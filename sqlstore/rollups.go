@@ -282,6 +282,9 @@ func (s *Store) moveRecent(ctx context.Context, to time.Time) (int64, error) {
 		})
 		moved += n
 		if err == nil && batch >= 0 {
+			// Wait for the readers' statements that may have taken their
+			// snapshot of steward.db before this commit (see snapGate).
+			s.shared.snaps.wait()
 			err = s.deleteMoved(ctx, end, batch)
 		}
 		if err != nil || !end.Before(to) {

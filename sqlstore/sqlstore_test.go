@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -304,4 +305,41 @@ func TestFail(t *testing.T) {
 	if code := steward.ErrorCode(bare.fail(errUnique, "x")); code != steward.CodeInternal {
 		t.Errorf("bare dialect: %s", code)
 	}
+}
+
+// TestSnapGate: the move's wait returns once the readers that entered
+// before it have left, and never holds up a reader that enters after it.
+func TestSnapGate(t *testing.T) {
+	t.Parallel()
+	var g snapGate
+	g.wait() // nobody inside
+	first := g.enter()
+	done := make(chan struct{})
+	go func() {
+		g.wait()
+		close(done)
+	}()
+	for { // until wait has begun
+		g.mu.Lock()
+		begun := g.epoch > first
+		g.mu.Unlock()
+		if begun {
+			break
+		}
+		runtime.Gosched()
+	}
+	later := g.enter() // would block for ever if wait shut readers out
+	select {
+	case <-done:
+		t.Fatal("wait returned while a reader that entered before it was inside")
+	case <-time.After(50 * time.Millisecond):
+	}
+	g.exit(first)
+	select {
+	case <-done:
+	case <-t.Context().Done():
+		t.Fatal("wait did not return once the earlier reader left")
+	}
+	g.exit(later)
+	g.wait()
 }

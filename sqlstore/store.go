@@ -54,6 +54,9 @@ type shared struct {
 	// moveChunk is the most readings a transaction of the rollup's move
 	// takes (SetMoveChunk; 0: DefaultMoveChunk).
 	moveChunk atomic.Int64
+	// snaps orders the readers' snapshots against the rollup's move (see
+	// snapGate).
+	snaps snapGate
 	// moveHook, when set (by tests), runs in each transaction of the
 	// rollup's move after its INSERT.
 	moveHook func(context.Context)
@@ -227,12 +230,24 @@ func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result
 
 // queryRow runs a one-row query on the read side.
 func (s *Store) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	if s.tx == nil && s.splitTelemetry() {
+		defer s.shared.snaps.exit(s.shared.snaps.enter())
+	}
 	return s.r.QueryRowContext(ctx, s.q(query), args...)
 }
 
 // query runs a query on the read side.
 func (s *Store) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	return s.r.QueryContext(ctx, s.q(query), args...)
+	return s.queryRebound(ctx, s.q(query), args...)
+}
+
+// queryRebound is query for a statement in the dialect's placeholders
+// already.
+func (s *Store) queryRebound(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if s.tx == nil && s.splitTelemetry() {
+		defer s.shared.snaps.exit(s.shared.snaps.enter())
+	}
+	return s.r.QueryContext(ctx, query, args...)
 }
 
 // prepare prepares query once on the write pool, for the hot path, and

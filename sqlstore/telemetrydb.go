@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"slices"
+	"sync"
 )
 
 // TelemetrySchema is the name under which the store's connections see the
@@ -102,4 +103,69 @@ func (s *Store) withTelemetryDeleted(ctx context.Context, tenantID, deviceID str
 		}
 	}
 	return err
+}
+
+// snapGate orders the readers' snapshots against the rollup's move, where
+// the telemetry tables have a database of their own. A statement takes its
+// snapshot of steward.db, then of the telemetry database (SQLite opens them
+// in that order when it starts); were the move to commit in steward.db and
+// then delete from the telemetry database between the two, the statement
+// would see the moved readings in neither table. A reader is inside the
+// gate while its statement starts (the driver runs the first step in
+// QueryContext); between its commit and its delete the move waits for
+// every reader that entered before, but lets new ones in: a reader that
+// waits for a connection held by another caller's rows cannot make it
+// wait for ever.
+type snapGate struct {
+	mu     sync.Mutex
+	cond   sync.Cond
+	epoch  uint64
+	active map[uint64]int // readers inside, by the epoch they entered in
+}
+
+// enter lets a reader in and returns what exit needs.
+func (g *snapGate) enter() uint64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.active == nil {
+		g.active = map[uint64]int{}
+	}
+	g.active[g.epoch]++
+	return g.epoch
+}
+
+// exit lets out a reader that entered in epoch.
+func (g *snapGate) exit(epoch uint64) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.active[epoch]--; g.active[epoch] == 0 {
+		delete(g.active, epoch)
+		if g.cond.L != nil {
+			g.cond.Broadcast()
+		}
+	}
+}
+
+// wait returns once every reader that entered before it has left.
+func (g *snapGate) wait() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.cond.L == nil {
+		g.cond.L = &g.mu
+	}
+	before := g.epoch
+	g.epoch++
+	for {
+		waiting := false
+		for e := range g.active {
+			if e <= before {
+				waiting = true
+				break
+			}
+		}
+		if !waiting {
+			return
+		}
+		g.cond.Wait()
+	}
 }

@@ -461,7 +461,7 @@ type recentCount struct {
 // recentSamples reads, in one pass, the tenant's samples not moved yet,
 // counted per device and time: counting them device by device would scan
 // samples_recent, keyed by time, once per device.
-func recentSamples(ctx context.Context, db *sql.DB, postgres bool, tenantID string) (map[string][]recentCount, error) {
+func recentSamples(ctx context.Context, db *sql.Tx, postgres bool, tenantID string) (map[string][]recentCount, error) {
 	q := `SELECT device_id, at, ` + metricsOf(postgres, "r.metrics") + ` FROM samples_recent r WHERE tenant_id = ? AND ` + notMoved
 	if postgres {
 		q = strings.Replace(q, "?", "$1", 1)
@@ -521,7 +521,28 @@ func verifyStored(ctx context.Context, cfg config, f *fleet.Fleet, conns []*mqtt
 		return err
 	}
 	defer db.Close()
-	recent, err := recentSamples(ctx, db, cfg.store != "", f.Group.TenantID)
+	// One snapshot for every count: the node's rollup job moves readings
+	// from samples_recent into samples meanwhile.
+	opts := &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true}
+	if cfg.store == "" {
+		opts = nil // SQLite's transactions are snapshots already
+	}
+	tx, err := db.BeginTx(ctx, opts)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }()
+	if cfg.store == "" {
+		// On SQLite the move commits its INSERT into samples (steward.db)
+		// before it deletes from samples_recent (the telemetry database):
+		// reading the telemetry database first, and holding that snapshot,
+		// sees every reading in one of the two.
+		var batch int64
+		if err := tx.QueryRowContext(ctx, `SELECT n FROM telemetry.telemetry_batch`).Scan(&batch); err != nil {
+			return err
+		}
+	}
+	recent, err := recentSamples(ctx, tx, cfg.store != "", f.Group.TenantID)
 	if err != nil {
 		return err
 	}
@@ -535,7 +556,7 @@ func verifyStored(ctx context.Context, cfg config, f *fleet.Fleet, conns []*mqtt
 		// acked[i] × metrics × readings samples, message k's readings at
 		// Stamps[k] … Stamps[k]+readings-1, each message's after the last.
 		ts, last := c.Stamps[0], c.Stamps[acked[i]-1]+readings-1
-		err := db.QueryRowContext(ctx, count, f.Group.TenantID, c.ClientID, at(ts), at(last)).Scan(&n)
+		err := tx.QueryRowContext(ctx, count, f.Group.TenantID, c.ClientID, at(ts), at(last)).Scan(&n)
 		if err != nil {
 			return fmt.Errorf("count samples of %s: %w", c.ClientID, err)
 		}
@@ -563,7 +584,7 @@ func verifyStored(ctx context.Context, cfg config, f *fleet.Fleet, conns []*mqtt
 		}
 	}
 	var rows int
-	if err := db.QueryRowContext(ctx, `SELECT (SELECT coalesce(sum(`+metricsOf(cfg.store != "", "metrics")+`), 0) FROM samples) + (SELECT coalesce(sum(`+metricsOf(cfg.store != "", "r.metrics")+`), 0) FROM samples_recent r WHERE `+notMoved+`)`).Scan(&rows); err != nil {
+	if err := tx.QueryRowContext(ctx, `SELECT (SELECT coalesce(sum(`+metricsOf(cfg.store != "", "metrics")+`), 0) FROM samples) + (SELECT coalesce(sum(`+metricsOf(cfg.store != "", "r.metrics")+`), 0) FROM samples_recent r WHERE `+notMoved+`)`).Scan(&rows); err != nil {
 		return err
 	}
 	fmt.Printf("check: %d acknowledged messages × %d metrics × %d readings, %d of those samples found in the store (samples and samples_recent: %d samples in all), latest values (REST) right for %d of %d devices\n",
