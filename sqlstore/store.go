@@ -115,7 +115,8 @@ func New(wdb, rdb *sql.DB, d *Dialect, logger *slog.Logger) *Store {
 func (s *Store) Dialect() *Dialect { return s.d }
 
 // DB returns the pool that takes writes, for tools and tests that need the
-// database itself.
+// database itself (on SQLite, one that only reads the telemetry tables:
+// see TelemetryDB).
 func (s *Store) DB() *sql.DB { return s.wdb }
 
 // Close closes the store's pools. Calling it on a transaction-bound Store
@@ -174,7 +175,10 @@ func (s *Store) splitTelemetry() bool { return s.twdb != nil }
 // returns nil and rolled back otherwise (also when fn panics). Inside a
 // transaction InTx runs fn in the same transaction. fn must use the Store
 // it is given: on SQLite the outer Store's writes would wait for the one
-// write connection that fn's transaction holds.
+// write connection that fn's transaction holds. Where the telemetry
+// tables have a writer of their own, fn's writes to them (WriteSamples)
+// run once the transaction has committed; if one of those fails, InTx
+// returns its error although the transaction committed.
 func (s *Store) InTx(ctx context.Context, fn func(tx steward.Store) error) error {
 	if s.tx != nil {
 		return fn(s)
