@@ -173,9 +173,68 @@ func TestIntakeTouchesLastSeen(t *testing.T) {
 		t.Fatal(err)
 	}
 	cancel()
-	<-done // the touch follows the batch on the writer's goroutine
+	<-done // Run returns once the last-seen times handed over are written
 	d, err := st.GetDevice(ctx, "t1", "d-1")
 	if err != nil || d.Presence.LastSeen.Before(now) {
 		t.Fatalf("last seen %v (err %v), want at or after %v", d.Presence.LastSeen, err, now)
+	}
+}
+
+// slowTouch is a store whose TouchDevices waits until release is closed:
+// the devices table's writer busy for a long while, as the rollup job can
+// keep it on SQLite.
+type slowTouch struct {
+	steward.Store
+	entered chan struct{} // closed by the first call
+	release chan struct{}
+	once    sync.Once
+}
+
+func (s *slowTouch) TouchDevices(ctx context.Context, seen []steward.DeviceSeen) error {
+	s.once.Do(func() { close(s.entered) })
+	<-s.release
+	return s.Store.TouchDevices(ctx, seen)
+}
+
+// TestIntakeDoesNotWaitForLastSeen holds the write of last-seen times and
+// checks that the next batch is written and acknowledged meanwhile, and
+// that every device's last-seen time is written once the store is free.
+func TestIntakeDoesNotWaitForLastSeen(t *testing.T) {
+	t.Parallel()
+	base := openStore(t)
+	ctx := context.Background()
+	now := time.Now().UTC()
+	must(t, base.CreateTenant(ctx, steward.Tenant{ID: "t1", Name: "T1", CreatedAt: now}))
+	for _, id := range []string{"d-1", "d-2"} {
+		must(t, base.CreateDevice(ctx, steward.Device{ID: id, TenantID: "t1", State: steward.StateActive, CreatedAt: now, UpdatedAt: now, StateChangedAt: now}))
+	}
+	st := &slowTouch{Store: base, entered: make(chan struct{}), release: make(chan struct{})}
+	bus := inproc.New(slog.New(slog.DiscardHandler))
+	in := New(Config{Store: st, Clock: steward.SystemClock{}, Logger: slog.New(slog.DiscardHandler)}, bus)
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { in.Run(rctx); close(done) }()
+	publish := func(device string) {
+		t.Helper()
+		acked := make(chan error, 1)
+		bus.PublishInbound(ctx, steward.DeviceMessage{TenantID: "t1", DeviceID: device, Channel: steward.ChannelTelemetry, Payload: []byte(`{"metrics":{"cpu":1}}`)}, func(err error) { acked <- err })
+		select {
+		case err := <-acked:
+			must(t, err)
+		case <-time.After(time.Minute): // a deadlock detector, not a timing
+			t.Fatalf("the message of %s was not acknowledged while last-seen was being written", device)
+		}
+	}
+	publish("d-1")
+	<-st.entered // the last-seen write of d-1 is held
+	publish("d-2")
+	close(st.release)
+	cancel()
+	<-done
+	for _, id := range []string{"d-1", "d-2"} {
+		d, err := base.GetDevice(ctx, "t1", id)
+		if err != nil || d.Presence.LastSeen.Before(now) {
+			t.Fatalf("%s: last seen %v (err %v), want at or after %v", id, d.Presence.LastSeen, err, now)
+		}
 	}
 }
