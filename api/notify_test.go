@@ -1,6 +1,7 @@
 package api
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -140,6 +141,37 @@ func TestNotificationChannelsInvalid(t *testing.T) {
 	e.must(t, http.StatusCreated, "POST", base, e.system, ChannelRequest{Name: "x", Kind: steward.ChannelWebhook,
 		Webhook: &steward.WebhookConfig{URL: "https://example.com/"}}).decode(t, &ch)
 	e.must(t, http.StatusServiceUnavailable, "POST", base+"/"+ch.ID+"/test", e.system, nil).problem(t)
+}
+
+// TestNotificationChannelNameTooLong refuses webhook channels whose name is
+// longer than steward.MaxChannelNameLen, and creates none of them.
+func TestNotificationChannelNameTooLong(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const base = "/api/v1/notification-channels"
+	hook := &steward.WebhookConfig{URL: "https://example.com/hook"}
+	e.must(t, http.StatusCreated, "POST", base, e.system, ChannelRequest{Name: "ops", Kind: steward.ChannelWebhook, Webhook: hook})
+	before := e.snapshot(t, e.system, base)
+
+	for _, tc := range []struct{ name, channel string }{
+		{"one over the limit", strings.Repeat("n", steward.MaxChannelNameLen+1)},
+		{"an existing name made long", "ops" + strings.Repeat(" ops", 40)},
+		{"64 KiB", strings.Repeat("n", 64<<10)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := e.call(t, "POST", base, e.system, ChannelRequest{Name: tc.channel, Kind: steward.ChannelWebhook, Webhook: hook})
+			wantInvalid(t, r, "channel name", fmt.Sprintf("1 to %d bytes", steward.MaxChannelNameLen))
+		})
+	}
+	e.sameAs(t, e.system, before, base)
+
+	// The limit itself is a name a channel may have.
+	var ch Channel
+	e.must(t, http.StatusCreated, "POST", base, e.system, ChannelRequest{Name: strings.Repeat("n", steward.MaxChannelNameLen),
+		Kind: steward.ChannelWebhook, Webhook: hook}).decode(t, &ch)
+	if len(ch.Name) != steward.MaxChannelNameLen {
+		t.Fatalf("created %+v", ch)
+	}
 }
 
 func TestSilences(t *testing.T) {
