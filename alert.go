@@ -88,7 +88,7 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil {
-		return Errorf(CodeInvalid, "duration %q: want text such as \"5m\" or \"90s\"", s)
+		return Errorf(CodeInvalid, "duration %q: want text such as \"5m\" or \"90s\"", Truncate(s, 64))
 	}
 	*d = Duration(v)
 	return nil

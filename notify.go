@@ -72,7 +72,7 @@ func (c *NotificationChannel) Validate() error {
 	case c.ID == "" || c.TenantID == "":
 		return Errorf(CodeInvalid, "a notification channel needs an ID and a tenant")
 	case strings.TrimSpace(c.Name) == "" || len(c.Name) > MaxChannelNameLen || strings.TrimSpace(c.Name) != c.Name:
-		return Errorf(CodeInvalid, "channel name %q: use 1 to %d characters without surrounding spaces", c.Name, MaxChannelNameLen)
+		return Errorf(CodeInvalid, "channel name %q: use 1 to %d bytes of UTF-8 without surrounding spaces", Truncate(c.Name, 64), MaxChannelNameLen)
 	case c.CreatedAt.IsZero():
 		return Errorf(CodeInvalid, "a notification channel needs its creation time")
 	}

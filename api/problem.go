@@ -160,6 +160,12 @@ func bodyError(err error) error {
 		// encoding/json has no error type for unknown fields.
 		return steward.Errorf(steward.CodeInvalid, "unknown field %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
 	default:
+		// A field's own decoding (steward.Duration and the like) says
+		// what is wrong with it in terms meant for the client.
+		var se *steward.Error
+		if errors.As(err, &se) && se.Code == steward.CodeInvalid {
+			return se
+		}
 		return steward.WrapError(steward.CodeInvalid, err, "request body cannot be read as JSON")
 	}
 }

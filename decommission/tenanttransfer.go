@@ -227,8 +227,11 @@ func (s *Service) ListIncomingTransfers(ctx context.Context, tenantID string) ([
 // changes nothing.
 func (s *Service) AcceptTransfer(ctx context.Context, tenantID, code, actor string) (steward.TransferAcceptance, error) {
 	code = strings.TrimSpace(code)
-	if code == "" || len(code) > 128 {
+	switch {
+	case code == "":
 		return steward.TransferAcceptance{}, steward.Errorf(steward.CodeInvalid, "accepting a transfer needs its code")
+	case len(code) > 128:
+		return steward.TransferAcceptance{}, steward.Errorf(steward.CodeInvalid, "a transfer code is at most 128 characters; this one has %d", len(code))
 	}
 	tr, err := s.cfg.Store.DeviceTransferByCode(ctx, codeHash(code))
 	if err != nil {
