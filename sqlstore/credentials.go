@@ -333,11 +333,11 @@ var deviceDataTables = []string{"samples", "samples_recent", "metric_latest", "s
 // device is marked purged in the same transaction.
 func (s *Store) EraseDeviceData(ctx context.Context, tenantID, deviceID string) (int64, error) {
 	var total int64
-	err := s.withTelemetryDeleted(ctx, tenantID, deviceID, func(deleted map[string]int64) error {
+	err := s.withTelemetryDeleted(ctx, tenantID, deviceID, func(tx *Store, deleted map[string]int64) error {
 		for _, n := range deleted {
 			total += n
 		}
-		return s.eraseDeviceData(ctx, tenantID, deviceID, &total)
+		return tx.eraseDeviceData(ctx, tenantID, deviceID, &total)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("erase data of device %s: %w", deviceID, err)

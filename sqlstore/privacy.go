@@ -149,13 +149,13 @@ func (s *Store) EraseDevice(ctx context.Context, t steward.DeviceTombstone) (ste
 		return t, invalid("an erasure needs a tenant, a device and its time")
 	}
 	t.Erased = map[string]int{}
-	err := s.withTelemetryDeleted(ctx, t.TenantID, t.DeviceID, func(deleted map[string]int64) error {
+	err := s.withTelemetryDeleted(ctx, t.TenantID, t.DeviceID, func(tx *Store, deleted map[string]int64) error {
 		for table, n := range deleted {
 			if n > 0 {
 				t.Erased[erasedAs(table)] += int(n)
 			}
 		}
-		return s.eraseDevice(ctx, &t)
+		return tx.eraseDevice(ctx, &t)
 	})
 	t.ErasedAt = ts(t.ErasedAt)
 	return t, err

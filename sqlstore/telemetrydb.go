@@ -4,6 +4,8 @@ import (
 	"context"
 	"slices"
 	"sync"
+
+	"github.com/steward-iot/steward"
 )
 
 // TelemetrySchema is the name under which the store's connections see the
@@ -35,44 +37,57 @@ func (s *Store) telemetryDeviceTables(ctx context.Context) ([]deviceTable, error
 // telemetry database's tables that belong to a device (deviceID set) or to
 // a whole tenant, and returns how many each table lost. It does nothing
 // unless the telemetry tables are a database of their own: otherwise the
-// caller's transaction deletes them with the rest.
-//
-// Those deletes cannot join the caller's transaction, so the callers
-// (erasure, tenant deletion) delete here first, then the rest in their
-// transaction, then here again: a failure between leaves the device or
-// tenant in place for the operation to be tried again, and the second
-// pass takes what the intake wrote meanwhile. Nothing can be moved back:
-// the rollup's move reads samples_recent in a transaction of the main
-// writer, which the caller's transaction waits for or follows.
+// caller's transaction deletes them with the rest. A tenant's rows go in
+// chunks of telemetryDeleteDevices devices, each its own statement, so that
+// the intake's batches get the writer (and the latest values' cache) in
+// between.
 func (s *Store) deleteTelemetry(ctx context.Context, tenantID, deviceID string) (map[string]int64, error) {
 	tables, err := s.telemetryDeviceTables(ctx)
 	if err != nil || len(tables) == 0 {
 		return nil, err
 	}
-	// No batch may merge into the cached rows of what is deleted here.
-	s.shared.latest.mu.Lock()
-	defer s.shared.latest.mu.Unlock()
-	s.shared.latest.forget(tenantID, deviceID)
 	out := map[string]int64{}
 	for _, t := range tables {
-		where, args := byDevice(t, tenantID, deviceID)
+		q, args := byDevice(t, tenantID, deviceID)
+		q = `DELETE FROM ` + quoteIdent(t.name) + q
 		if deviceID == "" {
 			if !t.tenant {
 				continue
 			}
-			where, args = ` WHERE tenant_id = ?`, []any{tenantID}
+			q = `DELETE FROM ` + quoteIdent(t.name) + ` WHERE (tenant_id, device_id) IN
+				(SELECT tenant_id, device_id FROM ` + quoteIdent(t.name) + ` WHERE tenant_id = ? LIMIT ?)`
+			args = []any{tenantID, telemetryDeleteDevices}
 		}
-		res, err := s.twdb.ExecContext(ctx, s.q(`DELETE FROM `+quoteIdent(t.name)+where), args...)
-		if err != nil {
-			return out, s.fail(err, "delete from %s", t.name)
+		for {
+			n, err := s.deleteTelemetryChunk(ctx, tenantID, deviceID, q, args...)
+			out[t.name] += n
+			if err != nil {
+				return out, s.fail(err, "delete from %s", t.name)
+			}
+			if deviceID != "" || n == 0 {
+				break
+			}
 		}
-		n, err := affected(res)
-		if err != nil {
-			return out, s.fail(err, "delete from %s", t.name)
-		}
-		out[t.name] += n
 	}
 	return out, nil
+}
+
+// telemetryDeleteDevices is how many devices' rows one statement of a
+// tenant's deletion takes from a telemetry table.
+const telemetryDeleteDevices = 1000
+
+// deleteTelemetryChunk runs one delete of deleteTelemetry under the latest
+// values' cache lock, forgetting what it deletes: no batch may merge into
+// cached rows of what is gone.
+func (s *Store) deleteTelemetryChunk(ctx context.Context, tenantID, deviceID, q string, args ...any) (int64, error) {
+	s.shared.latest.mu.Lock()
+	defer s.shared.latest.mu.Unlock()
+	s.shared.latest.forget(tenantID, deviceID)
+	res, err := s.twdb.ExecContext(ctx, s.q(q), args...)
+	if err != nil {
+		return 0, err
+	}
+	return affected(res)
 }
 
 // notTelemetry drops the telemetry database's tables from tables, when it
@@ -84,25 +99,37 @@ func (s *Store) notTelemetry(tables []string) []string {
 	return slices.DeleteFunc(tables, func(t string) bool { return slices.Contains(TelemetryTables, t) })
 }
 
-// withTelemetryDeleted runs fn, which deletes the rest of a device's or
-// tenant's rows in a transaction of the main writer, between two passes of
-// deleteTelemetry (see there). fn gets what the first pass deleted, per
-// table; the second pass's deletes, made after fn's commit, are logged.
-func (s *Store) withTelemetryDeleted(ctx context.Context, tenantID, deviceID string, fn func(deleted map[string]int64) error) error {
+// withTelemetryDeleted deletes a device's or a tenant's rows from the
+// telemetry database and runs fn, which deletes the rest of them, in one
+// transaction of the main writer; fn gets what was deleted here, per table.
+//
+// Those deletes cannot join fn's transaction, so they come in two passes:
+// one before it (a failure of fn then leaves the device or tenant in place
+// for the operation to be tried again), and one inside it, just before its
+// commit, for what the intake wrote meanwhile. Inside it, because the
+// transaction holds the main writer: the rollup's move, which copies
+// samples_recent into samples, cannot run between the second pass and the
+// commit, so nothing deleted here is copied back. Readings that arrive
+// after the second pass, until the commit (a few milliseconds), are not
+// deleted.
+func (s *Store) withTelemetryDeleted(ctx context.Context, tenantID, deviceID string, fn func(tx *Store, deleted map[string]int64) error) error {
 	deleted, err := s.deleteTelemetry(ctx, tenantID, deviceID)
 	if err != nil {
 		return err
 	}
-	if err := fn(deleted); err != nil {
-		return err
-	}
-	late, err := s.deleteTelemetry(ctx, tenantID, deviceID)
-	for table, n := range late {
-		if n > 0 {
-			s.log.Info("telemetry written during a deletion deleted after it", "tenant", tenantID, "device", deviceID, "table", table, "rows", n)
+	return s.InTx(ctx, func(st steward.Store) error {
+		tx := st.(*Store)
+		if err := fn(tx, deleted); err != nil {
+			return err
 		}
-	}
-	return err
+		late, err := s.deleteTelemetry(ctx, tenantID, deviceID)
+		for table, n := range late {
+			if n > 0 {
+				s.log.Info("telemetry written during a deletion deleted before its commit", "tenant", tenantID, "device", deviceID, "table", table, "rows", n)
+			}
+		}
+		return err
+	})
 }
 
 // snapGate orders the readers' snapshots against the rollup's move, where

@@ -117,7 +117,7 @@ func (s *Store) DeleteTenant(ctx context.Context, id string) error {
 	if id == "" {
 		return invalid("tenant id is required")
 	}
-	return s.withTelemetryDeleted(ctx, id, "", func(map[string]int64) error { return s.deleteTenant(ctx, id) })
+	return s.withTelemetryDeleted(ctx, id, "", func(tx *Store, _ map[string]int64) error { return tx.deleteTenant(ctx, id) })
 }
 
 // deleteTenant is DeleteTenant's transaction.
