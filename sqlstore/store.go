@@ -60,6 +60,9 @@ type shared struct {
 	// moveHook, when set (by tests), runs in each transaction of the
 	// rollup's move after its INSERT.
 	moveHook func(context.Context)
+	// deleteHook, when set (by tests), runs between the first pass of
+	// withTelemetryDeleted and its transaction.
+	deleteHook func(context.Context)
 	// latest caches the rows of metric_latest, with a telemetry writer of
 	// its own (see latestCache); nil otherwise.
 	latest  *latestCache

@@ -117,6 +117,9 @@ func (s *Store) withTelemetryDeleted(ctx context.Context, tenantID, deviceID str
 	if err != nil {
 		return err
 	}
+	if s.shared.deleteHook != nil {
+		s.shared.deleteHook(ctx)
+	}
 	return s.InTx(ctx, func(st steward.Store) error {
 		tx := st.(*Store)
 		if err := fn(tx, deleted); err != nil {

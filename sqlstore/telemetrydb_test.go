@@ -87,3 +87,54 @@ func TestMoveLeavesWritesMadeDuringIt(t *testing.T) {
 		t.Errorf("cpu's minute after the late reading: %+v, want one bucket of 2 samples summing to 3", rollups)
 	}
 }
+
+// TestErasureTakesWritesMadeDuringIt has the intake write a device's
+// reading while its data is being erased (after the first pass over the
+// telemetry database, before the erasure's transaction): the second pass
+// deletes it, and no move afterwards brings it back into samples.
+func TestErasureTakesWritesMadeDuringIt(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	s, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "steward.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	at := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	if err := s.CreateTenant(ctx, steward.Tenant{ID: "acme", Name: "Acme", CreatedAt: at}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateDevice(ctx, steward.Device{ID: "d-1", TenantID: "acme", State: steward.StateActive, CreatedAt: at, UpdatedAt: at, StateChangedAt: at}); err != nil {
+		t.Fatal(err)
+	}
+	sample := func(v float64, when time.Time) steward.Sample {
+		return steward.Sample{TenantID: "acme", DeviceID: "d-1", Metric: "cpu", Value: v, At: when}
+	}
+	if err := s.WriteSamples(ctx, []steward.Sample{sample(1, at)}); err != nil {
+		t.Fatal(err)
+	}
+	var during error
+	sqlstore.SetDeleteHook(s, func(ctx context.Context) {
+		during = s.WriteSamples(ctx, []steward.Sample{sample(2, at.Add(time.Second))})
+	})
+	if _, err := s.EraseDeviceData(ctx, "acme", "d-1"); err != nil {
+		t.Fatal(err)
+	}
+	if during != nil {
+		t.Fatal(during)
+	}
+	if err := s.RollupSamples(ctx, at, at.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.ListSamples(ctx, "acme", "d-1", "cpu", at, time.Time{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	latest, err := s.LatestSamples(ctx, "acme", "d-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 0 || len(latest) != 0 {
+		t.Fatalf("after the erasure: samples %+v, latest %+v; want none", got, latest)
+	}
+}
