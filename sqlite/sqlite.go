@@ -69,10 +69,6 @@ func Dialect() *sqlstore.Dialect {
 			c := code(err) & 0xff // the primary code of an extended one
 			return c == sqlite3.SQLITE_BUSY || c == sqlite3.SQLITE_LOCKED
 		},
-		// No lock needed: the write connection begins every transaction
-		// with BEGIN IMMEDIATE, which already excludes any other writer,
-		// in this process or another.
-		OneWriter: true,
 	}
 }
 

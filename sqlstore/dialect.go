@@ -55,12 +55,6 @@ type Dialect struct {
 	// the earlier read. SQLite needs none: its write transactions already
 	// exclude each other.
 	LockRollups string
-	// OneWriter says write transactions exclude each other and every
-	// other writer (SQLite): no row is committed by anyone else while one
-	// runs, so a statement of it sees the rows the previous ones saw. The
-	// rollup job's move then deletes the moved samples by time alone,
-	// without looking each one up in samples.
-	OneWriter bool
 	// ForUpdate, when set, is appended to a SELECT of rows the
 	// transaction will write from what it read (" FOR UPDATE" on
 	// PostgreSQL), so that no other writer changes them in between. SQLite

@@ -220,11 +220,10 @@ func (s *Store) SetMoveChunk(n int) {
 // metrics' values and takes the others, as WriteSamples keeps the first.
 // The readings moved are deleted from samples_recent only where samples
 // now holds each of their metrics, so a sample committed during the move
-// (PostgreSQL) stays for the next one instead of being lost; with one
-// writer (Dialect.OneWriter) none can be, and they are deleted by time
-// alone; where the telemetry tables have a writer of their own (SQLite),
-// by their batch number, after the commit (deleteMoved). It returns how
-// many readings it moved.
+// (PostgreSQL) stays for the next one instead of being lost; where the
+// telemetry tables have a writer of their own (SQLite), by their batch
+// number, after the commit (deleteMoved). It returns how many readings it
+// moved.
 func (s *Store) moveRecent(ctx context.Context, to time.Time) (int64, error) {
 	chunk := cmp.Or(s.shared.moveChunk.Load(), DefaultMoveChunk)
 	var moved int64
@@ -268,16 +267,12 @@ func (s *Store) moveRecent(ctx context.Context, to time.Time) (int64, error) {
 			if batch >= 0 {
 				return nil // deleted below, once this is committed
 			}
-			del := `DELETE FROM samples_recent WHERE at < ?`
-			if !s.d.OneWriter {
-				// Only readings whose every metric samples now holds: one
-				// that took a metric during the move stays for the next.
-				del += ` AND EXISTS (SELECT 1 FROM samples o
+			// Only readings whose every metric samples now holds: one that
+			// took a metric during the move stays for the next.
+			_, err = tx.exec(ctx, `DELETE FROM samples_recent WHERE at < ? AND EXISTS (SELECT 1 FROM samples o
 				WHERE o.tenant_id = samples_recent.tenant_id AND o.device_id = samples_recent.device_id AND o.at = samples_recent.at
-					AND NOT EXISTS (SELECT 1 FROM ` + s.d.EachMetric("samples_recent.metrics", "k") + `
-						WHERE NOT EXISTS (SELECT 1 FROM ` + s.d.EachMetric("o.metrics", "l") + ` WHERE l.key = k.key)))`
-			}
-			_, err = tx.exec(ctx, del, ts(end))
+					AND NOT EXISTS (SELECT 1 FROM `+s.d.EachMetric("samples_recent.metrics", "k")+`
+						WHERE NOT EXISTS (SELECT 1 FROM `+s.d.EachMetric("o.metrics", "l")+` WHERE l.key = k.key)))`, ts(end))
 			return s.fail(err, "delete moved samples")
 		})
 		moved += n

@@ -2,14 +2,21 @@ package sqlstore_test
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/steward-iot/steward"
-	"github.com/steward-iot/steward/sqlite"
+	"github.com/steward-iot/steward/internal/teststores"
 	"github.com/steward-iot/steward/sqlstore"
 )
+
+// at is the time the tests' samples start from.
+var at = time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+
+// sample is a sample of device d-1 of tenant acme.
+func sample(metric string, v float64, when time.Time) steward.Sample {
+	return steward.Sample{TenantID: "acme", DeviceID: "d-1", Metric: metric, Value: v, At: when}
+}
 
 // TestMoveLeavesWritesMadeDuringIt runs the rollup's move on SQLite, whose
 // telemetry tables have a writer of their own, and has the intake write
@@ -20,15 +27,7 @@ import (
 func TestMoveLeavesWritesMadeDuringIt(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	s, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "steward.db"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	at := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
-	sample := func(metric string, v float64, when time.Time) steward.Sample {
-		return steward.Sample{TenantID: "acme", DeviceID: "d-1", Metric: metric, Value: v, At: when}
-	}
+	s := teststores.SQLite(t)
 	if err := s.WriteSamples(ctx, []steward.Sample{sample("cpu", 1, at)}); err != nil {
 		t.Fatal(err)
 	}
@@ -95,27 +94,19 @@ func TestMoveLeavesWritesMadeDuringIt(t *testing.T) {
 func TestErasureTakesWritesMadeDuringIt(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	s, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "steward.db"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	at := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	s := teststores.SQLite(t)
 	if err := s.CreateTenant(ctx, steward.Tenant{ID: "acme", Name: "Acme", CreatedAt: at}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.CreateDevice(ctx, steward.Device{ID: "d-1", TenantID: "acme", State: steward.StateActive, CreatedAt: at, UpdatedAt: at, StateChangedAt: at}); err != nil {
 		t.Fatal(err)
 	}
-	sample := func(v float64, when time.Time) steward.Sample {
-		return steward.Sample{TenantID: "acme", DeviceID: "d-1", Metric: "cpu", Value: v, At: when}
-	}
-	if err := s.WriteSamples(ctx, []steward.Sample{sample(1, at)}); err != nil {
+	if err := s.WriteSamples(ctx, []steward.Sample{sample("cpu", 1, at)}); err != nil {
 		t.Fatal(err)
 	}
 	var during error
 	sqlstore.SetDeleteHook(s, func(ctx context.Context) {
-		during = s.WriteSamples(ctx, []steward.Sample{sample(2, at.Add(time.Second))})
+		during = s.WriteSamples(ctx, []steward.Sample{sample("cpu", 2, at.Add(time.Second))})
 	})
 	if _, err := s.EraseDeviceData(ctx, "acme", "d-1"); err != nil {
 		t.Fatal(err)
